@@ -1,0 +1,1 @@
+"""Microphone, SpeechGate, Speaker: audio at the device edge."""

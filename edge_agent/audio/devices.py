@@ -1,0 +1,89 @@
+"""PortAudio device enumeration and selection by name substring, index or "default"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edge_agent.audio.quiet import silence_audio_libraries
+
+Direction = Literal["input", "output"]
+
+
+class DeviceNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AudioDevice:
+    index: int
+    name: str
+    inputs: int
+    outputs: int
+    default_rate: int
+    host_api: str
+
+    def channels(self, direction: Direction) -> int:
+        return self.inputs if direction == "input" else self.outputs
+
+
+def open_portaudio() -> Any:
+    """A PyAudio instance with the ALSA/JACK start-up noise silenced."""
+    silence_audio_libraries()
+    import pyaudio
+
+    return pyaudio.PyAudio()
+
+
+def list_devices(pa: Any) -> list[AudioDevice]:
+    devices = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        api = pa.get_host_api_info_by_index(info["hostApi"])["name"]
+        devices.append(
+            AudioDevice(
+                index=index,
+                name=str(info["name"]),
+                inputs=int(info["maxInputChannels"]),
+                outputs=int(info["maxOutputChannels"]),
+                default_rate=int(info["defaultSampleRate"]),
+                host_api=str(api),
+            )
+        )
+    return devices
+
+
+def default_device_index(pa: Any, direction: Direction) -> int | None:
+    try:
+        info = (
+            pa.get_default_input_device_info()
+            if direction == "input"
+            else pa.get_default_output_device_info()
+        )
+    except OSError:
+        return None
+    return int(info["index"])
+
+
+def select_device(
+    devices: list[AudioDevice], spec: str, direction: Direction, default_index: int | None
+) -> AudioDevice:
+    """`spec` is "default", an index, or a case-insensitive substring of the device name."""
+    usable = [d for d in devices if d.channels(direction) > 0]
+    spec = spec.strip()
+    if spec.lower() == "default":
+        chosen = [d for d in usable if d.index == default_index] or [
+            d for d in usable if d.name.lower() == "default"
+        ]
+    elif spec.isdigit():
+        chosen = [d for d in usable if d.index == int(spec)]
+    else:
+        exact = [d for d in usable if d.name.lower() == spec.lower()]
+        chosen = exact or [d for d in usable if spec.lower() in d.name.lower()]
+    if not chosen:
+        names = ", ".join(f"{d.index}: {d.name}" for d in usable) or "none"
+        raise DeviceNotFound(
+            f"no audio {direction} device matches {spec!r} (available: {names}); "
+            "see `edge-agent devices`"
+        )
+    return chosen[0]

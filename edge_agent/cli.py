@@ -1,0 +1,132 @@
+"""`edge-agent run | simulate | emulator | check | devices | token` (see CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import tomli_w
+
+from edge_agent import __version__
+from edge_agent.config import load_config
+from edge_agent.credentials import HOW_TO_SET, find_api_key
+from edge_agent.errors import EXIT_USER_ERROR, UserError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except UserError as exc:
+        print(f"edge-agent: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description="A Raspberry Pi voice agent on the Gemini Live API."
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="validate the config and print it (secrets redacted); opens no device"
+    )
+    check.add_argument("--config", metavar="F", help="config file (TOML)")
+    check.set_defaults(command=cmd_check)
+
+    devices = commands.add_parser(
+        "devices", help="list audio inputs/outputs, cameras and the GPIO pin factory"
+    )
+    devices.set_defaults(command=cmd_devices)
+
+    from edge_agent.emulator.cli import add_emulator_command
+
+    add_emulator_command(commands)
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edge_agent.live.models import compatibility_warnings, effective_api_version
+
+    loaded = load_config(args.config)
+    config = loaded.config
+    key = find_api_key()
+    if config.live.token_command:
+        key_line = "ephemeral tokens from [live] token_command"
+    elif key is not None:
+        key_line = f"from {key.source} (set, not shown)"
+    else:
+        key_line = f"none found: {HOW_TO_SET}"
+    print(f"# config: {loaded.source}")
+    print(f"# api key: {key_line}")
+    print(f"# api version in use: {effective_api_version(config)}")
+    print(tomli_w.dumps(config.model_dump()), end="")
+    for warning in compatibility_warnings(config):
+        print(f"edge-agent: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from edge_agent.audio.devices import (
+        Direction,
+        default_device_index,
+        list_devices,
+        open_portaudio,
+    )
+
+    pa = open_portaudio()
+    try:
+        devices = list_devices(pa)
+        defaults = {
+            "input": default_device_index(pa, "input"),
+            "output": default_device_index(pa, "output"),
+        }
+    finally:
+        pa.terminate()
+    directions: tuple[Direction, ...] = ("input", "output")
+    for direction in directions:
+        print(f"audio {direction}s:")
+        usable = [d for d in devices if d.channels(direction) > 0]
+        for d in usable:
+            mark = "*" if d.index == defaults[direction] else " "
+            print(
+                f" {mark}{d.index:3d}  {d.name}  ({d.channels(direction)} ch, "
+                f"{d.default_rate} Hz, {d.host_api})"
+            )
+        if not usable:
+            print("    none")
+    print("cameras:")
+    video = sorted(glob.glob("/dev/video*"))
+    print(f"    V4L2 devices: {', '.join(video) if video else 'none'}")
+    picamera2 = importlib.util.find_spec("picamera2") is not None
+    status = "installed" if picamera2 else "not installed (apt: python3-picamera2)"
+    print(f"    picamera2: {status}")
+    print(f"gpio pin factory: {_pin_factory_name()}")
+    return 0
+
+
+def _pin_factory_name() -> str:
+    try:
+        from gpiozero import Device
+        from gpiozero.exc import BadPinFactory
+    except ImportError:
+        return "gpiozero not installed"
+    chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
+    try:
+        factory = Device._default_pin_factory()
+    except BadPinFactory:
+        return "none usable (not a Raspberry Pi, or lgpio missing)"
+    name = type(factory).__name__
+    factory.close()
+    return f"{name} (GPIOZERO_PIN_FACTORY={chosen})" if chosen else name

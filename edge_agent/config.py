@@ -1,0 +1,252 @@
+"""The one TOML schema (see CONTRACT.md): plain data, validated with pydantic."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.errors import UserError
+
+SYSTEM_CONFIG = Path("/etc/edge-agent/config.toml")
+DEFAULT_MODEL = "gemini-3.8-live"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LiveConfig(Section):
+    model: str = DEFAULT_MODEL
+    api_version: Literal["v1", "v1beta", "v1alpha"] = "v1beta"
+    endpoint: str = ""
+    ca_file: str = ""
+    token_command: str = ""
+    system_instruction: str = (
+        "You are a helpful voice assistant on a small device. Answer briefly and clearly."
+    )
+    response_modality: Literal["audio", "text"] = "audio"
+    voice: str = ""
+    language: str = ""
+    thinking_budget: int = Field(-1, ge=-1)
+    thinking_level: Literal["", "minimal", "low", "medium", "high"] = ""
+    include_thoughts: bool = False
+    affective_dialog: bool = False
+    proactive_audio: bool = False
+    media_resolution: Literal["low", "medium", "high"] = "low"
+    input_transcription: bool = True
+    output_transcription: bool = True
+    session_resumption: bool = True
+    context_compression: bool = True
+    compression_trigger_tokens: int = Field(25600, gt=0)
+    compression_target_tokens: int = Field(12800, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    ping_interval_s: float = Field(30.0, ge=0)
+    ping_timeout_s: float = Field(60.0, gt=0)
+    max_backoff_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target_below_trigger(self) -> LiveConfig:
+        if self.compression_target_tokens >= self.compression_trigger_tokens:
+            raise ValueError("compression_target_tokens must be below compression_trigger_tokens")
+        return self
+
+
+class ConversationConfig(Section):
+    start: Literal["speech", "button", "always"] = "speech"
+    idle_timeout_s: float = Field(20, gt=0)
+    remember_minutes: float = Field(10, ge=0)
+    chimes: bool = True
+    max_tokens_per_day: int = Field(0, ge=0)
+
+
+class TurnsConfig(Section):
+    mode: Literal["vad", "push_to_talk", "server_vad"] = "vad"
+    start_sensitivity: Literal["high", "low"] = "high"
+    end_sensitivity: Literal["high", "low"] = "high"
+    prefix_padding_ms: int = Field(20, ge=0)
+    silence_duration_ms: int = Field(500, ge=0)
+    activity_handling: Literal["interrupt", "no_interruption"] = "interrupt"
+
+
+class VadConfig(Section):
+    aggressiveness: int = Field(2, ge=0, le=3)
+    frame_ms: Literal[10, 20, 30] = 30
+    preroll_ms: int = Field(300, ge=0, le=5000)
+    hangover_ms: int = Field(600, ge=0)
+    min_speech_ms: int = Field(200, ge=0)
+    max_turn_s: float = Field(30, gt=0)
+
+
+class AudioConfig(Section):
+    input_device: str = "default"
+    output_device: str = "default"
+    input_rate: int = Field(0, ge=0)
+    output_rate: int = Field(0, ge=0)
+    period_ms: int = Field(20, ge=5, le=100)
+    jitter_ms: int = Field(100, ge=0, le=2000)
+    echo: Literal["half_duplex", "none", "system", "aec"] = "half_duplex"
+    echo_tail_ms: int = Field(400, ge=0)
+    volume: float = Field(1.0, ge=0.0, le=4.0)
+
+
+class CameraConfig(Section):
+    source: Literal["none", "picamera2", "opencv", "files"] = "none"
+    device: str = ""
+    path: str = ""
+    fps: float = Field(1.0, gt=0, le=30)
+    width: int = Field(768, ge=16)
+    height: int = Field(768, ge=16)
+    jpeg_quality: int = Field(80, ge=1, le=100)
+    send: Literal["while_talking", "in_conversation", "always", "on_request"] = "while_talking"
+
+
+class GpioConfig(Section):
+    button_pin: int = Field(0, ge=0)
+    button_mode: Literal["hold", "toggle"] = "hold"
+    button_pull_up: bool = True
+    long_press_s: float = Field(2.0, gt=0)
+    poll_ms: int = Field(0, ge=0)
+    led_pin: int = Field(0, ge=0)
+    rgb_pins: list[int] = Field(default_factory=list)
+    ring: Literal["none", "apa102"] = "none"
+    ring_leds: int = Field(12, ge=1)
+    privacy_led_pin: int = Field(0, ge=0)
+    required: bool = False
+
+    @field_validator("rgb_pins")
+    @classmethod
+    def _three_pins(cls, pins: list[int]) -> list[int]:
+        if pins and len(pins) != 3:
+            raise ValueError("expected [] or three pins [r, g, b]")
+        return pins
+
+
+class ToolsConfig(Section):
+    enabled: list[str] = Field(
+        default_factory=lambda: ["get_time", "device_status", "end_conversation"]
+    )
+    google_search: bool = False
+    code_execution: bool = False
+    timeout_s: float = Field(10, gt=0)
+    gpio_outputs: dict[str, int] = Field(default_factory=dict)
+
+
+class ServiceConfig(Section):
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    state_dir: str = "/var/lib/edge-agent"
+
+
+class Config(Section):
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    turns: TurnsConfig = Field(default_factory=TurnsConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    gpio: GpioConfig = Field(default_factory=GpioConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    source: str  # the file it came from, or "packaged default"
+
+
+def packaged_default_text() -> str:
+    return resources.files("edge_agent").joinpath("default.toml").read_text("utf-8")
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """Lookup order: --config, then /etc/edge-agent/config.toml, then the packaged default."""
+    if explicit:
+        return Path(explicit)
+    if SYSTEM_CONFIG.is_file():
+        return SYSTEM_CONFIG
+    return None
+
+
+def load_config(explicit: str | None = None) -> LoadedConfig:
+    path = find_config_file(explicit)
+    if path is None:
+        origin = "packaged default"
+        return LoadedConfig(parse_config(packaged_default_text(), origin), origin)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise UserError(f"config file {path} cannot be read: {exc.strerror}") from None
+    return LoadedConfig(parse_config(text, str(path)), str(path))
+
+
+def parse_config(text: str, origin: str) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{origin}: invalid TOML: {exc}") from None
+    return config_from_dict(data, origin)
+
+
+def config_from_dict(data: dict[str, Any], origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{origin}: {describe_error(exc, data)}") from None
+
+
+def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
+    """The first problem as one line: which key, what is wrong, what is expected."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden":
+        return _unknown_key(loc)
+    value = _lookup(data, loc)
+    where = _where(loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = "expected " + message.removeprefix("Input should be ")
+    if isinstance(value, dict):
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {value!r})"
+
+
+def _unknown_key(loc: list[str]) -> str:
+    *parents, name = loc
+    model: type[BaseModel] = Config
+    for part in parents:
+        field = model.model_fields[part].annotation
+        if not (isinstance(field, type) and issubclass(field, BaseModel)):
+            break
+        model = field
+    valid = list(model.model_fields)
+    what = "section" if not parents else "key"
+    hint = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (valid: {', '.join(valid)})"
+    return f"{_where(loc)}: unknown {what}{suggestion}"
+
+
+def _where(loc: list[str]) -> str:
+    if len(loc) == 1:
+        return f"[{loc[0]}]"
+    return f"[{loc[0]}] {'.'.join(loc[1:])}"
+
+
+def _lookup(data: Any, loc: list[str]) -> Any:
+    for part in loc:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data

@@ -1,0 +1,253 @@
+"""The Live API emulator: wss:// and https:// on one port, faults, log, ephemeral tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+
+from edge_agent.emulator.certs import make_server_context
+from edge_agent.emulator.connection import INVALID_KEY, NO_KEY, Connection
+from edge_agent.emulator.scenario import Scenario
+from edge_agent.emulator.state import Registry
+from edge_agent.emulator.wire import (
+    WireError,
+    encode_for_log,
+    encode_for_wire,
+    parse_client_message,
+)
+
+LIVE_PATH = (
+    r"/{prefix:(?:.*/)?}ws/google.ai.generativelanguage.{version:v1|v1beta|v1alpha}"
+    r".GenerativeService.BidiGenerateContent{constrained:(?:Constrained)?}"
+)
+MAX_CLIENT_FRAME = 8 * 1024 * 1024
+
+
+@dataclass
+class EmulatorOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    cert_dir: Path = Path(".")
+    api_key: str = ""  # "" = any non-empty key
+    reject_models: tuple[str, ...] = ()
+    scenario: Scenario = field(default_factory=Scenario)
+    log_path: Path | None = None
+    goaway_every: float = 0.0
+    goaway_time_left_s: float = 50.0
+    drop_every: float = 0.0
+    latency_ms: int = 0
+    no_setup_complete: bool = False
+    silent_after_goaway: bool = False
+    clock_scale: float = 1.0
+    pace: float = 4.0  # answers stream this many times faster than real time
+
+
+class Emulator:
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self.scenario = options.scenario
+        self.registry = Registry()
+        self.parsed_setups: list[dict[str, Any]] = []
+        self.connections: dict[int, Connection] = {}
+        self._count = 0
+        self._started = time.monotonic()
+        self._log: IO[str] | None = None
+        self._runner: web.AppRunner | None = None
+        self._timers: list[asyncio.Task[None]] = []
+        self.port = options.port
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.options.host}:{self.port}"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.options.cert_dir / "cert.pem"
+
+    async def start(self) -> None:
+        context = make_server_context(self.options.cert_dir)
+        if self.options.log_path is not None:
+            self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
+        app = web.Application()
+        app.router.add_get(LIVE_PATH, self._websocket)
+        app.router.add_post("/{version:v1|v1beta|v1alpha}/auth_tokens", self._auth_tokens)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.host, self.options.port, ssl_context=context)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.options.goaway_every > 0:
+            self._timers.append(asyncio.create_task(self._every(self.options.goaway_every, True)))
+        if self.options.drop_every > 0:
+            self._timers.append(asyncio.create_task(self._every(self.options.drop_every, False)))
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for connection in list(self.connections.values()):
+            await connection.close(1001, "emulator stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._log is not None:
+            self._log.close()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _every(self, period: float, go_away: bool) -> None:
+        while True:
+            await asyncio.sleep(period)
+            for connection in list(self.connections.values()):
+                if connection.session is None:
+                    continue
+                if go_away:
+                    connection._spawn(connection.go_away(self.options.goaway_time_left_s))
+                else:
+                    self.log_event(connection.number, "drop")
+                    connection.drop()
+
+    # ---- HTTP handlers ---------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+        await ws.prepare(request)
+        self._count += 1
+        connection = Connection(self, ws, self._count, request)
+        self.connections[connection.number] = connection
+        try:
+            await connection.serve()
+        except ConnectionError:
+            pass
+        finally:
+            del self.connections[connection.number]
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.close()
+        return ws
+
+    async def _auth_tokens(self, request: web.Request) -> web.Response:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+        if not self._key_ok(key):
+            return _error(401 if key else 403, INVALID_KEY if key else NO_KEY)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "Invalid JSON payload received.")
+        now = datetime.now(UTC)
+        expire = _timestamp(body.get("expireTime")) or now + timedelta(minutes=30)
+        new_session = _timestamp(body.get("newSessionExpireTime")) or now + timedelta(minutes=1)
+        setup = body.get("bidiGenerateContentSetup") or {}
+        if setup:
+            try:
+                setup = parse_client_message(json.dumps({"setup": setup}), "v1alpha")["setup"]
+            except WireError as exc:
+                return _error(400, str(exc))
+        token = self.registry.mint_token(
+            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup
+        )
+        return web.json_response(
+            {
+                "name": token.name,
+                "expireTime": expire.isoformat(),
+                "newSessionExpireTime": new_session.isoformat(),
+                "uses": int(body.get("uses", 1)),
+            }
+        )
+
+    # ---- credentials -----------------------------------------------------------------------
+
+    def _key_ok(self, key: str) -> bool:
+        return bool(key) and (not self.options.api_key or key == self.options.api_key)
+
+    def check_credentials(self, request: web.Request, constrained: bool) -> tuple[int, str] | None:
+        """None when the connection may go on, else the close code and reason."""
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Token ").strip() if auth.startswith("Token ") else ""
+        token = token or request.query.get("access_token", "")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+        if constrained:
+            known = self.registry.tokens.get(token or key)
+            if known is None or time.time() > known.expires:
+                return 1007, INVALID_KEY
+            return None
+        if not key:
+            return 1008, NO_KEY
+        return None if self._key_ok(key) else (1007, INVALID_KEY)
+
+    def apply_token_constraints(
+        self, request: web.Request, setup: dict[str, Any]
+    ) -> dict[str, Any]:
+        auth = request.headers.get("Authorization", "").removeprefix("Token ").strip()
+        name = (
+            auth
+            or request.query.get("access_token", "")
+            or request.headers.get("x-goog-api-key", "")
+        )
+        token = self.registry.tokens[name]
+        resuming = bool(setup.get("sessionResumption", {}).get("handle"))
+        if not resuming:
+            if time.time() > token.new_session_expires:
+                raise WireError("The auth token can no longer start new sessions.", 1008)
+            if token.uses_left == 1:
+                del self.registry.tokens[name]
+            elif token.uses_left > 1:
+                token.uses_left -= 1
+        return {**setup, **token.locked_setup}
+
+    # ---- I/O and log -----------------------------------------------------------------------
+
+    async def send(self, number: int, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        self._write_log(number, "out", encode_for_log(message))
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_bytes(encode_for_wire(message))
+
+    def log_in(self, number: int, message: dict[str, Any]) -> None:
+        self._write_log(number, "in", encode_for_log(message))
+
+    def log_close(self, number: int, code: int, reason: str) -> None:
+        self._write_log(number, "out", {"close": {"code": code, "reason": reason}})
+
+    def log_event(self, number: int, event: str) -> None:
+        self._write_log(number, "out", {"fault": event})
+
+    def _write_log(self, number: int, direction: str, message: Any) -> None:
+        if self._log is None:
+            return
+        entry = {
+            "t": round(time.monotonic() - self._started, 4),
+            "dir": direction,
+            "conn": number,
+            "msg": message,
+        }
+        self._log.write(json.dumps(entry) + "\n")
+
+
+def _error(status: int, message: str) -> web.Response:
+    codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+    return web.json_response(
+        {"error": {"code": status, "message": message, "status": codes.get(status, "UNKNOWN")}},
+        status=status,
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,83 @@
+"""What each known Live model accepts, so `check` can warn before the service refuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.config import Config
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    text_output: bool = True
+    thinking_budget: bool = False
+    thinking_levels: tuple[str, ...] = ()
+    affective_dialog: bool = False
+    proactive_audio: bool = False
+    proactive_always_on: bool = False
+    non_blocking_tools: bool = False
+
+
+KNOWN_MODELS: dict[str, ModelTraits] = {
+    "gemini-3.8-live": ModelTraits(
+        text_output=False, proactive_always_on=True, non_blocking_tools=True
+    ),
+    "gemini-3.8-live-extended-thinking": ModelTraits(
+        text_output=False, thinking_levels=("low", "medium", "high"), non_blocking_tools=True
+    ),
+    "gemini-3.1-flash-live-preview": ModelTraits(
+        text_output=False, thinking_levels=("minimal", "low", "medium", "high")
+    ),
+    "gemini-2.5-flash-native-audio-preview-09-2025": ModelTraits(
+        text_output=False,
+        thinking_budget=True,
+        affective_dialog=True,
+        proactive_audio=True,
+        non_blocking_tools=True,
+    ),
+    "gemini-2.5-flash-native-audio-preview-12-2025": ModelTraits(
+        text_output=False,
+        thinking_budget=True,
+        affective_dialog=True,
+        proactive_audio=True,
+        non_blocking_tools=True,
+    ),
+}
+
+V1ALPHA_REASONS = ("affective_dialog", "proactive_audio", "token_command")
+
+
+def traits(model: str) -> ModelTraits | None:
+    return KNOWN_MODELS.get(model.removeprefix("models/"))
+
+
+def compatibility_warnings(config: Config) -> list[str]:
+    """Options known not to work with the chosen model (unknown models get no warnings)."""
+    live = config.live
+    known = traits(live.model)
+    if known is None:
+        return []
+    name = live.model
+    warnings = []
+    if live.response_modality == "text" and not known.text_output:
+        warnings.append(f'{name} answers with audio only; response_modality = "text" is refused')
+    if live.thinking_budget >= 0 and not known.thinking_budget:
+        warnings.append(f"{name} does not take thinking_budget; leave it at -1")
+    if live.thinking_level and live.thinking_level not in known.thinking_levels:
+        allowed = ", ".join(known.thinking_levels) or "none"
+        warnings.append(f"{name} does not take thinking_level {live.thinking_level!r} ({allowed})")
+    if live.affective_dialog and not known.affective_dialog:
+        warnings.append(f"{name} has no affective dialog")
+    if live.proactive_audio and known.proactive_always_on:
+        warnings.append(f"{name} is always proactive; proactive_audio changes nothing")
+    elif live.proactive_audio and not known.proactive_audio:
+        warnings.append(f"{name} has no proactive audio")
+    return warnings
+
+
+def effective_api_version(config: Config) -> str:
+    """v1alpha when a feature needs it (affective dialog, proactive audio, ephemeral tokens)."""
+    live = config.live
+    if live.affective_dialog or live.proactive_audio or live.token_command:
+        return "v1alpha"
+    return live.api_version
