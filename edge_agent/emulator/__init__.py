@@ -1,5 +1,4 @@
-"""A local Live API server speaking the real wire protocol (the unmodified SDK connects to it)."""
+"""A local Live API server speaking the real wire protocol (the unmodified SDK connects to it).
 
-from edge_agent.emulator.server import Emulator, EmulatorOptions
-
-__all__ = ["Emulator", "EmulatorOptions"]
+`edge_agent.emulator.server.Emulator` is the server; `cli` adds the `emulator` command.
+"""

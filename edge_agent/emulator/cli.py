@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.emulator.scenario import load_scenario
-from edge_agent.emulator.server import Emulator, EmulatorOptions
+if TYPE_CHECKING:
+    from edge_agent.emulator.server import EmulatorOptions
 
 
 def add_emulator_command(commands: Any) -> None:
@@ -66,6 +66,9 @@ def add_emulator_command(commands: Any) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
+    from edge_agent.emulator.scenario import load_scenario
+    from edge_agent.emulator.server import EmulatorOptions
+
     return EmulatorOptions(
         host=args.host,
         port=args.port,
@@ -91,6 +94,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 async def _serve(options: EmulatorOptions) -> None:
+    from edge_agent.emulator.server import Emulator
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

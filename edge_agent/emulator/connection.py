@@ -411,6 +411,7 @@ class Connection:
         for index, piece in enumerate(pieces):
             if spec.interrupt_after_s is not None and played >= spec.interrupt_after_s:
                 await self.send({"serverContent": {"interrupted": True}})
+                await self.send({"serverContent": {"turnComplete": True}})
                 return
             content: dict[str, Any] = {}
             text = " ".join(words[index * per_piece : (index + 1) * per_piece])

@@ -65,7 +65,12 @@ def load_scenario(path: str | None) -> Scenario:
         where = ".".join(str(p) for p in error["loc"])
         raise UserError(f"scenario {path}: {where}: {error['msg']}") from None
     base = Path(path).parent
+    turns = []
     for turn in scenario.turns:
-        if turn.wav and not (base / turn.wav).is_file() and not Path(turn.wav).is_file():
-            raise UserError(f"scenario {path}: wav {turn.wav} not found")
-    return scenario
+        if turn.wav:
+            wav = base / turn.wav  # an absolute turn.wav stays as it is
+            if not wav.is_file():
+                raise UserError(f"scenario {path}: wav {turn.wav} not found")
+            turn = turn.model_copy(update={"wav": str(wav)})
+        turns.append(turn)
+    return Scenario(turns=turns)

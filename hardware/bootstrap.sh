@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs what edge-agent needs on Debian or Raspberry Pi OS 64-bit: system packages and a
+# Python environment in .venv with the package and its dev tools. Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+
+$sudo_cmd apt-get update -qq
+$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    python3 python3-venv python3-dev gcc \
+    portaudio19-dev libasound2-dev alsa-utils \
+    espeak-ng sox jackd2 libasound2-plugins \
+    shellcheck systemd >/dev/null
+
+# On a Pi with a camera, picamera2 comes from apt: keep the system site packages visible.
+venv_flags=""
+if python3 -c "import picamera2" 2>/dev/null; then
+    venv_flags="--system-site-packages"
+fi
+[ -x .venv/bin/python ] || python3 -m venv $venv_flags .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "edge-agent installed in .venv (run .venv/bin/edge-agent --help)"
