@@ -1,0 +1,228 @@
+"""Microphone: PortAudio input (callback mode) or a WAV file -> fixed 16 kHz mono int16 frames.
+
+The PortAudio callback runs on PortAudio's thread; it converts the block (mono, 16 kHz) and hands
+whole frames to the event loop with call_soon_threadsafe. Nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.audio.devices import (
+    DeviceNotFound,
+    default_device_index,
+    list_devices,
+    open_portaudio,
+    select_device,
+)
+from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
+
+log = logging.getLogger(__name__)
+
+FrameSink = Callable[[bytes], None]
+FILE_PREFIX = "file:"
+
+
+def read_wav_16k_mono(path: Path) -> np.ndarray:
+    """A WAV of any rate and channel count as 16 kHz mono int16."""
+    try:
+        with wave.open(str(path)) as wav:
+            if wav.getsampwidth() != 2:
+                raise DeviceNotFound(f"{path}: 16-bit PCM WAV expected")
+            rate, channels = wav.getframerate(), wav.getnchannels()
+            raw = wav.readframes(wav.getnframes())
+    except FileNotFoundError:
+        raise DeviceNotFound(f"input WAV {path} not found") from None
+    except (wave.Error, EOFError) as exc:
+        raise DeviceNotFound(f"{path}: not a WAV file ({exc})") from None
+    mono = to_mono(raw, channels)
+    return Resampler(rate, MODEL_INPUT_RATE).process(mono, last=True)
+
+
+class WavMicrophone:
+    """A WAV file as the microphone; silence after its end. Paced in real time unless driven."""
+
+    def __init__(self, path: Path, frame_ms: int) -> None:
+        self.samples = read_wav_16k_mono(path)
+        self.frame_samples = MODEL_INPUT_RATE * frame_ms // 1000
+        self.position = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / MODEL_INPUT_RATE
+
+    def next_frame(self) -> bytes:
+        frame = self.samples[self.position : self.position + self.frame_samples]
+        self.position += self.frame_samples
+        if len(frame) < self.frame_samples:
+            frame = np.concatenate([frame, np.zeros(self.frame_samples - len(frame), np.int16)])
+        return frame.tobytes()
+
+    def start(self, sink: FrameSink) -> None:
+        self._task = asyncio.create_task(self._paced(sink))
+
+    async def _paced(self, sink: FrameSink) -> None:
+        period = self.frame_samples / MODEL_INPUT_RATE
+        started = time.monotonic()
+        count = 0
+        while True:
+            sink(self.next_frame())
+            count += 1
+            await asyncio.sleep(max(0.0, started + count * period - time.monotonic()))
+
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class Microphone:
+    """A PortAudio input device, re-opened with backoff when it fails or disappears."""
+
+    def __init__(
+        self,
+        device: str,
+        frame_ms: int,
+        rate: int = 0,
+        channels: int = 0,
+        max_seconds: float | None = None,
+    ) -> None:
+        self.device_spec = device
+        self.frame_samples = MODEL_INPUT_RATE * frame_ms // 1000
+        self.requested_rate = rate
+        self.requested_channels = channels
+        self.max_seconds = max_seconds
+        self.overflows = 0
+        self.last_callback = 0.0
+        self.device_name = ""
+        self._pa: Any = None
+        self._stream: Any = None
+        self._sink: FrameSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    def open(self, sink: FrameSink) -> None:
+        """Opens the device now; raises DeviceNotFound or OSError (a missing device at start)."""
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        self._open_stream()
+
+    def start(self, sink: FrameSink) -> None:
+        self.open(sink)
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    def _open_stream(self) -> None:
+        import pyaudio
+
+        self._pa = open_portaudio()
+        try:
+            devices = list_devices(self._pa)
+            chosen = select_device(
+                devices, self.device_spec, "input", default_device_index(self._pa, "input")
+            )
+            rate = self.requested_rate or chosen.default_rate
+            channels = self.requested_channels or self._mono_if_possible(chosen.index, rate)
+            block = max(1, rate * self.frame_samples // MODEL_INPUT_RATE)
+            budget = int(self.max_seconds * rate) if self.max_seconds else None
+            callback = self._make_callback(rate, channels, budget)
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=channels,
+                rate=rate,
+                input=True,
+                input_device_index=chosen.index,
+                frames_per_buffer=block,
+                stream_callback=callback,
+            )
+        except BaseException:
+            self._terminate()
+            raise
+        self.device_name = chosen.name
+        self.last_callback = time.monotonic()
+        log.info("microphone: %s at %d Hz, %d channel(s)", chosen.name, rate, channels)
+
+    def _mono_if_possible(self, index: int, rate: int) -> int:
+        import pyaudio
+
+        try:
+            self._pa.is_format_supported(
+                rate, input_device=index, input_channels=1, input_format=pyaudio.paInt16
+            )
+            return 1
+        except ValueError:
+            return 2
+
+    def _make_callback(self, rate: int, channels: int, budget: int | None) -> Any:
+        import pyaudio
+
+        resampler = Resampler(rate, MODEL_INPUT_RATE)
+        splitter = FrameSplitter(self.frame_samples)
+        loop, sink = self._loop, self._sink
+        assert loop is not None and sink is not None
+        remaining = [budget]
+
+        def callback(data: bytes, count: int, time_info: Any, status: int) -> tuple[None, int]:
+            self.last_callback = time.monotonic()
+            if status & pyaudio.paInputOverflow:
+                self.overflows += 1
+            done = False
+            if remaining[0] is not None:
+                keep = min(count, remaining[0])
+                data, remaining[0] = data[: keep * channels * 2], remaining[0] - keep
+                done = remaining[0] <= 0
+            for frame in splitter.push(resampler.process(to_mono(data, channels), last=done)):
+                loop.call_soon_threadsafe(sink, frame.tobytes())
+            return None, pyaudio.paComplete if done else pyaudio.paContinue
+
+        return callback
+
+    def alive(self) -> bool:
+        """The callback ran recently (the watchdog's view of the audio thread)."""
+        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
+
+    async def _supervise(self) -> None:
+        backoff = 1.0
+        while True:
+            await asyncio.sleep(0.5)
+            if self._stream is not None and self._stream.is_active():
+                backoff = 1.0
+                continue
+            if self.max_seconds is not None:
+                return  # a bounded capture ended by design
+            log.warning("microphone %s stopped; re-opening", self.device_name or self.device_spec)
+            self._terminate()
+            while self._stream is None:
+                try:
+                    self._open_stream()
+                except (DeviceNotFound, OSError) as exc:
+                    log.warning("microphone unavailable (%s); retrying in %.0f s", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+
+    def _terminate(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop_stream()
+                self._stream.close()
+            except OSError:
+                pass
+            self._stream = None
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self._terminate)

@@ -1,0 +1,76 @@
+"""Echo guard: keeps the model's own voice, coming back through the mic, from opening turns.
+
+half_duplex: while the speaker plays (plus echo_tail_ms) the mic may not open a turn, unless
+  the user is clearly louder than the echo heard so far (barge-in by voice still works).
+aec: WebRTC AEC3 (pywebrtc-audio) with the speaker mix as the far end, taken where audio
+  really leaves (the playback pull).
+none / system: frames pass (headsets, XMOS boards, or PipeWire's echo-cancel upstream).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.audio.playback import SampleFifo, Speaker
+from edge_agent.audio.resample import MODEL_INPUT_RATE, Resampler
+
+LOUDER_THAN_ECHO = 4.0  # 12 dB over the echo level counts as a person talking over the reply
+BARGE_IN_FRAMES = 3
+
+
+@dataclass
+class EchoVerdict:
+    frame: bytes
+    suppressed: bool  # True: this frame may not open a turn
+
+
+def rms(frame: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) if len(frame) else 0.0
+
+
+class EchoGuard:
+    def __init__(self, mode: str, speaker: Speaker, tail_ms: int) -> None:
+        self.mode = mode
+        self.speaker = speaker
+        self.tail_ms = tail_ms
+        self._echo_level = 0.0
+        self._loud_frames = 0
+        self._canceller = None
+        if mode == "aec":
+            from pywebrtc_audio import EchoCanceller
+
+            self._canceller = EchoCanceller(sample_rate=MODEL_INPUT_RATE)
+            self._reference = SampleFifo()
+            self._reference_lock = threading.Lock()
+            self._to_16k = Resampler(speaker.device_rate, MODEL_INPUT_RATE)
+            speaker.reference_sink = self._take_reference
+
+    def _take_reference(self, mix: np.ndarray) -> None:
+        reference = self._to_16k.process(mix)
+        with self._reference_lock:
+            self._reference.push(reference)
+            if self._reference.size > MODEL_INPUT_RATE:  # keep at most 1 s of far end
+                self._reference.pop(self._reference.size - MODEL_INPUT_RATE)
+
+    def check(self, frame: bytes) -> EchoVerdict:
+        if self._canceller is not None:
+            near = np.frombuffer(frame, dtype="<i2")
+            with self._reference_lock:
+                far = self._reference.pop(len(near))
+            return EchoVerdict(self._canceller.process(near, far).tobytes(), False)
+        if self.mode != "half_duplex":
+            return EchoVerdict(frame, False)
+        playing = self.speaker.speaking or self.speaker.quiet_ms() < self.tail_ms
+        if not playing:
+            self._loud_frames = 0
+            return EchoVerdict(frame, False)
+        level = rms(np.frombuffer(frame, dtype="<i2"))
+        if level > max(self._echo_level * LOUDER_THAN_ECHO, 300.0):
+            self._loud_frames += 1
+        else:
+            self._loud_frames = 0
+            self._echo_level = 0.9 * self._echo_level + 0.1 * level
+        return EchoVerdict(frame, self._loud_frames < BARGE_IN_FRAMES)

@@ -1,0 +1,290 @@
+"""Speaker: 24 kHz model audio -> device rate, jitter buffer, instant flush, chimes mixed in.
+
+The loop calls play(), end_of_reply(), flush() and chime(); the device (a PortAudio callback,
+a WAV writer, or simulate's virtual clock) calls pull() once per period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.audio.devices import (
+    default_device_index,
+    list_devices,
+    open_portaudio,
+    select_device,
+)
+from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+ReferenceSink = Callable[[np.ndarray], None]
+
+
+class SampleFifo:
+    """int16 samples in arrival order; O(1) appends, reads without re-copying the rest."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._offset = 0
+        self.size = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._chunks.append(samples)
+            self.size += len(samples)
+
+    def pop(self, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.int16)
+        filled = 0
+        while filled < count and self._chunks:
+            head = self._chunks[0]
+            take = min(count - filled, len(head) - self._offset)
+            out[filled : filled + take] = head[self._offset : self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset == len(head):
+                self._chunks.pop(0)
+                self._offset = 0
+        self.size -= filled
+        return out
+
+    def clear(self) -> int:
+        dropped, self.size = self.size, 0
+        self._chunks.clear()
+        self._offset = 0
+        return dropped
+
+
+class Speaker:
+    def __init__(
+        self,
+        device_rate: int,
+        jitter_ms: int = 100,
+        volume: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.device_rate = device_rate
+        self.jitter_samples = device_rate * jitter_ms // 1000
+        self.volume = volume
+        self.clock = clock
+        self.underruns = 0
+        self.first_sample_at: float | None = None  # when the current reply's first sample left
+        self.reference_sink: ReferenceSink | None = None  # echo canceller's far end
+        self._voice = SampleFifo()
+        self._chimes = SampleFifo()
+        self._resampler = Resampler(MODEL_OUTPUT_RATE, device_rate)
+        self._lock = threading.Lock()
+        self._primed = False
+        self._reply_ended = False
+        self._reply_started = False
+        self._quiet_samples = 10**9  # device samples pulled since the last audible one
+
+    # ---- loop side -------------------------------------------------------------------------
+
+    def play(self, pcm24: bytes) -> None:
+        samples = self._resampler.process(np.frombuffer(pcm24, dtype="<i2"))
+        if self.volume != 1.0:
+            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        with self._lock:
+            if not self._reply_started:
+                self._reply_started, self.first_sample_at = True, None
+            self._reply_ended = False
+            self._voice.push(samples)
+
+    def end_of_reply(self) -> None:
+        """The model finished: play out what is buffered even if below the jitter target."""
+        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        self._resampler.reset()
+        with self._lock:
+            self._voice.push(tail)
+            self._reply_ended = True
+            self._reply_started = False
+
+    def flush(self) -> float:
+        """Drops all queued model audio; returns the seconds dropped. Chimes keep playing."""
+        self._resampler.reset()
+        with self._lock:
+            dropped = self._voice.clear()
+            self._primed = False
+            self._reply_ended = False
+            self._reply_started = False
+        return dropped / self.device_rate
+
+    def chime(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._chimes.push(samples)
+
+    @property
+    def buffered_s(self) -> float:
+        return self._voice.size / self.device_rate
+
+    @property
+    def speaking(self) -> bool:
+        """Model audio is queued or still leaving the device."""
+        return self._voice.size > 0 or self._quiet_samples < self.jitter_samples
+
+    def quiet_ms(self) -> float:
+        """Time since the last audible sample left (voice or chime), in device time."""
+        return self._quiet_samples * 1000 / self.device_rate
+
+    # ---- device side -----------------------------------------------------------------------
+
+    def pull(self, count: int) -> np.ndarray:
+        with self._lock:
+            waiting = self._voice.size
+            if (
+                not self._primed
+                and waiting
+                and (waiting >= self.jitter_samples or self._reply_ended)
+            ):
+                self._primed = True
+            voice = np.zeros(count, np.int16)
+            if self._primed:
+                voice = self._voice.pop(count)
+                if self.first_sample_at is None:
+                    self.first_sample_at = self.clock()
+                if waiting < count:
+                    if not self._reply_ended:
+                        self.underruns += 1
+                    self._primed = False
+            chimes = self._chimes.pop(count) if self._chimes.size else None
+        mix = voice
+        if chimes is not None:
+            mix = np.clip(voice.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
+        if np.any(mix):
+            self._quiet_samples = 0
+        else:
+            self._quiet_samples += count
+        if self.reference_sink is not None:
+            self.reference_sink(mix)
+        return mix
+
+
+class PortAudioOutput:
+    """Plays a Speaker on a PortAudio device in callback mode, one period per callback."""
+
+    def __init__(self, device: str, rate: int = 0, channels: int = 0, period_ms: int = 20) -> None:
+        self.device_spec = device
+        self.requested_rate = rate
+        self.requested_channels = channels
+        self.period_ms = period_ms
+        self.device_name = ""
+        self.rate = 0
+        self.last_callback = 0.0
+        self._pa: Any = None
+        self._stream: Any = None
+
+    def probe_rate(self) -> int:
+        """The rate the device will run at (the Speaker resamples to it)."""
+        pa = open_portaudio()
+        try:
+            chosen = select_device(
+                list_devices(pa), self.device_spec, "output", default_device_index(pa, "output")
+            )
+        finally:
+            pa.terminate()
+        return self.requested_rate or chosen.default_rate
+
+    def start(self, speaker: Speaker) -> None:
+        import pyaudio
+
+        self._pa = open_portaudio()
+        try:
+            chosen = select_device(
+                list_devices(self._pa),
+                self.device_spec,
+                "output",
+                default_device_index(self._pa, "output"),
+            )
+            self.rate = speaker.device_rate
+            channels = self.requested_channels or 1
+            period = self.rate * self.period_ms // 1000
+
+            def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+                self.last_callback = time.monotonic()
+                return to_channels(speaker.pull(count), channels).tobytes(), pyaudio.paContinue
+
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=channels,
+                rate=self.rate,
+                output=True,
+                output_device_index=chosen.index,
+                frames_per_buffer=period,
+                stream_callback=callback,
+            )
+        except BaseException:
+            self.close()
+            raise
+        self.device_name = chosen.name
+        self.last_callback = time.monotonic()
+        log.info("speaker: %s at %d Hz, period %d ms", chosen.name, self.rate, self.period_ms)
+
+    def alive(self) -> bool:
+        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop_stream()
+                self._stream.close()
+            except OSError:
+                pass
+            self._stream = None
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None
+
+
+class WavOutput:
+    """Writes a Speaker to a WAV file (16-bit mono at the speaker's rate), paced in real time."""
+
+    def __init__(self, path: Path, period_ms: int = 20) -> None:
+        self.path = path
+        self.period_ms = period_ms
+        self._task: asyncio.Task[None] | None = None
+        self._wav: wave.Wave_write | None = None
+
+    def start(self, speaker: Speaker) -> None:
+        self._wav = open_wav_writer(self.path, speaker.device_rate)
+        self._task = asyncio.create_task(self._run(speaker))
+
+    async def _run(self, speaker: Speaker) -> None:
+        assert self._wav is not None
+        period = speaker.device_rate * self.period_ms // 1000
+        started, count = time.monotonic(), 0
+        while True:
+            self._wav.writeframes(speaker.pull(period).tobytes())
+            count += 1
+            await asyncio.sleep(
+                max(0.0, started + count * self.period_ms / 1000 - time.monotonic())
+            )
+
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+
+
+def open_wav_writer(path: Path, rate: int) -> wave.Wave_write:
+    wav = wave.open(str(path), "wb")  # noqa: SIM115 (closed by its owner)
+    wav.setnchannels(1)
+    wav.setsampwidth(2)
+    wav.setframerate(rate)
+    return wav
