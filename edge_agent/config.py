@@ -81,6 +81,7 @@ class VadConfig(Section):
     hangover_ms: int = Field(600, ge=0)
     min_speech_ms: int = Field(200, ge=0)
     max_turn_s: float = Field(30, gt=0)
+    min_level_dbfs: float = Field(-55.0, ge=-96.0, le=0.0)
 
 
 class AudioConfig(Section):

@@ -111,3 +111,62 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16000, channels: int 
         wav.setframerate(rate)
         wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
     return path
+
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def alsa_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """ALSA PCMs 'mic' (reads $MIC_RAW), 'speaker' (writes $SPK_WAV), 'default'; unpaced."""
+    mic_raw, speaker_wav = tmp_path / "mic.raw", tmp_path / "speaker.wav"
+    mic_raw.write_bytes(b"")
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(HERE / "asound-test.conf"))
+    monkeypatch.setenv("MIC_RAW", str(mic_raw))
+    monkeypatch.setenv("SPK_WAV", str(speaker_wav))
+    return mic_raw, speaker_wav
+
+
+@pytest.fixture
+def jack_clock(alsa_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The same PCMs (mic_rt, spk_rt) paced by a private JACK dummy server (period 256: 128
+    makes PortAudio's ALSA probe fail and hides mic_rt/spk_rt)."""
+    import uuid
+
+    if not shutil.which("jackd"):
+        pytest.skip("jackd2 missing")
+    name = f"edge-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(HERE / "asound-rt.conf"))
+    process = subprocess.Popen(
+        [
+            "jackd",
+            "-n",
+            name,
+            "--no-realtime",
+            "-d",
+            "dummy",
+            "-r",
+            "48000",
+            "-p",
+            "256",
+            "-C",
+            "1",
+            "-P",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        subprocess.run(
+            ["jack_wait", "-w", "-t", "10"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "JACK_DEFAULT_SERVER": name},
+        )
+        yield alsa_files
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -17,8 +17,9 @@ import numpy as np
 from edge_agent.audio.playback import SampleFifo, Speaker
 from edge_agent.audio.resample import MODEL_INPUT_RATE, Resampler
 
-LOUDER_THAN_ECHO = 4.0  # 12 dB over the echo level counts as a person talking over the reply
-BARGE_IN_FRAMES = 3
+LOUDER_THAN_ECHO = 3.0  # 10 dB over the expected echo counts as a person talking over the reply
+BARGE_IN_FRAMES = 3  # loud frames in a row that release the guard
+RELEASE_QUIET_FRAMES = 10  # a released guard closes again after this many frames without them
 
 
 @dataclass
@@ -36,8 +37,10 @@ class EchoGuard:
         self.mode = mode
         self.speaker = speaker
         self.tail_ms = tail_ms
-        self._echo_level = 0.0
+        self._coupling = 1.0  # echo level / output level, learned while the speaker plays
         self._loud_frames = 0
+        self._quiet_frames = 0
+        self._released = False
         self._canceller = None
         if mode == "aec":
             from pywebrtc_audio import EchoCanceller
@@ -65,12 +68,21 @@ class EchoGuard:
             return EchoVerdict(frame, False)
         playing = self.speaker.speaking or self.speaker.quiet_ms() < self.tail_ms
         if not playing:
-            self._loud_frames = 0
+            self._loud_frames, self._released = 0, False
             return EchoVerdict(frame, False)
         level = rms(np.frombuffer(frame, dtype="<i2"))
-        if level > max(self._echo_level * LOUDER_THAN_ECHO, 300.0):
+        expected_echo = self._coupling * self.speaker.output_level
+        if level > LOUDER_THAN_ECHO * expected_echo + 100.0:
             self._loud_frames += 1
+            self._quiet_frames = 0
         else:
             self._loud_frames = 0
-            self._echo_level = 0.9 * self._echo_level + 0.1 * level
-        return EchoVerdict(frame, self._loud_frames < BARGE_IN_FRAMES)
+            self._quiet_frames += 1
+            if self.speaker.output_level > 100.0 and not self._released:
+                ratio = min(1.0, level / self.speaker.output_level)
+                self._coupling = 0.9 * self._coupling + 0.1 * ratio
+        if self._loud_frames >= BARGE_IN_FRAMES:
+            self._released = True
+        elif self._quiet_frames >= RELEASE_QUIET_FRAMES:
+            self._released = False
+        return EchoVerdict(frame, not self._released)

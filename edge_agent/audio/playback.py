@@ -89,6 +89,7 @@ class Speaker:
         self._reply_ended = False
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
+        self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
 
     # ---- loop side -------------------------------------------------------------------------
 
@@ -162,7 +163,11 @@ class Speaker:
         mix = voice
         if chimes is not None:
             mix = np.clip(voice.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
-        if np.any(mix):
+        level = float(np.sqrt(np.mean(mix.astype(np.float32) ** 2))) if count else 0.0
+        self.output_level = max(
+            level, self.output_level * 0.5 ** (count / (0.2 * self.device_rate))
+        )
+        if level:
             self._quiet_samples = 0
         else:
             self._quiet_samples += count

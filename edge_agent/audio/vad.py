@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import webrtcvad
 
 from edge_agent.audio.resample import MODEL_INPUT_RATE
@@ -39,6 +40,7 @@ class SpeechGate:
     def __init__(self, config: VadConfig) -> None:
         self.frame_ms = config.frame_ms
         self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._min_power = (32768 * 10 ** (config.min_level_dbfs / 20)) ** 2
         self._preroll: deque[bytes] = deque(maxlen=max(1, config.preroll_ms // self.frame_ms))
         self._candidate: list[bytes] = []
         self._candidate_voiced = 0
@@ -59,6 +61,10 @@ class SpeechGate:
         return frames * self.frame_ms / 1000
 
     def is_speech(self, frame: bytes) -> bool:
+        """webrtcvad judges spectral shape only; a level floor keeps faint sounds out."""
+        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+        if float(np.mean(samples * samples)) < self._min_power:
+            return False
         return bool(self._vad.is_speech(frame, MODEL_INPUT_RATE))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:

@@ -1,0 +1,267 @@
+"""Audio through real PortAudio/ALSA (file and null PCMs, JACK for pacing) and real webrtcvad."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from edge_agent.audio.capture import Microphone, WavMicrophone
+from edge_agent.audio.chimes import CHIMES, chime
+from edge_agent.audio.devices import DeviceNotFound
+from edge_agent.audio.echo import EchoGuard
+from edge_agent.audio.playback import PortAudioOutput, Speaker
+from edge_agent.audio.resample import Resampler
+from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
+from edge_agent.config import VadConfig
+from edge_agent.emulator.voice import synthesize_speech
+from tests.conftest import write_wav
+
+RATES = [16000, 24000, 44100, 48000]
+
+
+def make_signal(rate: int, seconds: float, channels: int) -> np.ndarray:
+    """Interleaved int16: a chirp on the left, its negative plus an offset tone on the right."""
+    t = np.arange(int(rate * seconds)) / rate
+    left = 8000 * np.sin(2 * np.pi * (200 + 300 * t) * t)
+    if channels == 1:
+        return left.astype(np.int16)
+    right = 4000 * np.sin(2 * np.pi * 330 * t)
+    return np.stack([left, right], axis=1).astype(np.int16).reshape(-1)
+
+
+def expected_16k(signal: np.ndarray, rate: int, channels: int) -> np.ndarray:
+    mono = signal.reshape(-1, channels).mean(axis=1, dtype=np.int32).astype(np.int16)
+    return np.asarray(soxr.resample(mono, rate, 16000), dtype=np.int16)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("rate", RATES)
+async def test_capture_equals_the_input_after_resampling(
+    alsa_files: tuple[Path, Path], rate: int, channels: int
+) -> None:
+    mic_raw, _ = alsa_files
+    signal = make_signal(rate, 1.0, channels)
+    mic_raw.write_bytes(signal.tobytes())
+    frames: list[bytes] = []
+    mic = Microphone("mic", frame_ms=20, rate=rate, channels=channels, max_seconds=1.0)
+    mic.start(frames.append)
+    expected = expected_16k(signal, rate, channels)
+    whole = len(expected) // 320
+    for _ in range(500):
+        if len(frames) >= whole:
+            break
+        await asyncio.sleep(0.01)
+    await mic.close()
+    got = np.frombuffer(b"".join(frames), dtype=np.int16)
+    assert mic.device_name == "mic" and len(frames) >= whole - 1
+    assert all(len(frame) == 640 for frame in frames)
+    n = min(len(got), len(expected)) - 200  # the streaming tail may differ by a few samples
+    assert np.max(np.abs(got[:n].astype(int) - expected[:n])) <= 4
+
+
+def test_wav_microphone_reads_any_rate_and_channels(tmp_path: Path) -> None:
+    signal = make_signal(44100, 0.5, 2)
+    path = write_wav(tmp_path / "in.wav", signal, rate=44100, channels=2)
+    mic = WavMicrophone(path, frame_ms=30)
+    assert abs(mic.duration_s - 0.5) < 0.01
+    got = np.frombuffer(b"".join(mic.next_frame() for _ in range(17)), dtype=np.int16)
+    expected = expected_16k(signal, 44100, 2)
+    assert np.max(np.abs(got[: len(expected)].astype(int) - expected[: len(got)])) <= 2
+    assert not np.any(np.frombuffer(mic.next_frame(), dtype=np.int16))  # silence after the end
+
+
+def test_a_missing_device_is_named(alsa_files: tuple[Path, Path]) -> None:
+    async def open_missing() -> None:
+        Microphone("usb speakerphone", frame_ms=30).open(lambda frame: None)
+
+    with pytest.raises(DeviceNotFound, match="no audio input device matches 'usb speakerphone'"):
+        asyncio.run(open_missing())
+    with pytest.raises(DeviceNotFound, match="not found"):
+        WavMicrophone(Path("/nonexistent.wav"), 30)
+
+
+@pytest.mark.parametrize("rate", RATES)
+async def test_playback_writes_the_expected_wav(alsa_files: tuple[Path, Path], rate: int) -> None:
+    _, speaker_wav = alsa_files
+    reply = synthesize_speech(1.0, seed=3)
+    speaker = Speaker(device_rate=rate, jitter_ms=100)
+    speaker.play(reply)
+    speaker.end_of_reply()
+    output = PortAudioOutput("speaker", rate=rate, period_ms=20)
+    output.start(speaker)
+    for _ in range(1000):
+        if speaker.buffered_s == 0:
+            break
+        await asyncio.sleep(0.001)
+    output.close()
+    with wave.open(str(speaker_wav)) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (rate, 1)
+        written = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    expected = np.asarray(soxr.resample(np.frombuffer(reply, np.int16), 24000, rate), np.int16)
+    start = int(np.argmax(written != 0))
+    got = written[start : start + len(expected)]
+    first = int(np.argmax(expected != 0))
+    assert np.max(np.abs(got[: len(expected) - first].astype(int) - expected[first:])) <= 4
+    assert speaker.underruns == 0
+
+
+def test_jitter_buffer_waits_then_plays_out_the_tail() -> None:
+    speaker = Speaker(device_rate=24000, jitter_ms=100)
+    speaker.play(np.full(1200, 500, np.int16).tobytes())  # 50 ms: below the jitter target
+    assert not np.any(speaker.pull(480))
+    speaker.end_of_reply()
+    assert np.all(speaker.pull(480) == 500)
+    speaker.pull(480)
+    assert np.count_nonzero(speaker.pull(480)) == 240  # the tail, then silence
+    assert speaker.underruns == 0
+    speaker.play(np.full(2400 * 2, 500, np.int16).tobytes())
+    assert np.any(speaker.pull(480))
+    for _ in range(12):
+        speaker.pull(480)  # drains before the reply ended: one underrun, counted, not fatal
+    assert speaker.underruns == 1
+
+
+def test_chimes_are_mixed_and_survive_a_flush() -> None:
+    speaker = Speaker(device_rate=16000, jitter_ms=0)
+    speaker.play(np.full(4000, 1000, np.int16).tobytes())
+    for name in CHIMES:
+        tone = chime(name, 16000)
+        assert 0.1 < len(tone) / 16000 < 0.4 and np.max(np.abs(tone)) < 8000
+    speaker.chime(chime("listening", 16000))
+    assert speaker.flush() > 0
+    played = np.concatenate([speaker.pull(320) for _ in range(10)])
+    assert np.any(played) and np.array_equal(played[:200], chime("listening", 16000)[:200])
+
+
+async def test_flush_lets_at_most_one_period_of_old_audio_out(jack_clock: object) -> None:
+    _, speaker_wav = jack_clock  # type: ignore[misc]
+    rate, period_ms = 48000, 20
+    speaker = Speaker(device_rate=rate, jitter_ms=0)
+    pulls: list[int] = []
+    pulled_total = [0]
+    original_pull = speaker.pull
+
+    def counting_pull(count: int) -> np.ndarray:
+        pulls.append(count)
+        out = original_pull(count)
+        pulled_total[0] += int(np.count_nonzero(out))
+        return out
+
+    speaker.pull = counting_pull  # type: ignore[method-assign]
+    speaker.play(np.full(24000 * 3, 3000, np.int16).tobytes())  # 3 s of "reply"
+    output = PortAudioOutput("spk_rt", rate=rate, period_ms=period_ms)
+    output.start(speaker)
+    await asyncio.sleep(0.4)
+    audible_at_flush = pulled_total[0]
+    speaker.flush()
+    await asyncio.sleep(0.3)
+    output.close()
+    with wave.open(str(speaker_wav)) as wav:
+        written = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    old_after_flush = int(np.count_nonzero(written)) - audible_at_flush
+    period = rate * period_ms // 1000
+    assert 0 <= old_after_flush <= period
+    assert max(pulls) <= period and len(pulls) > 10  # the device pulls at most one period
+
+
+def gate_run(audio: np.ndarray, config: VadConfig | None = None) -> list[tuple[int, object]]:
+    gate = SpeechGate(config or VadConfig())
+    frame = gate.frame_ms * 16
+    events = []
+    for index in range(len(audio) // frame):
+        for event in gate.feed(audio[index * frame : (index + 1) * frame].tobytes()):
+            if not isinstance(event, TurnAudio):
+                events.append((index, event))
+    return events
+
+
+def test_gate_one_turn_per_utterance_with_the_onset_kept(speech: Callable[..., np.ndarray]) -> None:
+    audio = speech("what is the weather like", "tell me a joke", "thank you", gap_s=1.5)
+    events = gate_run(audio)
+    starts = [(i, e) for i, e in events if isinstance(e, TurnStart)]
+    ends = [e for _, e in events if isinstance(e, TurnEnd)]
+    assert len(starts) == 3 and len(ends) == 3
+    loud = np.abs(audio.astype(int)) > 1000
+    onsets = [i for i in range(1, len(loud)) if loud[i] and not loud[max(0, i - 8000) : i].any()]
+    assert len(onsets) == 3
+    for (index, start), onset in zip(starts, onsets, strict=True):
+        assert isinstance(start, TurnStart)
+        first_sample = (index + 1) * 480 - len(start.preroll) // 2
+        assert first_sample <= onset  # the pre-roll reaches back before the first loud sample
+        assert abs(start.speech_start_s - onset / 16000) < 0.15
+    assert all(end.reason == "silence" for end in ends)
+
+
+def test_gate_ignores_silence_clicks_and_noise(speech: Callable[..., np.ndarray]) -> None:
+    assert gate_run(np.zeros(16000 * 3, np.int16)) == []
+    clicks = np.zeros(16000 * 3, np.int16)
+    for at in (8000, 24000, 40000):
+        clicks[at : at + 160] = np.random.default_rng(at).integers(-20000, 20000, 160)
+    assert gate_run(clicks) == []
+    rng = np.random.default_rng(1)
+    noisy = speech("open the door please", "and close it", gap_s=1.5).astype(float)
+    noisy += rng.normal(0, 300, len(noisy))  # a fan in the room, about 20 dB below the voice
+    events = gate_run(noisy.astype(np.int16), VadConfig(aggressiveness=3))
+    assert sum(isinstance(e, TurnStart) for _, e in events) == 2
+
+
+def test_gate_ends_turns_at_the_maximum_length(speech: Callable[..., np.ndarray]) -> None:
+    audio = np.tile(speech("la la la la la la la la la", gap_s=0.05, lead_s=0.1), 3)
+    events = gate_run(audio, VadConfig(max_turn_s=1.0))
+    reasons = [e.reason for _, e in events if isinstance(e, TurnEnd)]
+    assert reasons and reasons[0] == "max_length"
+
+
+def echo_loop(mode: str, user_over_reply: np.ndarray | None = None) -> list[object]:
+    """Plays a reply, feeds it back into the mic (gain 0.5, 40 ms late), returns gate events."""
+    speaker = Speaker(device_rate=16000, jitter_ms=100)
+    guard = EchoGuard(mode, speaker, tail_ms=400)
+    gate = SpeechGate(VadConfig())
+    speaker.play(synthesize_speech(3.0, seed=5))
+    speaker.end_of_reply()
+    delay = np.zeros(640, np.int16)
+    played = []
+    events: list[object] = []
+    for index in range(150):  # 4.5 s of 30 ms frames
+        out = speaker.pull(480)
+        played.append(out)
+        echoed = np.concatenate([delay, out])
+        delay, mic = echoed[480:], echoed[:480]
+        mic = (mic * 0.5).astype(np.int16)
+        if user_over_reply is not None:
+            part = user_over_reply[index * 480 : (index + 1) * 480]
+            mic[: len(part)] = np.clip(mic[: len(part)] + part, -32768, 32767)
+        verdict = guard.check(mic.tobytes())
+        events += [
+            e for e in gate.feed(verdict.frame, verdict.suppressed) if isinstance(e, TurnStart)
+        ]
+    assert np.any(np.concatenate(played))
+    return events
+
+
+def test_without_a_guard_the_echo_opens_turns() -> None:
+    assert echo_loop("none")  # proves the loop below is a real test
+
+
+@pytest.mark.parametrize("mode", ["half_duplex", "aec"])
+def test_the_models_own_voice_opens_no_turn(mode: str) -> None:
+    assert echo_loop(mode) == []
+
+
+def test_half_duplex_still_lets_a_loud_user_barge_in(speech: Callable[..., np.ndarray]) -> None:
+    user = (speech("stop stop stop", lead_s=1.0, gap_s=0.5).astype(int) * 3).clip(-32768, 32767)
+    assert echo_loop("half_duplex", user.astype(np.int16))
+
+
+def test_resampler_streams_in_bursts_without_losing_samples() -> None:
+    resampler = Resampler(48000, 16000)
+    signal = make_signal(48000, 1.0, 1)
+    out = [resampler.process(signal[i : i + 1440]) for i in range(0, len(signal), 1440)]
+    out.append(resampler.process(np.zeros(0, np.int16), last=True))
+    assert sum(len(o) for o in out) == 16000
