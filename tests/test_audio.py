@@ -265,3 +265,35 @@ def test_resampler_streams_in_bursts_without_losing_samples() -> None:
     out = [resampler.process(signal[i : i + 1440]) for i in range(0, len(signal), 1440)]
     out.append(resampler.process(np.zeros(0, np.int16), last=True))
     assert sum(len(o) for o in out) == 16000
+
+
+async def test_a_vanished_microphone_is_reopened_when_it_returns(
+    jack_clock: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import os
+
+    caplog.set_level(logging.INFO)
+    real_config = os.environ["ALSA_CONFIG_PATH"]
+    no_mic = tmp_path / "no-mic.conf"  # PortAudio aborts without a default PCM: keep one
+    no_mic.write_text("pcm.!default { type null }\n")
+    frames: list[bytes] = []
+    mic = Microphone("mic_rt", frame_ms=20, rate=16000)
+    mic.start(frames.append)
+    await asyncio.sleep(0.3)
+    assert frames
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(no_mic))
+    mic._stream.stop_stream()  # the device goes away (USB unplugged)  # type: ignore[union-attr]
+    await asyncio.sleep(1.2)
+    assert "microphone unavailable" in caplog.text and "mic_rt" in caplog.text
+    monkeypatch.setenv("ALSA_CONFIG_PATH", real_config)
+    count = len(frames)
+    for _ in range(60):
+        if len(frames) > count + 5:
+            break
+        await asyncio.sleep(0.1)
+    await mic.close()
+    assert "microphone is back" in caplog.text and len(frames) > count + 5

@@ -19,6 +19,7 @@ import numpy as np
 from edge_agent.audio.devices import (
     DeviceNotFound,
     default_device_index,
+    keep_open,
     list_devices,
     open_portaudio,
     select_device,
@@ -120,7 +121,17 @@ class Microphone:
 
     def start(self, sink: FrameSink) -> None:
         self.open(sink)
-        self._supervisor = asyncio.create_task(self._supervise())
+        if self.max_seconds is None:  # a bounded capture ends by design
+            self._supervisor = asyncio.create_task(
+                keep_open("microphone", self._stream_active, self._reopen)
+            )
+
+    def _stream_active(self) -> bool:
+        return self._stream is not None and bool(self._stream.is_active())
+
+    def _reopen(self) -> None:
+        self._terminate()
+        self._open_stream()
 
     def _open_stream(self) -> None:
         import pyaudio
@@ -190,25 +201,6 @@ class Microphone:
     def alive(self) -> bool:
         """The callback ran recently (the watchdog's view of the audio thread)."""
         return self._stream is not None and time.monotonic() - self.last_callback < 2.0
-
-    async def _supervise(self) -> None:
-        backoff = 1.0
-        while True:
-            await asyncio.sleep(0.5)
-            if self._stream is not None and self._stream.is_active():
-                backoff = 1.0
-                continue
-            if self.max_seconds is not None:
-                return  # a bounded capture ended by design
-            log.warning("microphone %s stopped; re-opening", self.device_name or self.device_spec)
-            self._terminate()
-            while self._stream is None:
-                try:
-                    self._open_stream()
-                except (DeviceNotFound, OSError) as exc:
-                    log.warning("microphone unavailable (%s); retrying in %.0f s", exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
 
     def _terminate(self) -> None:
         if self._stream is not None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge_agent.audio.quiet import silence_audio_libraries
+
+log = logging.getLogger(__name__)
 
 Direction = Literal["input", "output"]
 
@@ -87,3 +92,32 @@ def select_device(
             "see `edge-agent devices`"
         )
     return chosen[0]
+
+
+async def keep_open(
+    name: str,
+    is_healthy: Callable[[], bool],
+    reopen: Callable[[], None],
+    check_every_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+) -> None:
+    """Re-opens a device that stopped (USB unplugged, xrun storm) with capped backoff.
+
+    `reopen` closes what is left, re-scans PortAudio and opens again; it runs off the loop.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(check_every_s)
+        if is_healthy():
+            continue
+        log.warning("%s stopped; re-opening", name)
+        backoff = 1.0
+        while True:
+            try:
+                await loop.run_in_executor(None, reopen)
+                log.info("%s is back", name)
+                break
+            except (DeviceNotFound, OSError) as exc:
+                log.warning("%s unavailable (%s); retrying in %.0f s", name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff_s)

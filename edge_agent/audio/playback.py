@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_agent.audio.devices import (
     default_device_index,
+    keep_open,
     list_devices,
     open_portaudio,
     select_device,
@@ -189,6 +190,8 @@ class PortAudioOutput:
         self.last_callback = 0.0
         self._pa: Any = None
         self._stream: Any = None
+        self._speaker: Speaker | None = None
+        self._supervisor: asyncio.Task[None] | None = None
 
     def probe_rate(self) -> int:
         """The rate the device will run at (the Speaker resamples to it)."""
@@ -201,9 +204,26 @@ class PortAudioOutput:
             pa.terminate()
         return self.requested_rate or chosen.default_rate
 
-    def start(self, speaker: Speaker) -> None:
+    def start(self, speaker: Speaker, supervise: bool = True) -> None:
+        self._speaker = speaker
+        self._open_stream()
+        if supervise:
+            self._supervisor = asyncio.create_task(
+                keep_open("speaker", self._stream_active, self._reopen)
+            )
+
+    def _stream_active(self) -> bool:
+        return self._stream is not None and bool(self._stream.is_active())
+
+    def _reopen(self) -> None:
+        self._terminate()
+        self._open_stream()
+
+    def _open_stream(self) -> None:
         import pyaudio
 
+        speaker = self._speaker
+        assert speaker is not None
         self._pa = open_portaudio()
         try:
             chosen = select_device(
@@ -230,7 +250,7 @@ class PortAudioOutput:
                 stream_callback=callback,
             )
         except BaseException:
-            self.close()
+            self._terminate()
             raise
         self.device_name = chosen.name
         self.last_callback = time.monotonic()
@@ -240,6 +260,11 @@ class PortAudioOutput:
         return self._stream is not None and time.monotonic() - self.last_callback < 2.0
 
     def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        self._terminate()
+
+    def _terminate(self) -> None:
         if self._stream is not None:
             try:
                 self._stream.stop_stream()
