@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devices.set_defaults(command=cmd_devices)
 
+    token = commands.add_parser(
+        "token", help="mint an ephemeral token from a real key (run on a trusted machine)"
+    )
+    token.add_argument("--config", metavar="F", help="config file (TOML)")
+    token.add_argument("--uses", type=int, default=1, help="sessions it may start (0 = any)")
+    token.add_argument("--expire-minutes", type=float, default=30.0, metavar="M")
+    token.set_defaults(command=cmd_token)
+
     from edge_agent.emulator.cli import add_emulator_command
 
     add_emulator_command(commands)
@@ -74,6 +82,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from edge_agent.live.tokens import mint_token
+
+    config = load_config(args.config).config
+    print(mint_token(config, args.uses, args.expire_minutes))
     return 0
 
 

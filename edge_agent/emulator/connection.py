@@ -75,7 +75,7 @@ class Connection:
         except WireError as exc:
             await self.close(exc.code, str(exc))
         finally:
-            self.closed = True
+            self.closed = True  # set first: answers cancelled below know the socket died
             for task in [*self.tasks, self.answering]:
                 if task is not None:
                     task.cancel()
@@ -287,6 +287,11 @@ class Connection:
             call_id = response.get("id", "")
             if call_id in self.session.cancelled_calls:
                 continue
+            if any(r.get("id") == call_id for r in self.session.tool_responses):
+                # a client cannot know whether a response sent just before a drop arrived,
+                # so a repeat is idempotent rather than an error
+                self.emulator.log_event(self.number, f"duplicate tool response {call_id}")
+                continue
             call = self.session.open_calls.pop(call_id, None)
             if call is None:
                 raise WireError(f"Function response id {call_id!r} matches no open function call.")
@@ -340,13 +345,24 @@ class Connection:
     async def _answer(self, user_turn: UserTurn | None, continuation: Turn | None) -> None:
         session = self.session
         assert session is not None
-        options = self.emulator.options
         if continuation is not None:
             await self._reply(continuation, user_text="")
             return
         assert user_turn is not None
-        spec = self.emulator.scenario.turn(session.turn_count)
+        calls_before = set(session.open_calls)
         session.turn_count += 1
+        try:
+            await self._answer_turn(user_turn, self.emulator.scenario.turn(session.turn_count - 1))
+        except asyncio.CancelledError:
+            if self.closed:  # the connection died mid-answer: the turn never happened
+                session.turn_count -= 1
+                for call_id in set(session.open_calls) - calls_before:
+                    session.open_calls.pop(call_id)
+                    session.cancelled_calls.add(call_id)
+            raise
+
+    async def _answer_turn(self, user_turn: UserTurn, spec: Turn) -> None:
+        options = self.emulator.options
         self._count_input(user_turn)
         await self._resumption_update(resumable=False)
         if options.latency_ms:
@@ -357,9 +373,8 @@ class Connection:
             or (f"({user_turn.audio_seconds:.1f} s of speech)")
         )
         if "inputAudioTranscription" in self.setup and user_turn.audio_seconds:
-            await self.send(
-                {"serverContent": {"inputTranscription": {"text": user_text, "finished": True}}}
-            )
+            transcription = {"text": user_text, "finished": True}
+            await self.send({"serverContent": {"inputTranscription": transcription}})
         if spec.close is not None and spec.close.before_reply:
             await self.close(spec.close.code, spec.close.reason)
             return

@@ -1,0 +1,140 @@
+"""The project's own events: what LiveSession tells the rest of the agent (no SDK types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelAudio:
+    pcm: bytes  # 24 kHz mono int16
+
+
+@dataclass(frozen=True)
+class ModelText:
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelThought:
+    text: str
+
+
+@dataclass(frozen=True)
+class InputTranscript:
+    text: str
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class OutputTranscript:
+    text: str
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    pass
+
+
+@dataclass(frozen=True)
+class GenerationComplete:
+    pass
+
+
+@dataclass(frozen=True)
+class TurnComplete:
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    id: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclass(frozen=True)
+class ToolCallCancellation:
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    response_tokens: int
+    total_tokens: int
+    by_modality: dict[str, int] = field(default_factory=dict)  # prompt + response per modality
+
+
+@dataclass(frozen=True)
+class Grounding:
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GoAway:
+    time_left_s: float
+
+
+@dataclass(frozen=True)
+class ResumptionUpdate:
+    handle: str
+    resumable: bool
+
+
+@dataclass(frozen=True)
+class Connected:
+    resumed: bool
+    reconnects: int
+    gap_s: float  # time without a connection before this one (0 for the first)
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    cause: str
+
+
+@dataclass(frozen=True)
+class Offline:
+    cause: str
+    retry_in_s: float
+
+
+@dataclass(frozen=True)
+class Reseeded:
+    turns: int  # transcript lines replayed into a fresh session
+
+
+@dataclass(frozen=True)
+class ToolResponseLost:
+    call_id: str
+    name: str
+
+
+LiveEvent = (
+    ModelAudio
+    | ModelText
+    | ModelThought
+    | InputTranscript
+    | OutputTranscript
+    | Interrupted
+    | GenerationComplete
+    | TurnComplete
+    | ToolCall
+    | ToolCallCancellation
+    | Usage
+    | Grounding
+    | GoAway
+    | ResumptionUpdate
+    | Connected
+    | Disconnected
+    | Offline
+    | Reseeded
+    | ToolResponseLost
+)
