@@ -39,6 +39,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
+    run = commands.add_parser("run", help="the daemon: listen, talk, answer")
+    run.add_argument("--config", metavar="F", help="config file (TOML)")
+    run.add_argument(
+        "--emulator",
+        action="store_true",
+        help="start the built-in Live API emulator and use it (no key needed)",
+    )
+    run.set_defaults(command=cmd_run)
+
+    simulate = commands.add_parser(
+        "simulate", help="the whole agent with a WAV microphone and a WAV speaker"
+    )
+    simulate.add_argument("--config", metavar="F", help="config file (TOML)")
+    simulate.add_argument(
+        "--input",
+        metavar="WAV",
+        help="what the microphone hears (default: a short spoken question)",
+    )
+    simulate.add_argument("--output", metavar="WAV", help="what the speaker plays (24 kHz)")
+    simulate.add_argument("--realtime", action="store_true", help="run on the wall clock")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simulate.add_argument(
+        "--endpoint", metavar="URL", help="a Live API endpoint (default: the built-in emulator)"
+    )
+    simulate.add_argument("--ca-file", metavar="F", help="CA to trust for --endpoint")
+    simulate.add_argument(
+        "--ptt",
+        metavar="SPANS",
+        default="",
+        help='hold the button during these input spans: "1.0-3.2,6.0-8.5"',
+    )
+    simulate.add_argument(
+        "--echo", metavar="GAIN@MS", help="mix the speaker back into the mic: GAIN after MS"
+    )
+    simulate.set_defaults(command=cmd_simulate)
+
     check = commands.add_parser(
         "check", help="validate the config and print it (secrets redacted); opens no device"
     )
@@ -62,6 +98,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emulator_command(commands)
     return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edge_agent.daemon import run_daemon
+    from edge_agent.logs import configure_logging
+
+    config = load_config(args.config).config
+    configure_logging(config.service.log_format, config.service.log_level)
+    return asyncio.run(run_daemon(config, args.emulator))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from edge_agent.logs import configure_logging
+    from edge_agent.simulate import (
+        SAMPLE_QUESTION,
+        SimulateOptions,
+        dump,
+        format_summary,
+        parse_echo,
+        parse_ptt,
+        simulate,
+    )
+
+    config = load_config(args.config).config
+    configure_logging(config.service.log_format, "warning" if args.json else "info")
+    if args.endpoint:
+        live = config.live.model_copy(
+            update={"endpoint": args.endpoint, "ca_file": args.ca_file or ""}
+        )
+        config = config.model_copy(update={"live": live})
+    gain, delay = parse_echo(args.echo) if args.echo else (0.0, 0.0)
+    options = SimulateOptions(
+        input=Path(args.input) if args.input else SAMPLE_QUESTION,
+        output=Path(args.output) if args.output else None,
+        realtime=args.realtime,
+        ptt_spans=parse_ptt(args.ptt),
+        echo_gain=gain,
+        echo_delay_ms=delay,
+    )
+    if options.ptt_spans and config.turns.mode != "push_to_talk":
+        turns = config.turns.model_copy(update={"mode": "push_to_talk"})
+        config = config.model_copy(update={"turns": turns})
+    from edge_agent.audio.devices import DeviceNotFound
+
+    try:
+        summary = asyncio.run(simulate(config, options))
+    except DeviceNotFound as exc:
+        raise UserError(f"--input: {exc}") from None
+    print(dump(summary) if args.json else format_summary(summary))
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from edge_agent.events import (
 
 
 def events_from_message(message: types.LiveServerMessage) -> list[LiveEvent]:
+    """TurnComplete comes last, so the usage riding in the same frame is known by then."""
     events: list[LiveEvent] = []
     content = message.server_content
     if content is not None:
@@ -49,6 +50,9 @@ def events_from_message(message: types.LiveServerMessage) -> list[LiveEvent]:
     update = message.session_resumption_update
     if update is not None:
         events.append(ResumptionUpdate(update.new_handle or "", bool(update.resumable)))
+    if content is not None and content.turn_complete:
+        reason = content.turn_complete_reason
+        events.append(TurnComplete(str(reason.value) if reason is not None else ""))
     return events
 
 
@@ -73,9 +77,6 @@ def _content_events(content: types.LiveServerContent) -> list[LiveEvent]:
         events.append(Grounding(content.grounding_metadata.model_dump(exclude_none=True)))
     if content.generation_complete:
         events.append(GenerationComplete())
-    if content.turn_complete:
-        reason = content.turn_complete_reason
-        events.append(TurnComplete(str(reason.value) if reason is not None else ""))
     return events
 
 

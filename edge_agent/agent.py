@@ -1,0 +1,394 @@
+"""The conductor: routes mic frames, button presses and Live events; owns the agent's state.
+
+It does no I/O itself. The driver (the daemon or simulate) calls on_mic_frame() for every mic
+frame, on_button() for presses, and on_live_event() for what LiveSession reports; the Agent
+talks back through the LiveSession and the Speaker it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from edge_agent.audio.chimes import chime
+from edge_agent.audio.echo import EchoGuard
+from edge_agent.audio.playback import Speaker
+from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
+from edge_agent.config import Config
+from edge_agent.events import (
+    Connected,
+    Disconnected,
+    GoAway,
+    Grounding,
+    InputTranscript,
+    Interrupted,
+    LiveEvent,
+    ModelAudio,
+    ModelText,
+    ModelThought,
+    Offline,
+    OutputTranscript,
+    Reseeded,
+    ToolCall,
+    ToolCallCancellation,
+    ToolResponseLost,
+    TurnComplete,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+
+class State(Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    OFFLINE = "offline"
+    ERROR = "error"
+
+
+class Uplink(Protocol):
+    """What the Agent needs from a LiveSession."""
+
+    def send_audio(self, pcm16k: bytes) -> None: ...
+    def activity_start(self) -> None: ...
+    def activity_end(self) -> None: ...
+    def audio_stream_end(self) -> None: ...
+    def send_tool_response(
+        self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
+    ) -> None: ...
+
+
+@dataclass
+class TurnRecord:
+    start_s: float
+    end_s: float | None = None
+    reply_received_s: float | None = None
+    first_sample_s: float | None = None
+    interrupted: bool = False
+    input_transcript: str = ""
+    output_transcript: str = ""
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    reconnects_at_end: int = 0
+    complete: bool = False
+    logged: bool = False
+
+    @property
+    def first_audio_ms(self) -> float | None:
+        if self.first_sample_s is None or self.end_s is None:
+            return None
+        return round((self.first_sample_s - self.end_s) * 1000, 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3) if self.end_s is not None else None,
+            "first_audio_ms": self.first_audio_ms,
+            "interrupted": self.interrupted,
+            "input_transcript": self.input_transcript.strip(),
+            "output_transcript": self.output_transcript.strip(),
+        }
+
+
+@dataclass
+class Tokens:
+    prompt: int = 0
+    response: int = 0
+    total: int = 0
+    by_modality: dict[str, int] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: Config,
+        uplink: Uplink,
+        speaker: Speaker,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.uplink = uplink
+        self.speaker = speaker
+        self.clock = clock
+        self.mode = config.turns.mode
+        self.gate = SpeechGate(config.vad)
+        self.echo = EchoGuard(config.audio.echo, speaker, config.audio.echo_tail_ms)
+        self.text_replies = config.live.response_modality == "text"
+        self.state = State.OFFLINE
+        self.state_listeners: list[Callable[[State], None]] = []
+        self.turns: list[TurnRecord] = []
+        self.tokens = Tokens()
+        self.errors: list[str] = []
+        self.reconnects = 0
+        self.session_started_s: float | None = None
+        self._frame_s = config.vad.frame_ms / 1000
+        self._input_s = 0.0  # input timeline: frames seen so far
+        self._button_held = False
+        self._awaiting_reply = False  # a turn ended, its answer has not completed
+        self._model_streaming = False
+        self._offline = True
+        self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
+        self._open_turn: TurnRecord | None = None
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def on_mic_frame(self, frame: bytes) -> None:
+        self._input_s += self._frame_s
+        verdict = self.echo.check(frame)
+        if self.mode == "push_to_talk":
+            if self._button_held:
+                self.uplink.send_audio(verdict.frame)
+        else:
+            for event in self.gate.feed(verdict.frame, verdict.suppressed):
+                self._gate_event(event)
+            if self.mode == "server_vad":
+                silence = bytes(len(frame)) if verdict.suppressed else verdict.frame
+                self.uplink.send_audio(silence)
+        self._poll_speaker()
+        self._update_state()
+
+    def on_button(self, pressed: bool) -> None:
+        """Push-to-talk: press opens a turn (interrupting any answer), release ends it."""
+        if pressed and not self._button_held:
+            self._button_held = True
+            self._barge_in()
+            self._start_turn(self._input_s)
+            if self.config.conversation.chimes:
+                self.speaker.chime(chime("listening", self.speaker.device_rate))
+            self.uplink.activity_start()
+        elif not pressed and self._button_held:
+            self._button_held = False
+            self.uplink.activity_end()
+            self._end_turn(self._input_s)
+        self._update_state()
+
+    def _gate_event(self, event: TurnStart | TurnAudio | TurnEnd) -> None:
+        if isinstance(event, TurnStart):
+            self._barge_in()
+            self._start_turn(event.speech_start_s)
+            if self.mode == "vad":
+                self.uplink.activity_start()
+                self.uplink.send_audio(event.preroll)
+        elif isinstance(event, TurnAudio):
+            if self.mode == "vad":
+                self.uplink.send_audio(event.pcm)
+        else:
+            if self.mode == "vad":
+                self.uplink.activity_end()
+            else:
+                self.uplink.audio_stream_end()
+            self._end_turn(event.speech_end_s)
+
+    def _start_turn(self, start_s: float) -> None:
+        self._open_turn = TurnRecord(start_s=start_s)
+        self.turns.append(self._open_turn)
+
+    def _end_turn(self, end_s: float) -> None:
+        turn = self._open_turn
+        if turn is None:
+            return
+        turn.end_s = end_s
+        self._open_turn = None
+        self._awaiting_reply = True
+        self._reply_turn = turn
+
+    def _barge_in(self) -> None:
+        """The user talks over the answer: silence it now, do not wait for the service."""
+        if self.speaker.speaking or self._model_streaming:
+            self.speaker.flush()
+            if self._reply_turn is not None:
+                self._reply_turn.interrupted = True
+            self._model_streaming = False
+            log.info("barge-in: answer cut")
+
+    # ---- Live events -----------------------------------------------------------------------
+
+    def on_live_event(self, event: LiveEvent) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+        self._update_state()
+
+    def _on_ModelAudio(self, event: ModelAudio) -> None:
+        turn = self._reply_turn
+        if turn is not None and turn.reply_received_s is None:
+            turn.reply_received_s = self.clock()
+        self._model_streaming = True
+        if not self.text_replies:
+            self.speaker.play(event.pcm)
+
+    def _on_ModelText(self, event: ModelText) -> None:
+        turn = self._reply_turn
+        if turn is not None:
+            if turn.reply_received_s is None:
+                turn.reply_received_s = self.clock()
+            if self.text_replies:
+                turn.output_transcript += event.text
+        log.info("model: %s", event.text)
+
+    def _on_ModelThought(self, event: ModelThought) -> None:
+        log.info("thought: %s", event.text)
+
+    def _on_InputTranscript(self, event: InputTranscript) -> None:
+        target = self._reply_turn or self._open_turn
+        if target is not None:
+            target.input_transcript += event.text
+        log.info("user said: %s", event.text)
+
+    def _on_OutputTranscript(self, event: OutputTranscript) -> None:
+        if self._reply_turn is not None:
+            self._reply_turn.output_transcript += event.text + " "
+
+    def _on_Interrupted(self, event: Interrupted) -> None:
+        if self.speaker.speaking or self._model_streaming:  # also after turnComplete
+            self.speaker.flush()
+            if self._reply_turn is not None:
+                self._reply_turn.interrupted = True
+        self._model_streaming = False
+
+    def _on_TurnComplete(self, event: TurnComplete) -> None:
+        self._model_streaming = False
+        self._awaiting_reply = False
+        self.speaker.end_of_reply()
+        turn = self._reply_turn
+        if turn is not None:
+            turn.complete = True
+            turn.reconnects_at_end = self.reconnects
+            self._maybe_log_turn(turn)
+
+    def _on_Usage(self, event: Usage) -> None:
+        self.tokens.prompt += event.prompt_tokens
+        self.tokens.response += event.response_tokens
+        self.tokens.total += event.total_tokens
+        for modality, count in event.by_modality.items():
+            self.tokens.by_modality[modality] = self.tokens.by_modality.get(modality, 0) + count
+        if self._reply_turn is not None:
+            self._reply_turn.prompt_tokens += event.prompt_tokens
+            self._reply_turn.response_tokens += event.response_tokens
+
+    def _on_ToolCall(self, event: ToolCall) -> None:
+        for call in event.calls:
+            log.warning("the model called %s, which is not available here", call.name)
+            self.uplink.send_tool_response(
+                call.id, call.name, {"error": f"tool {call.name} is not available"}
+            )
+
+    def _on_ToolCallCancellation(self, event: ToolCallCancellation) -> None:
+        log.info("tool calls cancelled: %s", ", ".join(event.ids))
+
+    def _on_Grounding(self, event: Grounding) -> None:
+        queries = event.metadata.get("web_search_queries") or []
+        if queries:
+            log.info("searched: %s", "; ".join(queries))
+
+    def _on_GoAway(self, event: GoAway) -> None:
+        log.info("the service will close this connection in %.0f s", event.time_left_s)
+
+    def _on_Connected(self, event: Connected) -> None:
+        self._offline = False
+        self.reconnects = event.reconnects
+        if self.session_started_s is None or not event.resumed:
+            self.session_started_s = self.clock()
+
+    def _on_Disconnected(self, event: Disconnected) -> None:
+        if self._model_streaming and self._reply_turn is not None:
+            # the service drops an answer its connection lost; the turn is asked again
+            self.speaker.flush()
+            self._reply_turn.reply_received_s = None
+        self._model_streaming = False
+
+    def _on_Offline(self, event: Offline) -> None:
+        if not self._offline and self.config.conversation.chimes:
+            self.speaker.chime(chime("offline", self.speaker.device_rate))
+        self._offline = True
+        log.warning("offline (%s); retrying in %.1f s", event.cause, event.retry_in_s)
+
+    def _on_Reseeded(self, event: Reseeded) -> None:
+        log.info("fresh session re-seeded with %d transcript lines", event.turns)
+
+    def _on_ToolResponseLost(self, event: ToolResponseLost) -> None:
+        self.errors.append(f"tool response for {event.name} lost with its session")
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def _poll_speaker(self) -> None:
+        turn = self._reply_turn
+        first = self.speaker.first_sample_at
+        if turn is None or turn.first_sample_s is not None or first is None:
+            return
+        if turn.reply_received_s is not None and first >= turn.reply_received_s - 0.001:
+            turn.first_sample_s = first
+            self._maybe_log_turn(turn)
+
+    def _maybe_log_turn(self, turn: TurnRecord) -> None:
+        """One line per turn, once its answer is complete and its first sample has played."""
+        played = turn.first_sample_s is not None or self.text_replies or turn.interrupted
+        if turn.complete and played and not turn.logged:
+            turn.logged = True
+            self._log_turn(turn)
+
+    def _log_turn(self, turn: TurnRecord) -> None:
+        number = self.turns.index(turn) + 1
+        received = (
+            f"+{(turn.reply_received_s - turn.end_s) * 1000:.0f} ms"
+            if turn.reply_received_s is not None and turn.end_s is not None
+            else "-"
+        )
+        first = f"+{turn.first_audio_ms:.0f} ms" if turn.first_audio_ms is not None else "-"
+        age = self.clock() - (self.session_started_s or self.clock())
+        log.info(
+            "turn %d: speech %.2f-%.2f s, reply received %s, first sample %s, interrupted %s, "
+            "tokens %d/%d, session age %.0f s, reconnects %d",
+            number,
+            turn.start_s,
+            turn.end_s or 0.0,
+            received,
+            first,
+            "yes" if turn.interrupted else "no",
+            turn.prompt_tokens,
+            turn.response_tokens,
+            age,
+            self.reconnects,
+            extra={
+                "turn": number,
+                "first_audio_ms": turn.first_audio_ms,
+                "interrupted": turn.interrupted,
+            },
+        )
+
+    def _update_state(self) -> None:
+        if self._open_turn is not None:
+            state = State.LISTENING
+        elif self.speaker.speaking or (self._model_streaming and not self.text_replies):
+            state = State.SPEAKING
+        elif self._awaiting_reply:
+            state = State.THINKING
+        elif self._offline:
+            state = State.OFFLINE
+        else:
+            state = State.IDLE
+        if state is not self.state:
+            self.state = state
+            for listener in self.state_listeners:
+                listener(state)
+
+    @property
+    def button_held(self) -> bool:
+        return self._button_held
+
+    @property
+    def busy(self) -> bool:
+        """A turn is open, an answer is awaited, or audio is still queued."""
+        return self._open_turn is not None or self._awaiting_reply or self.speaker.buffered_s > 0
+
+    @property
+    def awaiting_service(self) -> bool:
+        """Waiting on the network: simulate's clock then runs at real-time pace."""
+        if self._offline:
+            return True
+        return self._awaiting_reply and self.speaker.buffered_s < 0.5

@@ -1,0 +1,127 @@
+"""`edge-agent run`: the daemon. Real devices (or WAV files), LiveSession, Agent, until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from edge_agent.agent import Agent
+from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
+from edge_agent.audio.devices import DeviceNotFound
+from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
+from edge_agent.config import Config
+from edge_agent.credentials import HOW_TO_SET, Credential, find_api_key, run_token_command
+from edge_agent.errors import UserError
+from edge_agent.live.session import FatalLiveError, KeyProvider, LiveSession
+
+log = logging.getLogger(__name__)
+
+
+def key_provider(config: Config, emulator: bool) -> KeyProvider:
+    """Checked before any device opens: no key is a user error (exit 2)."""
+    if config.live.token_command:
+        command = config.live.token_command
+        return lambda: run_token_command(command)
+    key = find_api_key()
+    if key is None:
+        if emulator:
+            key = Credential("emulator", "built-in emulator")
+        else:
+            raise UserError(f"no Gemini API key: {HOW_TO_SET}")
+    log.info("api key from %s", key.source)
+    return lambda: key
+
+
+@contextlib.asynccontextmanager
+async def maybe_emulator(config: Config, wanted: bool) -> AsyncIterator[Config]:
+    if not wanted:
+        yield config
+        return
+    from edge_agent.emulator.server import Emulator, EmulatorOptions
+
+    with tempfile.TemporaryDirectory(prefix="edge-agent-emulator-") as cert_dir:
+        async with Emulator(EmulatorOptions(cert_dir=Path(cert_dir))) as emulator:
+            log.info("built-in emulator on %s", emulator.url)
+            live = config.live.model_copy(
+                update={"endpoint": emulator.url, "ca_file": str(emulator.cert_path)}
+            )
+            yield config.model_copy(update={"live": live})
+
+
+def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
+    spec = config.audio.output_device
+    if spec.startswith(FILE_PREFIX):
+        return WavOutput(Path(spec[len(FILE_PREFIX) :]), config.audio.period_ms), 24000
+    output = PortAudioOutput(spec, config.audio.output_rate, period_ms=config.audio.period_ms)
+    return output, output.probe_rate()
+
+
+async def run_daemon(config: Config, use_emulator: bool) -> int:
+    keys = key_provider(config, use_emulator)
+    async with maybe_emulator(config, use_emulator) as config:
+        return await _run(config, keys)
+
+
+async def _run(config: Config, keys: KeyProvider) -> int:
+    started = time.monotonic()
+
+    def clock() -> float:
+        return time.monotonic() - started
+
+    try:
+        output, rate = open_output(config)
+    except (DeviceNotFound, OSError) as exc:
+        raise UserError(f"speaker: {exc}") from None
+    speaker = Speaker(rate, config.audio.jitter_ms, config.audio.volume, clock=clock)
+    agent_ref: list[Agent] = []
+    state_dir = Path(config.service.state_dir)
+    session = LiveSession(
+        config, lambda event: agent_ref[0].on_live_event(event), keys, state_dir=state_dir
+    )
+    agent = Agent(config, session, speaker, clock=clock)
+    agent_ref.append(agent)
+    agent.state_listeners.append(lambda state: log.info("state: %s", state.value))
+    mic = _open_microphone(config)
+    try:
+        mic.start(agent.on_mic_frame)
+        output.start(speaker)
+    except (DeviceNotFound, OSError) as exc:
+        raise UserError(f"audio device: {exc}") from None
+    runner = asyncio.create_task(session.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()
+    except FatalLiveError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        log.info("stopping")
+        await session.close()
+        for task in (runner, stopper):
+            task.cancel()
+        await asyncio.gather(runner, stopper, return_exceptions=True)
+        await mic.close()
+        output.close()
+    return 0
+
+
+def _open_microphone(config: Config) -> Any:
+    spec = config.audio.input_device
+    if spec.startswith(FILE_PREFIX):
+        try:
+            return WavMicrophone(Path(spec[len(FILE_PREFIX) :]), config.vad.frame_ms)
+        except DeviceNotFound as exc:
+            raise UserError(f"microphone: {exc}") from None
+    return Microphone(spec, config.vad.frame_ms, config.audio.input_rate)

@@ -1,0 +1,226 @@
+"""`edge-agent simulate`: the whole agent with a WAV microphone and a WAV speaker.
+
+A virtual sound card runs capture and playback in lockstep, one VAD frame per tick. Without
+--realtime the clock runs as fast as the machine allows, except while the agent waits on the
+service (connecting, or an answer not yet buffered): then it ticks at real-time pace, so the
+service's latency lands on the timeline as it would on a device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.agent import Agent
+from edge_agent.audio.capture import WavMicrophone
+from edge_agent.audio.playback import Speaker, open_wav_writer
+from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
+from edge_agent.config import Config
+from edge_agent.credentials import Credential
+from edge_agent.errors import UserError
+from edge_agent.live.session import FatalLiveError, LiveSession
+
+log = logging.getLogger(__name__)
+
+TAIL_LIMIT_S = 60.0  # after the input ends, wait at most this long for answers to finish
+SAMPLE_QUESTION = Path(__file__).parent / "data" / "question.wav"
+
+
+@dataclass
+class SimulateOptions:
+    input: Path
+    output: Path | None = None
+    realtime: bool = False
+    ptt_spans: tuple[tuple[float, float], ...] = ()
+    echo_gain: float = 0.0
+    echo_delay_ms: float = 0.0
+    tail_limit_s: float = TAIL_LIMIT_S  # after the input, wait this long at most for answers
+
+
+def parse_ptt(text: str) -> tuple[tuple[float, float], ...]:
+    spans = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            start, end = (float(v) for v in part.split("-"))
+        except ValueError:
+            raise UserError(f"--ptt: {part!r} is not START-END in seconds") from None
+        if end <= start:
+            raise UserError(f"--ptt: span {part!r} ends before it starts")
+        spans.append((start, end))
+    return tuple(sorted(spans))
+
+
+def parse_echo(text: str) -> tuple[float, float]:
+    try:
+        gain, delay = text.split("@")
+        return float(gain), float(delay)
+    except ValueError:
+        raise UserError(f"--echo: {text!r} is not GAIN@MS (e.g. 0.3@40)") from None
+
+
+class VirtualSoundCard:
+    """One tick: a mic frame in (with the speaker's echo if asked), one period out."""
+
+    def __init__(self, mic: WavMicrophone, speaker: Speaker, options: SimulateOptions) -> None:
+        self.mic = mic
+        self.speaker = speaker
+        self.frame_samples = mic.frame_samples
+        self.out_samples = self.frame_samples * MODEL_OUTPUT_RATE // 16000
+        self.echo_gain = options.echo_gain
+        delay = int(options.echo_delay_ms * 16)
+        self._echo_line = np.zeros(delay, dtype=np.int16)
+        self._to_16k = Resampler(MODEL_OUTPUT_RATE, 16000)
+        self.output: list[np.ndarray] = []
+        self.ticks = 0
+
+    @property
+    def now(self) -> float:
+        return self.ticks * self.frame_samples / 16000
+
+    def tick(self) -> bytes:
+        frame = np.frombuffer(self.mic.next_frame(), dtype=np.int16)
+        played = self.speaker.pull(self.out_samples)
+        self.output.append(played)
+        if self.echo_gain:
+            self._echo_line = np.concatenate([self._echo_line, self._to_16k.process(played)])
+            echo = self._echo_line[: self.frame_samples]
+            self._echo_line = self._echo_line[len(echo) :]
+            mixed = frame.astype(np.int32)
+            mixed[: len(echo)] += (echo * self.echo_gain).astype(np.int32)
+            frame = np.clip(mixed, -32768, 32767).astype(np.int16)
+        self.ticks += 1
+        return frame.tobytes()
+
+
+async def simulate(config: Config, options: SimulateOptions) -> dict[str, Any]:
+    """Runs the agent over the input WAV; returns the contract's JSON summary."""
+    if config.live.endpoint:
+        return await _simulate_against(config, options)
+    from edge_agent.emulator.server import Emulator, EmulatorOptions
+
+    with tempfile.TemporaryDirectory(prefix="edge-agent-emulator-") as cert_dir:
+        async with Emulator(EmulatorOptions(cert_dir=Path(cert_dir))) as emulator:
+            live = config.live.model_copy(
+                update={"endpoint": emulator.url, "ca_file": str(emulator.cert_path)}
+            )
+            return await _simulate_against(config.model_copy(update={"live": live}), options)
+
+
+async def _simulate_against(config: Config, options: SimulateOptions) -> dict[str, Any]:
+    mic = WavMicrophone(options.input, config.vad.frame_ms)
+    card: VirtualSoundCard | None = None
+    speaker = Speaker(
+        device_rate=MODEL_OUTPUT_RATE,
+        jitter_ms=config.audio.jitter_ms,
+        volume=config.audio.volume,
+        clock=lambda: card.now if card else 0.0,
+    )
+    card = VirtualSoundCard(mic, speaker, options)
+    agent_ref: list[Agent] = []
+    session = LiveSession(
+        config,
+        lambda event: agent_ref[0].on_live_event(event),
+        _simulate_key(config),
+        state_dir=None,
+    )
+    agent = Agent(config, session, speaker, clock=lambda: card.now if card else 0.0)
+    agent_ref.append(agent)
+    runner = asyncio.create_task(session.run())
+    try:
+        await _drive(agent, card, mic, options, runner)
+    finally:
+        await session.close()
+        runner.cancel()
+        try:
+            await runner
+        except FatalLiveError as exc:
+            raise UserError(str(exc)) from None
+        except asyncio.CancelledError:
+            pass
+    if options.output is not None:
+        with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
+            wav.writeframes(np.concatenate(card.output).tobytes())
+    return {
+        "turns": [turn.summary() for turn in agent.turns],
+        "reconnects": session.reconnects,
+        "errors": agent.errors,
+        "tokens": {
+            "prompt": agent.tokens.prompt,
+            "response": agent.tokens.response,
+            "total": agent.tokens.total,
+        },
+    }
+
+
+def _simulate_key(config: Config) -> Any:
+    from edge_agent.credentials import find_api_key, run_token_command
+
+    if config.live.token_command:
+        return lambda: run_token_command(config.live.token_command)
+    key = find_api_key() or Credential("emulator", "simulate default")
+    return lambda: key
+
+
+async def _drive(
+    agent: Agent,
+    card: VirtualSoundCard,
+    mic: WavMicrophone,
+    options: SimulateOptions,
+    runner: asyncio.Task[None],
+) -> None:
+    period = card.frame_samples / 16000
+    spans = list(options.ptt_spans)
+    started = time.monotonic()
+    end_of_input = mic.duration_s
+    limit = end_of_input + options.tail_limit_s
+    while card.now < end_of_input or (agent.busy and card.now < limit):
+        if runner.done():
+            runner.result()  # a fatal refusal ends the simulation
+            return
+        now = card.now
+        while spans and spans[0][0] <= now and not agent.button_held:
+            agent.on_button(True)
+        if spans and agent.button_held and spans[0][1] <= now:
+            agent.on_button(False)
+            spans.pop(0)
+        agent.on_mic_frame(card.tick())
+        if options.realtime:
+            await asyncio.sleep(max(0.0, started + card.now - time.monotonic()))
+        elif agent.awaiting_service:
+            await asyncio.sleep(period)
+        else:
+            await asyncio.sleep(0)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = []
+    for number, turn in enumerate(summary["turns"], 1):
+        first = turn["first_audio_ms"]
+        answer = f"answered after {first:.0f} ms" if first is not None else "no answer"
+        cut = ", interrupted" if turn["interrupted"] else ""
+        lines.append(
+            f"turn {number}: {turn['start_s']:.2f}-{turn['end_s'] or 0:.2f} s, {answer}{cut}"
+        )
+        if turn["input_transcript"]:
+            lines.append(f"  user:  {turn['input_transcript']}")
+        if turn["output_transcript"]:
+            lines.append(f"  agent: {turn['output_transcript']}")
+    tokens = summary["tokens"]
+    lines.append(
+        f"reconnects: {summary['reconnects']}, tokens: {tokens['total']} "
+        f"({tokens['prompt']} prompt, {tokens['response']} response)"
+    )
+    lines += [f"error: {error}" for error in summary["errors"]]
+    return "\n".join(lines)
+
+
+def dump(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2)

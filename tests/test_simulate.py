@@ -1,0 +1,222 @@
+"""End to end: espeak-ng speech -> simulate (the whole agent) -> the emulator -> the output WAV."""
+
+from __future__ import annotations
+
+import json
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.config import Config, config_from_dict
+from edge_agent.emulator.scenario import Scenario, Turn
+from edge_agent.emulator.server import Emulator
+from edge_agent.simulate import SimulateOptions, simulate
+from tests.conftest import read_log, run_cli, write_wav
+
+QUESTIONS = ("what is the weather like today", "should I take an umbrella", "thank you")
+
+
+def against(emulator: Emulator, **sections: dict[str, Any]) -> Config:
+    live = {
+        "endpoint": emulator.url,
+        "ca_file": str(emulator.cert_path),
+        "max_backoff_s": 0.5,
+        **sections.pop("live", {}),
+    }
+    return config_from_dict({"live": live, **sections})
+
+
+def output_samples(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+
+
+def loud_spans(samples: np.ndarray, rate: int = 24000) -> list[tuple[float, float]]:
+    """Where the output WAV has sound (50 ms windows), merged across short pauses."""
+    window = rate // 20
+    loud = [bool(np.any(samples[i : i + window])) for i in range(0, len(samples), window)]
+    spans: list[tuple[float, float]] = []
+    for index, on in enumerate(loud):
+        at = index * window / rate
+        if on and spans and at - spans[-1][1] < 0.3:
+            spans[-1] = (spans[-1][0], at + 0.05)
+        elif on:
+            spans.append((at, at + 0.05))
+    return spans
+
+
+async def test_one_turn_per_question_with_a_reply_after_each(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    audio = speech(*QUESTIONS, gap_s=3.0)
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator()
+    options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
+    summary = await simulate(against(emulator), options)
+    turns = summary["turns"]
+    assert len(turns) == 3
+    out = output_samples(tmp_path / "out.wav")
+    assert len(out) >= len(audio) * 24000 // 16000
+    replies = loud_spans(out)
+    assert len(replies) == 3
+    for turn, (reply_start, _) in zip(turns, replies, strict=True):
+        assert turn["end_s"] < reply_start  # each answer follows its question
+        assert turn["first_audio_ms"] is not None
+        assert abs(turn["end_s"] + turn["first_audio_ms"] / 1000 - reply_start) < 0.1
+        assert not turn["interrupted"]
+        assert turn["input_transcript"] and turn["output_transcript"]
+    assert summary["reconnects"] == 0 and summary["errors"] == []
+    assert summary["tokens"]["total"] == summary["tokens"]["prompt"] + summary["tokens"]["response"]
+    ends = [e for e in read_log(emulator) if "activityEnd" in e["msg"].get("realtimeInput", {})]
+    assert len(ends) == 3
+
+
+async def test_push_to_talk_spans_are_the_turns(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    audio = speech("turn on the lights", "and the radio", gap_s=3.0, lead_s=1.0)
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator()
+    config = against(emulator, turns={"mode": "push_to_talk"})
+    spans = ((0.8, 2.6), (5.0, 6.5))
+    summary = await simulate(config, SimulateOptions(input=wav_in, ptt_spans=spans))
+    turns = summary["turns"]
+    got = [edge for t in turns for edge in (t["start_s"], t["end_s"])]
+    assert got == pytest.approx([edge for span in spans for edge in span], abs=0.05)
+    assert all(t["first_audio_ms"] is not None for t in turns)
+    sent = [
+        e["msg"]["realtimeInput"]
+        for e in read_log(emulator)
+        if e["dir"] == "in" and "realtimeInput" in e["msg"]
+    ]
+    kinds = [next(iter(m)) for m in sent]
+    assert kinds[0] == "activityStart" and kinds.count("activityEnd") == 2
+    audio_sent = sum(int(m["audio"]["data"].strip("<> bytes")) for m in sent if "audio" in m)
+    held = sum(end - start for start, end in spans)
+    assert abs(audio_sent / 32000 - held) < 0.1  # audio only while the button is held
+
+
+async def test_server_vad_streams_and_the_service_takes_the_turns(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    audio = speech("what time is it", "and what day", gap_s=3.0)
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator()
+    config = against(emulator, turns={"mode": "server_vad"})
+    summary = await simulate(config, SimulateOptions(input=wav_in))
+    assert len(summary["turns"]) == 2
+    assert all(t["first_audio_ms"] is not None for t in summary["turns"])
+    log = read_log(emulator)
+    assert not any("activityStart" in e["msg"].get("realtimeInput", {}) for e in log)
+    assert any("audioStreamEnd" in e["msg"].get("realtimeInput", {}) for e in log)
+    setup = emulator.parsed_setups[0]["realtimeInputConfig"]["automaticActivityDetection"]
+    assert setup["disabled"] is False
+
+
+async def test_barge_in_cuts_the_answer(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    first = speech("tell me a long story", gap_s=0.0, lead_s=0.5)
+    second = speech("stop please", gap_s=3.0, lead_s=0.0)
+    audio = np.concatenate([first, np.zeros(int(16000 * 1.6), np.int16), second])
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator(scenario=Scenario(turns=[Turn(reply_seconds=8.0)]))
+    options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
+    summary = await simulate(against(emulator), options)
+    turns = summary["turns"]
+    assert len(turns) == 2 and turns[0]["interrupted"] and not turns[1]["interrupted"]
+    first_reply = loud_spans(output_samples(tmp_path / "out.wav"))[0]
+    assert first_reply[1] - first_reply[0] < 3.0  # an 8 s answer, cut
+    assert first_reply[1] <= turns[1]["start_s"] + 0.5
+
+
+@pytest.mark.parametrize(("echo", "expected_turns"), [("half_duplex", 1), ("none", None)])
+async def test_the_reply_through_the_speaker_opens_no_turn(
+    start_emulator: Callable[..., Any],
+    speech: Callable[..., np.ndarray],
+    tmp_path: Path,
+    echo: str,
+    expected_turns: int | None,
+) -> None:
+    wav_in = write_wav(tmp_path / "in.wav", speech("how are you", gap_s=6.0))
+    emulator = await start_emulator(scenario=Scenario(turns=[Turn(reply_seconds=3.0)]))
+    config = against(emulator, audio={"echo": echo})
+    options = SimulateOptions(input=wav_in, echo_gain=0.3, echo_delay_ms=40, tail_limit_s=2.0)
+    summary = await simulate(config, options)
+    if expected_turns is None:
+        assert len(summary["turns"]) > 1  # without a guard the echo is taken for a user
+    else:
+        assert len(summary["turns"]) == expected_turns
+
+
+async def test_every_turn_is_answered_through_goaway_and_drops(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    audio = speech(*QUESTIONS, *QUESTIONS, gap_s=2.5)
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator(goaway_every=0.8, goaway_time_left_s=1.0, drop_every=1.3)
+    summary = await simulate(against(emulator), SimulateOptions(input=wav_in, realtime=False))
+    assert len(summary["turns"]) == 6
+    assert all(t["first_audio_ms"] is not None for t in summary["turns"]), summary["turns"]
+    assert summary["reconnects"] >= 1 and summary["errors"] == []
+
+
+async def test_text_replies_go_to_the_transcript_and_the_speaker_stays_silent(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    wav_in = write_wav(tmp_path / "in.wav", speech("hello there", gap_s=2.0))
+    emulator = await start_emulator()
+    config = against(emulator, live={"response_modality": "text"}, conversation={"chimes": False})
+    options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
+    summary = await simulate(config, options)
+    assert "answer number 1" in summary["turns"][0]["output_transcript"]
+    assert not np.any(output_samples(tmp_path / "out.wav"))
+
+
+def test_the_command_line_prints_the_contract_json(tmp_path: Path) -> None:
+    done = run_cli("simulate", "--json", "--output", str(tmp_path / "out.wav"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert set(summary) == {"turns", "reconnects", "errors", "tokens"}
+    assert set(summary["tokens"]) == {"prompt", "response", "total"}
+    turn = summary["turns"][0]
+    assert set(turn) == {
+        "start_s",
+        "end_s",
+        "first_audio_ms",
+        "interrupted",
+        "input_transcript",
+        "output_transcript",
+    }
+    assert turn["first_audio_ms"] is not None
+
+
+def test_bad_simulate_input_is_a_user_error(tmp_path: Path) -> None:
+    done = run_cli("simulate", "--input", str(tmp_path / "missing.wav"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("simulate", "--ptt", "3-1")
+    assert done.returncode == 2 and "ends before it starts" in done.stderr
+
+
+def test_run_without_a_key_says_how_to_set_one() -> None:
+    done = run_cli("run")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "edge-agent: error: no Gemini API key: set GEMINI_API_KEY (or the systemd credential "
+        "gemini-api-key, or [live] token_command); `--emulator` runs without a key"
+    ]
+
+
+def test_run_with_a_missing_device_exits_2(alsa_files: tuple[Path, Path]) -> None:
+    config = alsa_files[0].parent / "c.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "no such mic"\n[service]\nstate_dir = "{alsa_files[0].parent}"\n'
+    )
+    done = run_cli("run", "--emulator", "--config", str(config))
+    assert done.returncode == 2
+    assert "no audio input device matches 'no such mic'" in done.stderr.splitlines()[-1]
