@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from edge_agent.audio.chimes import chime
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
 from edge_agent.config import Config
+from edge_agent.conversation import Conversation
 from edge_agent.events import (
     Connected,
     Disconnected,
@@ -40,6 +40,8 @@ from edge_agent.events import (
 )
 
 log = logging.getLogger(__name__)
+
+DOUBLE_PRESS_S = 0.5
 
 
 class State(Enum):
@@ -110,6 +112,7 @@ class Agent:
         uplink: Uplink,
         speaker: Speaker,
         clock: Callable[[], float],
+        conversation: Conversation,
     ) -> None:
         self.config = config
         self.uplink = uplink
@@ -119,7 +122,9 @@ class Agent:
         self.gate = SpeechGate(config.vad)
         self.echo = EchoGuard(config.audio.echo, speaker, config.audio.echo_tail_ms)
         self.text_replies = config.live.response_modality == "text"
-        self.state = State.OFFLINE
+        self.conversation = conversation
+        self.muted = False
+        self.state = State.IDLE
         self.state_listeners: list[Callable[[State], None]] = []
         self.turns: list[TurnRecord] = []
         self.tokens = Tokens()
@@ -129,6 +134,9 @@ class Agent:
         self._frame_s = config.vad.frame_ms / 1000
         self._input_s = 0.0  # input timeline: frames seen so far
         self._button_held = False
+        self._pressed_at = -10.0
+        self._released_at = -10.0
+        self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._awaiting_reply = False  # a turn ended, its answer has not completed
         self._model_streaming = False
         self._offline = True
@@ -137,43 +145,100 @@ class Agent:
 
     # ---- inputs ----------------------------------------------------------------------------
 
+    def start(self) -> None:
+        if self.conversation.always:
+            self._open_conversation("always on")
+
     def on_mic_frame(self, frame: bytes) -> None:
         self._input_s += self._frame_s
-        verdict = self.echo.check(frame)
+        verdict = self.echo.check(bytes(len(frame)) if self.muted else frame)
         if self.mode == "push_to_talk":
-            if self._button_held:
+            if self._button_held and self.conversation.is_open:
                 self.uplink.send_audio(verdict.frame)
         else:
             for event in self.gate.feed(verdict.frame, verdict.suppressed):
                 self._gate_event(event)
-            if self.mode == "server_vad":
+            if self.mode == "server_vad" and self.conversation.is_open:
                 silence = bytes(len(frame)) if verdict.suppressed else verdict.frame
                 self.uplink.send_audio(silence)
         self._poll_speaker()
+        self.conversation.tick(busy=self.busy or self._model_streaming)
         self._update_state()
 
     def on_button(self, pressed: bool) -> None:
-        """Push-to-talk: press opens a turn (interrupting any answer), release ends it."""
+        """A press opens a conversation (and, in push-to-talk, a turn); a double press ends it;
+        a long press (not in push-to-talk) mutes or unmutes the microphone."""
+        now = self._input_s
         if pressed and not self._button_held:
             self._button_held = True
-            self._barge_in()
-            self._start_turn(self._input_s)
-            if self.config.conversation.chimes:
-                self.speaker.chime(chime("listening", self.speaker.device_rate))
-            self.uplink.activity_start()
+            double = now - self._released_at < DOUBLE_PRESS_S and self.conversation.is_open
+            self._pressed_at = now
+            if double:
+                self._double_press()
+            elif self.mode == "push_to_talk":
+                self._ptt_press()
+            elif not self.conversation.is_open:
+                self._open_conversation("button")
+            else:
+                self._barge_in()  # in vad mode the button is a manual override
         elif not pressed and self._button_held:
             self._button_held = False
-            self.uplink.activity_end()
-            self._end_turn(self._input_s)
+            self._released_at = now
+            if self._open_turn is not None and self.mode == "push_to_talk":
+                self.uplink.activity_end()
+                self._end_turn(now)
+            elif self.mode != "push_to_talk" and now - self._pressed_at >= self._long_press_s:
+                self._toggle_mute()
         self._update_state()
+
+    @property
+    def _long_press_s(self) -> float:
+        return self.config.gpio.long_press_s
+
+    def _ptt_press(self) -> None:
+        was_open = self.conversation.is_open
+        if not self._open_conversation("button"):
+            return
+        if was_open:
+            self._play_chime("listening")
+        self._barge_in()
+        self._start_turn(self._input_s)
+        self.uplink.activity_start()
+
+    def _double_press(self) -> None:
+        if self._open_turn is not None:
+            self._open_turn = None
+            self.turns.pop()
+        self._barge_in()
+        self.conversation.close("double press")
+
+    def _toggle_mute(self) -> None:
+        self.muted = not self.muted
+        log.info("microphone %s", "muted" if self.muted else "unmuted")
+        self._play_chime("done" if self.muted else "listening")
+
+    def _open_conversation(self, reason: str) -> bool:
+        if self.conversation.is_open:
+            return True
+        if not self.conversation.open(reason):
+            return False
+        self._offline = True  # until the session is up
+        return True
 
     def _gate_event(self, event: TurnStart | TurnAudio | TurnEnd) -> None:
         if isinstance(event, TurnStart):
+            opens = self.conversation.config.start != "button" or self.conversation.is_open
+            self._turn_ignored = not (opens and self._open_conversation("speech"))
+            if self._turn_ignored:
+                return
             self._barge_in()
             self._start_turn(event.speech_start_s)
+            self.conversation.activity()
             if self.mode == "vad":
                 self.uplink.activity_start()
                 self.uplink.send_audio(event.preroll)
+        elif self._turn_ignored:
+            return
         elif isinstance(event, TurnAudio):
             if self.mode == "vad":
                 self.uplink.send_audio(event.pcm)
@@ -182,7 +247,11 @@ class Agent:
                 self.uplink.activity_end()
             else:
                 self.uplink.audio_stream_end()
+            self.conversation.activity()
             self._end_turn(event.speech_end_s)
+
+    def _play_chime(self, name: str) -> None:
+        self.conversation.chime(name)
 
     def _start_turn(self, start_s: float) -> None:
         self._open_turn = TurnRecord(start_s=start_s)
@@ -219,6 +288,7 @@ class Agent:
         if turn is not None and turn.reply_received_s is None:
             turn.reply_received_s = self.clock()
         self._model_streaming = True
+        self.conversation.activity()
         if not self.text_replies:
             self.speaker.play(event.pcm)
 
@@ -262,6 +332,7 @@ class Agent:
             self._maybe_log_turn(turn)
 
     def _on_Usage(self, event: Usage) -> None:
+        self.conversation.add_tokens(event.total_tokens)
         self.tokens.prompt += event.prompt_tokens
         self.tokens.response += event.response_tokens
         self.tokens.total += event.total_tokens
@@ -273,6 +344,10 @@ class Agent:
 
     def _on_ToolCall(self, event: ToolCall) -> None:
         for call in event.calls:
+            if call.name == "end_conversation":
+                self.uplink.send_tool_response(call.id, call.name, {"output": "ending"})
+                self.conversation.request_end()
+                continue
             log.warning("the model called %s, which is not available here", call.name)
             self.uplink.send_tool_response(
                 call.id, call.name, {"error": f"tool {call.name} is not available"}
@@ -303,8 +378,8 @@ class Agent:
         self._model_streaming = False
 
     def _on_Offline(self, event: Offline) -> None:
-        if not self._offline and self.config.conversation.chimes:
-            self.speaker.chime(chime("offline", self.speaker.device_rate))
+        if not self._offline:
+            self._play_chime("offline")
         self._offline = True
         log.warning("offline (%s); retrying in %.1f s", event.cause, event.retry_in_s)
 
@@ -368,7 +443,7 @@ class Agent:
             state = State.SPEAKING
         elif self._awaiting_reply:
             state = State.THINKING
-        elif self._offline:
+        elif self._offline and self.conversation.is_open:
             state = State.OFFLINE
         else:
             state = State.IDLE
@@ -389,6 +464,6 @@ class Agent:
     @property
     def awaiting_service(self) -> bool:
         """Waiting on the network: simulate's clock then runs at real-time pace."""
-        if self._offline:
+        if self._offline and self.conversation.is_open:
             return True
         return self._awaiting_reply and self.speaker.buffered_s < 0.5

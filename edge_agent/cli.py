@@ -142,9 +142,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         echo_gain=gain,
         echo_delay_ms=delay,
     )
-    if options.ptt_spans and config.turns.mode != "push_to_talk":
-        turns = config.turns.model_copy(update={"mode": "push_to_talk"})
-        config = config.model_copy(update={"turns": turns})
+    ptt_config = config.turns.mode == "push_to_talk" or config.conversation.start == "button"
+    if options.ptt_spans and not ptt_config:
+        print(
+            "edge-agent: warning: --ptt presses the button, which in this config only "
+            "interrupts answers (see config/push-to-talk.toml)",
+            file=sys.stderr,
+        )
     from edge_agent.audio.devices import DeviceNotFound
 
     try:

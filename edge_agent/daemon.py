@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from edge_agent.agent import Agent
+from edge_agent.assembly import assemble
 from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
 from edge_agent.audio.devices import DeviceNotFound
 from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
 from edge_agent.credentials import HOW_TO_SET, Credential, find_api_key, run_token_command
 from edge_agent.errors import UserError
-from edge_agent.live.session import FatalLiveError, KeyProvider, LiveSession
+from edge_agent.live.session import KeyProvider
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,8 @@ async def _run(config: Config, keys: KeyProvider) -> int:
     except (DeviceNotFound, OSError) as exc:
         raise UserError(f"speaker: {exc}") from None
     speaker = Speaker(rate, config.audio.jitter_ms, config.audio.volume, clock=clock)
-    agent_ref: list[Agent] = []
-    state_dir = Path(config.service.state_dir)
-    session = LiveSession(
-        config, lambda event: agent_ref[0].on_live_event(event), keys, state_dir=state_dir
-    )
-    agent = Agent(config, session, speaker, clock=clock)
-    agent_ref.append(agent)
+    parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
+    agent = parts.agent
     agent.state_listeners.append(lambda state: log.info("state: %s", state.value))
     mic = _open_microphone(config)
     try:
@@ -94,24 +89,21 @@ async def _run(config: Config, keys: KeyProvider) -> int:
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         raise UserError(f"audio device: {exc}") from None
-    runner = asyncio.create_task(session.run())
+    agent.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if runner.done():
-            runner.result()
-    except FatalLiveError as exc:
-        raise UserError(str(exc)) from None
+        waits: list[asyncio.Future[Any]] = [parts.link.failure, stopper]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if parts.link.failure.done():
+            raise UserError(str(parts.link.failure.result()))
     finally:
         log.info("stopping")
-        await session.close()
-        for task in (runner, stopper):
-            task.cancel()
-        await asyncio.gather(runner, stopper, return_exceptions=True)
+        stopper.cancel()
+        await parts.link.shutdown()
         await mic.close()
         output.close()
     return 0

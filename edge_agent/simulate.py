@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 
 from edge_agent.agent import Agent
+from edge_agent.assembly import assemble
 from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.config import Config
+from edge_agent.conversation import SessionLink
 from edge_agent.credentials import Credential
 from edge_agent.errors import UserError
-from edge_agent.live.session import FatalLiveError, LiveSession
+from edge_agent.live.session import FatalLiveError
 
 log = logging.getLogger(__name__)
 
@@ -124,33 +126,23 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         clock=lambda: card.now if card else 0.0,
     )
     card = VirtualSoundCard(mic, speaker, options)
-    agent_ref: list[Agent] = []
-    session = LiveSession(
-        config,
-        lambda event: agent_ref[0].on_live_event(event),
-        _simulate_key(config),
-        state_dir=None,
+    parts = assemble(
+        config, speaker, lambda: card.now if card else 0.0, _simulate_key(config), state_dir=None
     )
-    agent = Agent(config, session, speaker, clock=lambda: card.now if card else 0.0)
-    agent_ref.append(agent)
-    runner = asyncio.create_task(session.run())
     try:
-        await _drive(agent, card, mic, options, runner)
+        parts.agent.start()
+        await _drive(parts.agent, card, mic, options, parts.link)
+    except FatalLiveError as exc:
+        raise UserError(str(exc)) from None
     finally:
-        await session.close()
-        runner.cancel()
-        try:
-            await runner
-        except FatalLiveError as exc:
-            raise UserError(str(exc)) from None
-        except asyncio.CancelledError:
-            pass
+        await parts.link.shutdown()
     if options.output is not None:
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(np.concatenate(card.output).tobytes())
+    agent = parts.agent
     return {
         "turns": [turn.summary() for turn in agent.turns],
-        "reconnects": session.reconnects,
+        "reconnects": parts.session.reconnects,
         "errors": agent.errors,
         "tokens": {
             "prompt": agent.tokens.prompt,
@@ -174,7 +166,7 @@ async def _drive(
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
-    runner: asyncio.Task[None],
+    link: SessionLink,
 ) -> None:
     period = card.frame_samples / 16000
     spans = list(options.ptt_spans)
@@ -182,9 +174,8 @@ async def _drive(
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
     while card.now < end_of_input or (agent.busy and card.now < limit):
-        if runner.done():
-            runner.result()  # a fatal refusal ends the simulation
-            return
+        if link.failure.done():
+            raise link.failure.result()  # a refused key or model ends the simulation
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:
             agent.on_button(True)

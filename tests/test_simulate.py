@@ -21,13 +21,15 @@ QUESTIONS = ("what is the weather like today", "should I take an umbrella", "tha
 
 
 def against(emulator: Emulator, **sections: dict[str, Any]) -> Config:
+    """A config for the test's emulator; chimes off unless asked (they would show in the WAV)."""
     live = {
         "endpoint": emulator.url,
         "ca_file": str(emulator.cert_path),
         "max_backoff_s": 0.5,
         **sections.pop("live", {}),
     }
-    return config_from_dict({"live": live, **sections})
+    conversation = {"chimes": False, **sections.pop("conversation", {})}
+    return config_from_dict({"live": live, "conversation": conversation, **sections})
 
 
 def output_samples(path: Path) -> np.ndarray:
@@ -171,7 +173,7 @@ async def test_text_replies_go_to_the_transcript_and_the_speaker_stays_silent(
 ) -> None:
     wav_in = write_wav(tmp_path / "in.wav", speech("hello there", gap_s=2.0))
     emulator = await start_emulator()
-    config = against(emulator, live={"response_modality": "text"}, conversation={"chimes": False})
+    config = against(emulator, live={"response_modality": "text"})
     options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
     summary = await simulate(config, options)
     assert "answer number 1" in summary["turns"][0]["output_transcript"]

@@ -75,6 +75,8 @@ class Connection:
         except WireError as exc:
             await self.close(exc.code, str(exc))
         finally:
+            if not self.closed:  # the client closed (or the network did)
+                self.emulator.log_close(self.number, self.ws.close_code or 1006, "", by="client")
             self.closed = True  # set first: answers cancelled below know the socket died
             for task in [*self.tasks, self.answering]:
                 if task is not None:
@@ -156,6 +158,8 @@ class Connection:
             )
         if self.emulator.options.no_setup_complete:
             return
+        if self.emulator.options.latency_ms:  # a slow service is slow to set up too
+            await asyncio.sleep(self.emulator.options.latency_ms / 1000)
         await self.send({"setupComplete": {"sessionId": session.session_id}})
 
     def _spawn(self, coroutine: Any) -> None:

@@ -218,8 +218,9 @@ class Emulator:
     def log_in(self, number: int, message: dict[str, Any]) -> None:
         self._write_log(number, "in", encode_for_log(message))
 
-    def log_close(self, number: int, code: int, reason: str) -> None:
-        self._write_log(number, "out", {"close": {"code": code, "reason": reason}})
+    def log_close(self, number: int, code: int, reason: str, by: str = "server") -> None:
+        direction = "out" if by == "server" else "in"
+        self._write_log(number, direction, {"close": {"code": code, "reason": reason}})
 
     def log_event(self, number: int, event: str) -> None:
         self._write_log(number, "out", {"fault": event})

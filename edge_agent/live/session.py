@@ -169,6 +169,14 @@ class LiveSession:
 
     async def run(self) -> None:
         """Connects, serves, reconnects; returns after close(). Raises FatalLiveError."""
+        self._closing = False
+        self._switch.clear()
+        try:
+            await self._run()
+        finally:
+            self.connected = False
+
+    async def _run(self) -> None:
         attempt = 0
         while not self._closing:
             cause = ""
@@ -478,6 +486,13 @@ class LiveSession:
         self._forget_handle()
         self._history.clear()
 
-    async def close(self) -> None:
+    def stop(self) -> None:
+        """Ends run(); what was not sent belongs to the conversation that ended."""
         self._closing = True
         self._switch.set()
+        self._outbox.clear()
+        self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
+        self._user_turn_open = False
+
+    async def close(self) -> None:
+        self.stop()

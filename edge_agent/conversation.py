@@ -1,0 +1,190 @@
+"""When the agent listens and what it costs: the conversation lifecycle and the daily budget.
+
+A Live session exists only during a conversation (except start = "always"). It opens on the
+first speech or a button press, closes after idle_timeout_s without speech either way, on the
+end_conversation tool or a double press, and a new one within remember_minutes resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from edge_agent.config import Config
+from edge_agent.live.session import LiveSession
+
+log = logging.getLogger(__name__)
+
+BUDGET_FILE = "tokens.json"
+
+
+class Link(Protocol):
+    """Opens and closes the Live session (the driver owns the task that runs it)."""
+
+    def open(self, resume: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class DailyBudget:
+    """Tokens spent today (local time), kept in the state directory across restarts."""
+
+    def __init__(self, limit: int, state_dir: Path | None, today: Callable[[], dt.date]) -> None:
+        self.limit = limit
+        self.path = state_dir / BUDGET_FILE if state_dir is not None else None
+        self.today = today
+        self.day = today()
+        self.spent = 0
+        self._load()
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            saved = json.loads(self.path.read_text("utf-8"))
+            if saved["day"] == self.day.isoformat():
+                self.spent = int(saved["tokens"])
+
+    def _roll(self) -> None:
+        if self.today() != self.day:
+            self.day, self.spent = self.today(), 0
+
+    def add(self, tokens: int) -> None:
+        self._roll()
+        self.spent += tokens
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(
+                    json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
+                )
+
+    @property
+    def exhausted(self) -> bool:
+        self._roll()
+        return self.limit > 0 and self.spent >= self.limit
+
+
+class Conversation:
+    def __init__(
+        self,
+        config: Config,
+        link: Link,
+        clock: Callable[[], float],
+        chime: Callable[[str], None],
+        budget: DailyBudget,
+    ) -> None:
+        self.config = config.conversation
+        self.link = link
+        self.clock = clock
+        self.chime = chime
+        self.budget = budget
+        self.is_open = False
+        self.tokens = 0  # in the current conversation
+        self.count = 0
+        self._last_activity = 0.0
+        self._closed_at: float | None = None
+        self._end_requested = False
+
+    @property
+    def always(self) -> bool:
+        return self.config.start == "always"
+
+    def open(self, reason: str) -> bool:
+        """Opens a conversation; False when the daily budget refuses it."""
+        if self.is_open:
+            self.activity()
+            return True
+        if self.budget.exhausted:
+            log.warning(
+                "conversation refused: %d of %d tokens spent today",
+                self.budget.spent,
+                self.budget.limit,
+            )
+            self.chime("error")
+            return False
+        remember_s = self.config.remember_minutes * 60
+        resume = self._closed_at is not None and self.clock() - self._closed_at <= remember_s
+        self.link.open(resume)
+        self.is_open, self.tokens, self._end_requested = True, 0, False
+        self.count += 1
+        self.activity()
+        self.chime("listening")
+        log.info(
+            "conversation %d opened (%s%s)",
+            self.count,
+            reason,
+            ", resuming the last one" if resume else "",
+        )
+        return True
+
+    def close(self, reason: str) -> None:
+        if not self.is_open:
+            return
+        self.link.close()
+        self.is_open = False
+        self._closed_at = self.clock()
+        self.chime("done")
+        log.info(
+            "conversation %d closed (%s): %d tokens, %d today",
+            self.count,
+            reason,
+            self.tokens,
+            self.budget.spent,
+        )
+
+    def activity(self) -> None:
+        """Speech either way (the user's or the model's) keeps the conversation open."""
+        self._last_activity = self.clock()
+
+    def request_end(self) -> None:
+        """end_conversation: close once the current answer has played."""
+        self._end_requested = True
+
+    def tick(self, busy: bool) -> None:
+        if not self.is_open or busy:
+            return
+        if self._end_requested:
+            self.close("the model ended it")
+        elif not self.always and self.clock() - self._last_activity >= self.config.idle_timeout_s:
+            self.close(f"{self.config.idle_timeout_s:g} s without speech")
+
+    def add_tokens(self, tokens: int) -> None:
+        self.tokens += tokens
+        self.budget.add(tokens)
+
+
+class SessionLink:
+    """Runs a LiveSession while a conversation is open. The driver awaits `failure`."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self.task: asyncio.Task[None] | None = None
+        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def open(self, resume: bool) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # a closing run still in its backoff sleep
+        if not resume:
+            self.session.forget_session()
+        self.task = asyncio.create_task(self.session.run())
+        self.task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.failure.done():
+            self.failure.set_result(task.exception())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.session.stop()
+
+    async def shutdown(self) -> None:
+        self.session.stop()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
