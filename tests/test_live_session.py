@@ -144,9 +144,10 @@ async def test_1007_gives_a_fresh_session_reseeded_with_the_conversation(
         await recorder.wait_for(Connected)
         session.send_text("what is the capital of France")
         await recorder.wait_for(TurnComplete)
-        session.send_text("and of Italy")
+        session.send_text("and of Italy")  # answered, then the service closes with 1007
         await recorder.wait_for(Reseeded)
-        await recorder.wait_for(TurnComplete, count=2)
+        session.send_text("and of Spain")
+        await recorder.wait_for(TurnComplete, count=3)
     connected = recorder.of(Connected)
     assert [c.resumed for c in connected] == [False, False]
     seeded = [
@@ -260,7 +261,9 @@ async def test_goaway_and_drops_lose_no_turn_and_no_tool_response(
     answers = [h["text"] for h in state.history if h["role"] == "model"]
     for index in range(12):
         assert f"answer {index}" in answers, f"{index}: {answers}"
-    assert len({r["id"] for r in state.tool_responses}) == 2
+    issued = {f"function-call-{n}" for n in range(1, state.call_count + 1)}
+    answered = {r["id"] for r in state.tool_responses}
+    assert len(answered) >= 2 and answered | state.cancelled_calls == issued
     assert session.reconnects >= 3
     # every resume used the newest resumable handle the client had received
     newest, expected = None, []

@@ -173,10 +173,10 @@ class Connection:
         await self.emulator.send(self.number, self.ws, message)
 
     async def close(self, code: int, reason: str) -> None:
-        if not self.ws.closed:
+        already, self.closed = self.closed, True
+        if not already and not self.ws.closed:
             self.emulator.log_close(self.number, code, reason)
             await self.ws.close(code=code, message=close_reason(reason).encode())
-        self.closed = True
 
     def drop(self) -> None:
         """An abrupt network failure: no close frame."""
