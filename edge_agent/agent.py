@@ -49,6 +49,7 @@ class State(Enum):
     LISTENING = "listening"
     THINKING = "thinking"
     SPEAKING = "speaking"
+    MUTED = "muted"
     OFFLINE = "offline"
     ERROR = "error"
 
@@ -445,6 +446,8 @@ class Agent:
             state = State.THINKING
         elif self._offline and self.conversation.is_open:
             state = State.OFFLINE
+        elif self.muted:
+            state = State.MUTED
         else:
             state = State.IDLE
         if state is not self.state:

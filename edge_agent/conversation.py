@@ -90,6 +90,7 @@ class Conversation:
         self._last_activity = 0.0
         self._closed_at: float | None = None
         self._end_requested = False
+        self.listeners: list[Callable[[bool], None]] = []  # told True on open, False on close
 
     @property
     def always(self) -> bool:
@@ -115,6 +116,8 @@ class Conversation:
         self.count += 1
         self.activity()
         self.chime("listening")
+        for listener in self.listeners:
+            listener(True)
         log.info(
             "conversation %d opened (%s%s)",
             self.count,
@@ -130,6 +133,8 @@ class Conversation:
         self.is_open = False
         self._closed_at = self.clock()
         self.chime("done")
+        for listener in self.listeners:
+            listener(False)
         log.info(
             "conversation %d closed (%s): %d tokens, %d today",
             self.count,

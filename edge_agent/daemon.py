@@ -19,6 +19,7 @@ from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
 from edge_agent.credentials import HOW_TO_SET, Credential, find_api_key, run_token_command
 from edge_agent.errors import UserError
+from edge_agent.gpio import start_gpio
 from edge_agent.live.session import KeyProvider
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,14 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
-async def run_daemon(config: Config, use_emulator: bool) -> int:
+async def run_daemon(config: Config, use_emulator: bool, stop: asyncio.Event | None = None) -> int:
+    """Runs until SIGINT/SIGTERM (or `stop`). Exit 2 problems raise UserError."""
     keys = key_provider(config, use_emulator)
     async with maybe_emulator(config, use_emulator) as config:
-        return await _run(config, keys)
+        return await _run(config, keys, stop or asyncio.Event())
 
 
-async def _run(config: Config, keys: KeyProvider) -> int:
+async def _run(config: Config, keys: KeyProvider, stop: asyncio.Event) -> int:
     started = time.monotonic()
 
     def clock() -> float:
@@ -89,8 +91,11 @@ async def _run(config: Config, keys: KeyProvider) -> int:
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         raise UserError(f"audio device: {exc}") from None
+    button, lights = start_gpio(config.gpio, agent.on_button)
+    if lights is not None:
+        agent.state_listeners.append(lambda state: lights.show(state.value))
+        parts.conversation.listeners.append(lights.privacy)
     agent.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -103,9 +108,14 @@ async def _run(config: Config, keys: KeyProvider) -> int:
     finally:
         log.info("stopping")
         stopper.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await parts.link.shutdown()
         await mic.close()
         output.close()
+        for part in (button, lights):
+            if part is not None:
+                part.close()
     return 0
 
 

@@ -1,0 +1,224 @@
+"""Push-to-talk button and status lights on GPIO (gpiozero), and an APA102 ring over SPI.
+
+gpiozero calls back from its own threads; callbacks only hand the event to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from edge_agent.config import GpioConfig
+from edge_agent.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BUTTON_BOUNCE_S = 0.02
+# (on seconds, off seconds) for a single LED; None = steady on, () = off, "pulse" = breathe
+LED_PATTERNS: dict[str, Any] = {
+    "idle": (),
+    "listening": None,
+    "thinking": (0.15, 0.15),
+    "speaking": "pulse",
+    "muted": (0.1, 1.9),
+    "offline": (1.0, 1.0),
+    "error": (0.08, 0.08),
+}
+COLORS: dict[str, tuple[float, float, float]] = {
+    "idle": (0.0, 0.0, 0.0),
+    "listening": (0.0, 0.3, 1.0),
+    "thinking": (0.0, 0.8, 0.8),
+    "speaking": (0.0, 1.0, 0.2),
+    "muted": (0.6, 0.0, 0.0),
+    "offline": (1.0, 0.4, 0.0),
+    "error": (1.0, 0.0, 0.0),
+}
+
+
+class GpioUnavailable(Exception):
+    pass
+
+
+class PushToTalk:
+    """The button as pressed/released events on the loop; hold or toggle; edges or polling."""
+
+    def __init__(self, config: GpioConfig, on_button: Callable[[bool], None]) -> None:
+        self.config = config
+        self.on_button = on_button
+        self.polling = config.poll_ms > 0
+        self._button: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._toggled_on = False
+
+    def start(self) -> None:
+        from gpiozero import Button, InputDevice
+        from gpiozero.exc import PinEdgeDetectUnsupported
+
+        self._loop = asyncio.get_running_loop()
+        pin, pull_up = self.config.button_pin, self.config.button_pull_up
+        if not self.polling:
+            try:
+                self._button = Button(pin, pull_up=pull_up, bounce_time=BUTTON_BOUNCE_S)
+                self._button.when_pressed = lambda: self._hand_over(True)
+                self._button.when_released = lambda: self._hand_over(False)
+            except PinEdgeDetectUnsupported:
+                log.warning("button: no edge detection on GPIO%d; polling every 10 ms", pin)
+                self.polling = True
+        if self.polling:  # a plain input: no edge detection is set up at all
+            self._button = InputDevice(pin, pull_up=pull_up)
+            interval = max(self.config.poll_ms, 10) / 1000
+            self._poller = asyncio.create_task(self._poll(interval, bool(self._button.is_active)))
+        mode = "polling" if self.polling else "edges"
+        log.info("button on GPIO%d (%s, %s)", pin, self.config.button_mode, mode)
+
+    def _hand_over(self, pressed: bool) -> None:
+        """Runs on gpiozero's thread: only hands the edge to the loop."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._edge, pressed)
+
+    async def _poll(self, interval: float, was_pressed: bool) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            pressed = bool(self._button.is_active)
+            if pressed != was_pressed:
+                was_pressed = pressed
+                self._edge(pressed)
+
+    def _edge(self, pressed: bool) -> None:
+        if self.config.button_mode == "hold":
+            self.on_button(pressed)
+        elif pressed:  # toggle: a press starts, the next press ends
+            self._toggled_on = not self._toggled_on
+            self.on_button(self._toggled_on)
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._button is not None:
+            self._button.close()
+
+
+class SpiBus(Protocol):
+    def xfer2(self, data: list[int]) -> Any: ...
+    def close(self) -> None: ...
+
+
+def open_spi(bus: int = 0, device: int = 1) -> SpiBus:
+    """The ReSpeaker 2-mic and 4-mic HATs drive their APA102 LEDs on SPI0, CE1."""
+    import spidev
+
+    spi = spidev.SpiDev()
+    spi.open(bus, device)
+    spi.max_speed_hz = 8_000_000
+    spi.mode = 0
+    return spi  # type: ignore[no-any-return]
+
+
+class Apa102Ring:
+    """APA102 frames: 32 zero bits, per LED 0xE0|brightness then blue, green, red, end bits."""
+
+    def __init__(self, spi: SpiBus, count: int, brightness: int = 8) -> None:
+        self.spi = spi
+        self.count = count
+        self.brightness = brightness
+
+    def frame(self, colors: list[tuple[int, int, int]]) -> list[int]:
+        data = [0, 0, 0, 0]
+        for red, green, blue in colors:
+            data += [0xE0 | self.brightness, blue, green, red]
+        return data + [0] * ((self.count + 15) // 16)
+
+    def fill(self, color: tuple[float, float, float]) -> None:
+        rgb = tuple(int(c * 255) for c in color)
+        self.spi.xfer2(self.frame([rgb] * self.count))  # type: ignore[list-item]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fill((0.0, 0.0, 0.0))
+        self.spi.close()
+
+
+class StatusLights:
+    """The agent's state on an LED, an RGB LED and/or an APA102 ring; a separate privacy LED."""
+
+    def __init__(self, config: GpioConfig, spi_opener: Callable[[], SpiBus] = open_spi) -> None:
+        self.config = config
+        self.spi_opener = spi_opener
+        self.led: Any = None
+        self.rgb: Any = None
+        self.ring: Apa102Ring | None = None
+        self.privacy_led: Any = None
+        self.state = "idle"
+
+    def start(self) -> None:
+        from gpiozero import LED, PWMLED, RGBLED
+
+        if self.config.led_pin:
+            self.led = PWMLED(self.config.led_pin)
+        if self.config.rgb_pins:
+            red, green, blue = self.config.rgb_pins
+            self.rgb = RGBLED(red, green, blue)
+        if self.config.ring == "apa102":
+            try:
+                self.ring = Apa102Ring(self.spi_opener(), self.config.ring_leds)
+            except (ImportError, OSError) as exc:
+                raise GpioUnavailable(f"APA102 ring on SPI: {exc}") from exc
+        if self.config.privacy_led_pin:
+            self.privacy_led = LED(self.config.privacy_led_pin)
+
+    def show(self, state: str) -> None:
+        self.state = state
+        if self.led is not None:
+            pattern = LED_PATTERNS[state]
+            if pattern == ():
+                self.led.off()
+            elif pattern is None:
+                self.led.on()
+            elif pattern == "pulse":
+                self.led.pulse(fade_in_time=0.6, fade_out_time=0.6)
+            else:
+                self.led.blink(on_time=pattern[0], off_time=pattern[1])
+        if self.rgb is not None:
+            self.rgb.color = COLORS[state]
+        if self.ring is not None:
+            self.ring.fill(COLORS[state])
+
+    def privacy(self, live: bool) -> None:
+        if self.privacy_led is not None:
+            self.privacy_led.value = live
+
+    def close(self) -> None:
+        for part in (self.led, self.rgb, self.privacy_led, self.ring):
+            if part is not None:
+                part.close()
+
+
+def start_gpio(
+    config: GpioConfig,
+    on_button: Callable[[bool], None],
+    spi_opener: Callable[[], SpiBus] = open_spi,
+) -> tuple[PushToTalk | None, StatusLights | None]:
+    """Starts what is configured. Trouble is one log line (or exit 2 with `required = true`)."""
+    button = PushToTalk(config, on_button) if config.button_pin else None
+    wanted = config.led_pin or config.rgb_pins or config.ring != "none" or config.privacy_led_pin
+    lights = StatusLights(config, spi_opener) if wanted else None
+    try:
+        if button is not None:
+            button.start()
+        if lights is not None:
+            lights.start()
+    except Exception as exc:  # gpiozero raises many kinds: no pin factory, pin in use, bad pin
+        message = f"GPIO unavailable ({type(exc).__name__}: {exc})"
+        for part in (button, lights):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        if config.required:
+            raise UserError(f"{message}; [gpio] required = true") from None
+        log.warning("%s; running without button and lights", message)
+        return None, None
+    return button, lights

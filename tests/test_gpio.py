@@ -1,0 +1,207 @@
+"""GPIO on gpiozero's mock pin factory: the button drives turns, the lights follow the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.config import GpioConfig, config_from_dict
+from edge_agent.daemon import run_daemon
+from edge_agent.errors import UserError
+from edge_agent.gpio import COLORS, Apa102Ring, PushToTalk, StatusLights, start_gpio
+from edge_agent.simulate import SimulateOptions, simulate
+from tests.conftest import read_log, write_wav
+from tests.test_simulate import against
+
+
+@pytest.fixture(autouse=True)
+def mock_pins(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = None
+
+
+class FakeSpi:
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+        self.closed = False
+
+    def xfer2(self, data: list[int]) -> None:
+        self.writes.append(list(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+
+
+async def test_press_and_release_are_activity_start_and_end_on_the_wire(
+    start_emulator: Callable[..., Any],
+    mock_pins: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulator = await start_emulator()
+    silence = write_wav(tmp_path / "mic.wav", np.full(16000 * 30, 200, np.int16))
+    config = against(
+        emulator,
+        turns={"mode": "push_to_talk"},
+        conversation={"start": "button"},
+        gpio={"button_pin": 17, "led_pin": 22, "privacy_led_pin": 23},
+        audio={"input_device": f"file:{silence}", "output_device": f"file:{tmp_path}/o.wav"},
+        service={"state_dir": str(tmp_path / "state")},
+    )
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_daemon(config, use_emulator=False, stop=stop))
+    for _ in range(100):
+        if mock_pins.pins.get(17) is not None and mock_pins.pin(17).when_changed is not None:
+            break
+        await asyncio.sleep(0.02)
+    button = mock_pins.pin(17)
+    button.drive_low()  # pressed (pull-up)
+    await asyncio.sleep(0.6)
+    assert mock_pins.pin(23).state == 1  # the privacy light: the mic uplink is live
+    button.drive_high()
+    for _ in range(200):
+        if any("turnComplete" in e["msg"].get("serverContent", {}) for e in read_log(emulator)):
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    assert await asyncio.wait_for(daemon, 10) == 0
+    sent = [
+        next(iter(e["msg"]["realtimeInput"]))
+        for e in read_log(emulator)
+        if e["dir"] == "in" and "realtimeInput" in e["msg"]
+    ]
+    assert sent[0] == "activityStart" and sent[-1] == "activityEnd"
+    assert set(sent[1:-1]) == {"audio"} and len(sent) > 10
+
+
+async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
+    events: list[bool] = []
+    toggle = PushToTalk(GpioConfig(button_pin=5, button_mode="toggle"), events.append)
+    toggle.start()
+    pin = mock_pins.pin(5)
+    for _ in range(2):
+        pin.drive_low()
+        pin.drive_high()
+        await settle()
+    assert events == [True, False]
+    toggle.close()
+
+    events.clear()
+    polled = PushToTalk(GpioConfig(button_pin=6, poll_ms=10), events.append)
+    polled.start()
+    assert polled.polling and mock_pins.pin(6).when_changed is None  # no edge detection used
+    mock_pins.pin(6).drive_low()
+    await asyncio.sleep(0.05)
+    mock_pins.pin(6).drive_high()
+    await asyncio.sleep(0.05)
+    assert events == [True, False]
+    polled.close()
+
+
+async def test_polling_is_the_fallback_when_edges_cannot_be_set_up(
+    mock_pins: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gpiozero.exc import PinEdgeDetectUnsupported
+    from gpiozero.pins.mock import MockPin
+
+    def no_edges(self: Any, value: Any) -> None:
+        raise PinEdgeDetectUnsupported("edge detection unreliable")
+
+    monkeypatch.setattr(MockPin, "_set_edges", no_edges)
+    events: list[bool] = []
+    button = PushToTalk(GpioConfig(button_pin=7), events.append)
+    button.start()
+    assert button.polling and "polling" in caplog.text
+    mock_pins.pin(7).drive_low()
+    await asyncio.sleep(0.05)
+    assert events == [True]
+    button.close()
+
+
+async def test_long_press_mutes_and_double_press_ends(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    wav_in = write_wav(tmp_path / "in.wav", speech("hello are you there", gap_s=2.0, lead_s=3.0))
+    emulator = await start_emulator()
+    config = against(emulator, gpio={"long_press_s": 1.0})
+    summary = await simulate(config, SimulateOptions(input=wav_in, ptt_spans=((0.2, 1.5),)))
+    assert summary["turns"] == []  # muted by the long press: the speech opened nothing
+
+
+def test_lights_follow_the_agent_state(mock_pins: Any) -> None:
+    spi = FakeSpi()
+    config = GpioConfig(
+        led_pin=12, rgb_pins=[16, 20, 21], privacy_led_pin=26, ring="apa102", ring_leds=3
+    )
+    lights = StatusLights(config, spi_opener=lambda: spi)
+    lights.start()
+    led, red, green, blue = (mock_pins.pin(p) for p in (12, 16, 20, 21))
+    lights.show("listening")
+    assert led.state == 1
+    assert (red.state, green.state, blue.state) == pytest.approx(COLORS["listening"])
+    lights.show("idle")
+    assert led.state == 0 and (red.state, green.state, blue.state) == (0, 0, 0)
+    lights.show("error")
+    assert (red.state, green.state, blue.state) == (1, 0, 0)
+    led.clear_states()
+    lights.show("thinking")  # blinks 0.15 s on / 0.15 s off in gpiozero's own thread
+    time.sleep(0.4)
+    assert {round(s.state) for s in led.states} == {0, 1}
+    lights.privacy(True)
+    assert mock_pins.pin(26).state == 1
+    lights.privacy(False)
+    assert mock_pins.pin(26).state == 0
+    listening = [0, 0, 0, 0] + [0xE0 | 8, 255, 76, 0] * 3 + [0]
+    assert listening in spi.writes  # blue 1.0, green 0.3, red 0 -> B, G, R bytes
+    assert spi.writes[-2][4:8] == [0xE0 | 8, 0, 0, 255]  # error: red
+    lights.close()
+    assert spi.closed and spi.writes[-1][4:8] == [0xE0 | 8, 0, 0, 0]  # ring off at close
+
+
+def test_apa102_frame_layout() -> None:
+    ring = Apa102Ring(FakeSpi(), count=20, brightness=31)
+    frame = ring.frame([(1, 2, 3)] * 20)
+    assert frame[:4] == [0, 0, 0, 0] and frame[4:8] == [0xFF, 3, 2, 1]
+    assert len(frame) == 4 + 20 * 4 + 2  # end frame: one bit per two LEDs, rounded up
+
+
+async def test_no_gpio_is_one_line_unless_required(
+    mock_pins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    from gpiozero import LED
+
+    held = LED(17)  # the pin is already in use
+    button, lights = start_gpio(GpioConfig(button_pin=17), lambda pressed: None)
+    assert button is None and lights is None
+    assert len([r for r in caplog.records if "GPIO unavailable" in r.message]) == 1
+    with pytest.raises(UserError, match="required = true"):
+        start_gpio(GpioConfig(button_pin=17, required=True), lambda pressed: None)
+    held.close()
+    button, _ = start_gpio(GpioConfig(button_pin=999), lambda pressed: None)  # a bad pin
+    assert button is None
+
+
+def test_a_config_with_gpio_keys_validates() -> None:
+    config = config_from_dict({"gpio": {"button_pin": 17, "rgb_pins": [1, 2, 3]}})
+    assert config.gpio.rgb_pins == [1, 2, 3]
