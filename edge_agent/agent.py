@@ -38,6 +38,7 @@ from edge_agent.events import (
     TurnComplete,
     Usage,
 )
+from edge_agent.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Agent:
         speaker: Speaker,
         clock: Callable[[], float],
         conversation: Conversation,
+        tools: ToolRunner,
     ) -> None:
         self.config = config
         self.uplink = uplink
@@ -124,6 +126,7 @@ class Agent:
         self.echo = EchoGuard(config.audio.echo, speaker, config.audio.echo_tail_ms)
         self.text_replies = config.live.response_modality == "text"
         self.conversation = conversation
+        self.tools = tools
         self.muted = False
         self.state = State.IDLE
         self.state_listeners: list[Callable[[State], None]] = []
@@ -139,6 +142,7 @@ class Agent:
         self._released_at = -10.0
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._awaiting_reply = False  # a turn ended, its answer has not completed
+        self._last_sign_of_life = 0.0  # the last model output (or turn end) while awaiting
         self._model_streaming = False
         self._offline = True
         self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
@@ -163,6 +167,7 @@ class Agent:
                 silence = bytes(len(frame)) if verdict.suppressed else verdict.frame
                 self.uplink.send_audio(silence)
         self._poll_speaker()
+        self._check_reply_timeout()
         self.conversation.tick(busy=self.busy or self._model_streaming)
         self._update_state()
 
@@ -258,6 +263,16 @@ class Agent:
         self._open_turn = TurnRecord(start_s=start_s)
         self.turns.append(self._open_turn)
 
+    def _check_reply_timeout(self) -> None:
+        if not self._awaiting_reply or self._offline:
+            return
+        limit = self.config.live.reply_timeout_s
+        if self.clock() - self._last_sign_of_life >= limit:
+            self._awaiting_reply = self._model_streaming = False
+            number = len(self.turns)
+            log.warning("turn %d: no answer within %g s; giving up", number, limit)
+            self.errors.append(f"turn {number}: no answer within {limit:g} s")
+
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
         if turn is None:
@@ -265,6 +280,7 @@ class Agent:
         turn.end_s = end_s
         self._open_turn = None
         self._awaiting_reply = True
+        self._last_sign_of_life = self.clock()
         self._reply_turn = turn
 
     def _barge_in(self) -> None:
@@ -279,6 +295,7 @@ class Agent:
     # ---- Live events -----------------------------------------------------------------------
 
     def on_live_event(self, event: LiveEvent) -> None:
+        self._last_sign_of_life = self.clock()
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
@@ -345,17 +362,10 @@ class Agent:
 
     def _on_ToolCall(self, event: ToolCall) -> None:
         for call in event.calls:
-            if call.name == "end_conversation":
-                self.uplink.send_tool_response(call.id, call.name, {"output": "ending"})
-                self.conversation.request_end()
-                continue
-            log.warning("the model called %s, which is not available here", call.name)
-            self.uplink.send_tool_response(
-                call.id, call.name, {"error": f"tool {call.name} is not available"}
-            )
+            self.tools.start(call)
 
     def _on_ToolCallCancellation(self, event: ToolCallCancellation) -> None:
-        log.info("tool calls cancelled: %s", ", ".join(event.ids))
+        self.tools.cancel(event.ids)
 
     def _on_Grounding(self, event: Grounding) -> None:
         queries = event.metadata.get("web_search_queries") or []

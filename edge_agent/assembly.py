@@ -12,7 +12,11 @@ from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
+from edge_agent.live.models import traits
 from edge_agent.live.session import KeyProvider, LiveSession
+from edge_agent.tools.builtins import builtin_tools
+from edge_agent.tools.registry import discover, enabled_tools
+from edge_agent.tools.runner import ToolContext, ToolRunner
 
 
 @dataclass
@@ -42,6 +46,28 @@ def assemble(
 
     budget = DailyBudget(config.conversation.max_tokens_per_day, state_dir, dt.date.today)
     conversation = Conversation(config, link, clock, play_chime, budget)
-    agent = Agent(config, session, speaker, clock, conversation)
+    tools = make_tool_runner(config, conversation, session)
+    session.declarations = tools.declarations()
+    agent = Agent(config, session, speaker, clock, conversation, tools)
     agents.append(agent)
     return Assembly(agent, session, link, conversation)
+
+
+def make_tool_runner(
+    config: Config, conversation: Conversation, session: LiveSession
+) -> ToolRunner:
+    outputs = dict(config.tools.gpio_outputs)
+    available = discover(builtin_tools(sorted(outputs)))
+    context = ToolContext(
+        end_conversation=conversation.request_end,
+        send_frame=session.send_video,
+        gpio_outputs=outputs,
+    )
+    model = traits(config.live.model)
+    return ToolRunner(
+        enabled_tools(config.tools.enabled, available),
+        context,
+        session.send_tool_response,
+        config.tools.timeout_s,
+        non_blocking_supported=model is None or model.non_blocking_tools,
+    )

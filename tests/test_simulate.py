@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import wave
 from collections.abc import Callable
@@ -222,3 +223,18 @@ def test_run_with_a_missing_device_exits_2(alsa_files: tuple[Path, Path]) -> Non
     done = run_cli("run", "--emulator", "--config", str(config))
     assert done.returncode == 2
     assert "no audio input device matches 'no such mic'" in done.stderr.splitlines()[-1]
+
+
+async def test_an_answer_that_never_comes_is_given_up_and_reported(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    wav_in = write_wav(tmp_path / "in.wav", speech("hello", gap_s=1.0))
+    emulator = await start_emulator()
+    config = against(emulator, live={"reply_timeout_s": 1.0})
+    running = asyncio.create_task(simulate(config, SimulateOptions(input=wav_in)))
+    while not emulator.parsed_setups:
+        await asyncio.sleep(0.01)
+    emulator.options.latency_ms = 60_000  # the session is up; from now on the service is mute
+    summary = await running
+    assert summary["turns"][0]["first_audio_ms"] is None
+    assert summary["errors"] == ["turn 1: no answer within 1 s"]

@@ -406,6 +406,7 @@ class Connection:
             session.open_calls.pop(call_id, None)
             session.cancelled_calls.add(call_id)
             await self.send({"toolCallCancellation": {"ids": [call_id]}})
+            await self.send({"serverContent": {"turnComplete": True}})  # the turn ends unanswered
             return False
         if future is not None:
             try:

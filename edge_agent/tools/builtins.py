@@ -1,0 +1,171 @@
+"""Built-in tools: time, device status, volume, allow-listed GPIO outputs, a camera look, and
+ending the conversation."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.tools.registry import Tool, tool
+from edge_agent.tools.runner import ToolContext
+
+SIOCGIFADDR = 0x8915
+MIXER_CONTROLS = ("Master", "PCM", "Speaker", "Headphone", "Playback")
+
+
+@tool("The local date, time and time zone of the device.")
+def get_time() -> dict[str, str]:
+    now = dt.datetime.now().astimezone()
+    return {
+        "date": now.date().isoformat(),
+        "time": now.strftime("%H:%M:%S"),
+        "weekday": now.strftime("%A"),
+        "zone": now.tzname() or "",
+        "utc_offset": now.strftime("%z"),
+    }
+
+
+@tool("The device's health: CPU temperature, load, uptime, memory, Wi-Fi signal and IP.")
+def device_status() -> dict[str, Any]:
+    return {
+        "cpu_temperature_c": _cpu_temperature(),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "uptime_hours": round(float(Path("/proc/uptime").read_text().split()[0]) / 3600, 1),
+        "memory_available_mb": _meminfo("MemAvailable"),
+        "memory_total_mb": _meminfo("MemTotal"),
+        "wifi_signal_dbm": _wifi_signal(),
+        "ip_addresses": _ip_addresses(),
+    }
+
+
+def _cpu_temperature() -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/sys/class/thermal/thermal_zone0/temp").read_text()) / 1000
+    return None
+
+
+def _meminfo(field: str) -> int | None:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
+def _wifi_signal() -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        lines = Path("/proc/net/wireless").read_text().splitlines()[2:]
+        if lines:
+            return float(lines[0].split()[3].rstrip("."))
+    return None
+
+
+def _ip_addresses() -> dict[str, str]:
+    """IPv4 per interface, asked of the kernel (no packet leaves the device)."""
+    found = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            if name == "lo":
+                continue
+            with contextlib.suppress(OSError):
+                packed = struct.pack("256s", name.encode()[:15])
+                address = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, packed)[20:24]
+                found[name] = socket.inet_ntoa(address)
+    return found
+
+
+def _mixer() -> Any:
+    import alsaaudio
+
+    for control in MIXER_CONTROLS:
+        with contextlib.suppress(alsaaudio.ALSAAudioError):
+            return alsaaudio.Mixer(control)
+    raise RuntimeError("no ALSA volume control found (see `amixer scontrols`)")
+
+
+@tool("The speaker volume in percent.")
+def get_volume() -> dict[str, int]:
+    mixer = _mixer()
+    return {"percent": int(mixer.getvolume()[0])}
+
+
+@tool(
+    "Set the speaker volume.",
+    {
+        "type": "object",
+        "properties": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
+        "required": ["percent"],
+    },
+)
+def set_volume(percent: int) -> dict[str, int]:
+    mixer = _mixer()
+    mixer.setvolume(percent)
+    return {"percent": int(mixer.getvolume()[0])}
+
+
+_outputs: dict[int, Any] = {}
+
+
+def _switch_output(context: ToolContext, name: str, on: bool) -> dict[str, Any]:
+    allowed = context.gpio_outputs or {}
+    if name not in allowed:
+        raise PermissionError(f"{name!r} is not in [tools.gpio_outputs]")
+    from gpiozero import DigitalOutputDevice
+
+    pin = allowed[name]
+    if pin not in _outputs:
+        _outputs[pin] = DigitalOutputDevice(pin)
+    _outputs[pin].value = on
+    return {"name": name, "on": on}
+
+
+def gpio_output_tool(names: list[str]) -> Tool:
+    """Only the outputs named in [tools.gpio_outputs] exist for the model."""
+    return Tool(
+        name="gpio_output",
+        description="Switch a device output on or off (" + ", ".join(names or ["none"]) + ").",
+        function=_switch_output,
+        parameters={
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": names or [""]},
+                "on": {"type": "boolean"},
+            },
+            "required": ["name", "on"],
+        },
+        needs_context=True,
+    )
+
+
+@tool("Look through the camera: sends the model one fresh picture.", needs_context=True)
+async def look(context: ToolContext) -> str:
+    if context.capture_frame is None or context.send_frame is None:
+        raise RuntimeError("this device has no camera")
+    started = time.monotonic()
+    frame = await context.capture_frame()
+    context.send_frame(frame)
+    return f"sent a picture ({len(frame) // 1024} KiB, {time.monotonic() - started:.1f} s)"
+
+
+@tool("End the conversation when the user says goodbye or is done.", needs_context=True)
+def end_conversation(context: ToolContext) -> str:
+    context.end_conversation()
+    return "the conversation ends after this answer"
+
+
+def builtin_tools(gpio_output_names: list[str]) -> list[Tool]:
+    return [
+        get_time,
+        device_status,
+        get_volume,
+        set_volume,
+        gpio_output_tool(gpio_output_names),
+        look,
+        end_conversation,
+    ]

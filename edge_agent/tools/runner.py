@@ -1,0 +1,103 @@
+"""Runs the model's tool calls: validated, timed out, concurrent, cancellable, every answer with
+its call's id. A failing tool becomes an error response to the model, never an agent failure."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from edge_agent.events import FunctionCall
+from edge_agent.tools.registry import Tool
+
+log = logging.getLogger(__name__)
+
+Respond = Callable[[str, str, dict[str, Any], str | None], None]
+
+
+@dataclass
+class ToolContext:
+    """What built-in tools may use on the device."""
+
+    end_conversation: Callable[[], None]
+    capture_frame: Callable[[], Awaitable[bytes]] | None = None  # a fresh JPEG from the camera
+    send_frame: Callable[[bytes], None] | None = None
+    gpio_outputs: dict[str, int] | None = None
+
+
+class ToolRunner:
+    def __init__(
+        self,
+        tools: list[Tool],
+        context: ToolContext,
+        respond: Respond,
+        timeout_s: float,
+        non_blocking_supported: bool = True,
+    ) -> None:
+        self.tools = {t.name: t for t in tools}
+        self.context = context
+        self.respond = respond
+        self.timeout_s = timeout_s
+        self.non_blocking_supported = non_blocking_supported
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    def declarations(self) -> list[dict[str, Any]]:
+        return [t.declaration(self.non_blocking_supported) for t in self.tools.values()]
+
+    def start(self, call: FunctionCall) -> None:
+        """Runs one call in its own task; several calls in one message run concurrently."""
+        task = asyncio.create_task(self._run(call))
+        self.running[call.id] = task
+        task.add_done_callback(lambda _: self.running.pop(call.id, None))
+
+    def cancel(self, ids: tuple[str, ...]) -> None:
+        for call_id in ids:
+            task = self.running.get(call_id)
+            if task is not None:
+                task.cancel()
+                log.info("tool call %s cancelled by the model", call_id)
+
+    async def _run(self, call: FunctionCall) -> None:
+        tool = self.tools.get(call.name)
+        scheduling = None
+        if tool is None:
+            response: dict[str, Any] = {"error": f"there is no tool named {call.name!r}"}
+        else:
+            if tool.non_blocking and self.non_blocking_supported:
+                scheduling = tool.scheduling
+            log.info("tool call %s(%s) [%s]", call.name, redact(call.args, tool.secret), call.id)
+            response = await self._execute(tool, call)
+        shown = response.get("error") or str(response.get("output"))[:200]
+        log.info("tool %s -> %s [%s]", call.name, shown, call.id)
+        self.respond(call.id, call.name, response, scheduling)
+
+    async def _execute(self, tool: Tool, call: FunctionCall) -> dict[str, Any]:
+        try:
+            jsonschema.validate(call.args, tool.parameters)
+        except jsonschema.ValidationError as exc:
+            return {"error": f"bad arguments: {exc.message}"}
+        args = (self.context,) if tool.needs_context else ()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if inspect.iscoroutinefunction(tool.function):
+                    result = await tool.function(*args, **call.args)
+                else:
+                    result = await asyncio.to_thread(tool.function, *args, **call.args)
+        except TimeoutError:
+            return {"error": f"{tool.name} did not finish within {self.timeout_s:g} s"}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("tool %s failed: %s: %s", tool.name, type(exc).__name__, exc)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"output": result}
+
+
+def redact(args: dict[str, Any], secret: tuple[str, ...]) -> str:
+    shown = {k: ("***" if k in secret else v) for k, v in args.items()}
+    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
