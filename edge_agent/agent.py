@@ -130,6 +130,8 @@ class Agent:
         self.muted = False
         self.state = State.IDLE
         self.state_listeners: list[Callable[[State], None]] = []
+        self.turn_listeners: list[Callable[[TurnRecord], None]] = []  # a turn is done
+        self.event_listeners: list[Callable[[LiveEvent], None]] = []
         self.turns: list[TurnRecord] = []
         self.tokens = Tokens()
         self.errors: list[str] = []
@@ -299,6 +301,8 @@ class Agent:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
+        for listener in self.event_listeners:
+            listener(event)
         self._update_state()
 
     def _on_ModelAudio(self, event: ModelAudio) -> None:
@@ -417,6 +421,8 @@ class Agent:
         if turn.complete and played and not turn.logged:
             turn.logged = True
             self._log_turn(turn)
+            for listener in self.turn_listeners:
+                listener(turn)
 
     def _log_turn(self, turn: TurnRecord) -> None:
         number = self.turns.index(turn) + 1

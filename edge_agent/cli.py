@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config).config
     configure_logging(config.service.log_format, config.service.log_level)
-    return asyncio.run(run_daemon(config, args.emulator))
+    reload = lambda: load_config(args.config).config  # noqa: E731
+    return asyncio.run(run_daemon(config, args.emulator, reload=reload))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import logging
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from edge_agent.credentials import HOW_TO_SET, Credential, find_api_key, run_tok
 from edge_agent.errors import UserError
 from edge_agent.gpio import start_gpio
 from edge_agent.live.session import KeyProvider
+from edge_agent.metrics import start_metrics
+from edge_agent.service import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +66,51 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
-async def run_daemon(config: Config, use_emulator: bool, stop: asyncio.Event | None = None) -> int:
-    """Runs until SIGINT/SIGTERM (or `stop`). Exit 2 problems raise UserError."""
+STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
+ConfigLoader = Callable[[], Config]
+
+
+async def run_daemon(
+    config: Config,
+    use_emulator: bool,
+    stop: asyncio.Event | None = None,
+    reload: ConfigLoader | None = None,
+) -> int:
+    """Runs until SIGINT/SIGTERM (or `stop`); SIGHUP reloads. Exit 2 problems raise UserError."""
     keys = key_provider(config, use_emulator)
-    async with maybe_emulator(config, use_emulator) as config:
-        return await _run(config, keys, stop or asyncio.Event())
+    notifier = Notifier()
+    stop = stop or asyncio.Event()
+    reloading = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set, signal.SIGHUP: reloading.set}
+    for signum, handler in signals.items():
+        loop.add_signal_handler(signum, handler)
+    try:
+        while True:
+            async with maybe_emulator(config, use_emulator) as running:
+                outcome = await _run(running, keys, stop, reloading, notifier)
+            if outcome == "stop" or reload is None:
+                return 0
+            reloading.clear()
+            try:
+                config = reload()
+                keys = key_provider(config, use_emulator)
+                log.info("configuration reloaded")
+            except UserError as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
-async def _run(config: Config, keys: KeyProvider, stop: asyncio.Event) -> int:
+async def _run(
+    config: Config,
+    keys: KeyProvider,
+    stop: asyncio.Event,
+    reloading: asyncio.Event,
+    notifier: Notifier,
+) -> str:
+    """Runs the agent until it must stop ("stop") or reload its configuration ("reload")."""
     started = time.monotonic()
 
     def clock() -> float:
@@ -85,38 +124,55 @@ async def _run(config: Config, keys: KeyProvider, stop: asyncio.Event) -> int:
     parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
     agent = parts.agent
     agent.state_listeners.append(lambda state: log.info("state: %s", state.value))
+    agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:
         mic.start(agent.on_mic_frame)
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
+        await mic.close()
+        output.close()
         raise UserError(f"audio device: {exc}") from None
     button, lights = start_gpio(config.gpio, agent.on_button)
     if lights is not None:
         agent.state_listeners.append(lambda state: lights.show(state.value))
         parts.conversation.listeners.append(lights.privacy)
+    metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
     agent.start()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    stopper = asyncio.create_task(stop.wait())
+    notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    watchdog = asyncio.create_task(
+        Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
+    )
+    waits: list[asyncio.Future[Any]] = [
+        parts.link.failure,
+        asyncio.ensure_future(stop.wait()),
+        asyncio.ensure_future(reloading.wait()),
+    ]
     try:
-        waits: list[asyncio.Future[Any]] = [parts.link.failure, stopper]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if parts.link.failure.done():
             raise UserError(str(parts.link.failure.result()))
     finally:
-        log.info("stopping")
-        stopper.cancel()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await parts.link.shutdown()
-        await mic.close()
+        outcome = "reload" if reloading.is_set() and not stop.is_set() else "stop"
+        if outcome == "reload":
+            notifier.reloading()
+            log.info("reloading the configuration")
+        else:
+            notifier.stopping()
+            log.info("stopping")
+        for waiting in [*waits[1:], watchdog]:
+            waiting.cancel()
+        try:
+            async with asyncio.timeout(STOP_BOUND_S):
+                await parts.link.shutdown()
+                await mic.close()
+        except TimeoutError:
+            log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()
-        for part in (button, lights):
+        for part in (button, lights, metrics):
             if part is not None:
                 part.close()
-    return 0
+    return outcome
 
 
 def _open_microphone(config: Config) -> Any:

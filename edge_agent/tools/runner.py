@@ -45,6 +45,7 @@ class ToolRunner:
         self.timeout_s = timeout_s
         self.non_blocking_supported = non_blocking_supported
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.result_listeners: list[Callable[[str, bool], None]] = []  # (tool, succeeded)
 
     def declarations(self) -> list[dict[str, Any]]:
         return [t.declaration(self.non_blocking_supported) for t in self.tools.values()]
@@ -74,6 +75,8 @@ class ToolRunner:
             response = await self._execute(tool, call)
         shown = response.get("error") or str(response.get("output"))[:200]
         log.info("tool %s -> %s [%s]", call.name, shown, call.id)
+        for listener in self.result_listeners:
+            listener(call.name, "error" not in response)
         self.respond(call.id, call.name, response, scheduling)
 
     async def _execute(self, tool: Tool, call: FunctionCall) -> dict[str, Any]:

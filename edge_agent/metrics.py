@@ -1,0 +1,112 @@
+"""Prometheus metrics (off unless [service] metrics_port): turn latency, reconnects by cause,
+tokens by modality and per day, underruns, tool calls, state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge_agent.agent import Agent, State, TurnRecord
+from edge_agent.conversation import DailyBudget
+from edge_agent.events import Disconnected, LiveEvent, Usage
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, agent: Agent, budget: DailyBudget) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.server: Any = None
+        registry = self.registry
+        self.first_audio = Histogram(
+            "edge_agent_turn_first_audio_seconds",
+            "End of the user's speech to the first answer sample on the speaker",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.reply_received = Histogram(
+            "edge_agent_turn_reply_received_seconds",
+            "End of the user's speech to the first answer audio received",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.turns = Counter("edge_agent_turns", "User turns", ["interrupted"], registry=registry)
+        self.reconnects = Counter(
+            "edge_agent_reconnects", "Connection losses by cause", ["cause"], registry=registry
+        )
+        self.tokens = Counter(
+            "edge_agent_tokens", "Tokens by modality", ["modality"], registry=registry
+        )
+        self.tool_calls = Counter(
+            "edge_agent_tool_calls",
+            "Tool calls by tool and outcome",
+            ["tool", "outcome"],
+            registry=registry,
+        )
+        self.state = Enum(
+            "edge_agent_state",
+            "The agent's state",
+            states=[s.value for s in State],
+            registry=registry,
+        )
+        Gauge(
+            "edge_agent_tokens_today", "Tokens spent today (local time)", registry=registry
+        ).set_function(lambda: budget.spent)
+        Gauge(
+            "edge_agent_speaker_underruns", "Playback underruns since start", registry=registry
+        ).set_function(lambda: agent.speaker.underruns)
+        agent.state_listeners.append(lambda state: self.state.state(state.value))
+        agent.turn_listeners.append(self.observe_turn)
+        agent.event_listeners.append(self.observe_event)
+        agent.tools.result_listeners.append(self.observe_tool)
+
+    def observe_turn(self, turn: TurnRecord) -> None:
+        self.turns.labels(interrupted=str(turn.interrupted).lower()).inc()
+        if turn.first_audio_ms is not None:
+            self.first_audio.observe(turn.first_audio_ms / 1000)
+        if turn.reply_received_s is not None and turn.end_s is not None:
+            self.reply_received.observe(turn.reply_received_s - turn.end_s)
+
+    def observe_event(self, event: LiveEvent) -> None:
+        if isinstance(event, Disconnected):
+            self.reconnects.labels(cause=event.cause.split(":")[0][:40]).inc()
+        elif isinstance(event, Usage):
+            for modality, count in event.by_modality.items():
+                self.tokens.labels(modality=modality.lower()).inc(count)
+
+    def observe_tool(self, name: str, ok: bool) -> None:
+        self.tool_calls.labels(tool=name, outcome="ok" if ok else "error").inc()
+
+    def serve(self, port: int) -> Any:
+        from prometheus_client import start_http_server
+
+        self.server, _ = start_http_server(port, registry=self.registry)
+        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def start_metrics(agent: Agent, budget: DailyBudget, port: int) -> Metrics | None:
+    if not port:
+        return None
+    try:
+        metrics = Metrics(agent, budget)
+        metrics.serve(port)
+    except ImportError:
+        log.warning(
+            "metrics_port is set but prometheus-client is not installed "
+            "(pip install 'edge-agent[metrics]')"
+        )
+        return None
+    except OSError as exc:
+        log.warning("metrics unavailable on port %d: %s", port, exc)
+        return None
+    return metrics

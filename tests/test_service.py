@@ -1,0 +1,265 @@
+"""The agent as a systemd service: sd_notify over a real socket, signals, the unit, logging,
+metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.logs import configure_logging
+from edge_agent.service import Notifier, Watchdog
+from tests.conftest import REPO, write_wav
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(10)
+    yield sock
+    sock.close()
+
+
+def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if wanted in message:
+            return message
+    raise AssertionError(f"{wanted} never came: {seen}")
+
+
+def start_daemon(tmp_path: Path, config_text: str, **env: str) -> subprocess.Popen[str]:
+    silence = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 60, np.int16))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{silence}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n' + config_text
+    )
+    full_env = {
+        **os.environ,
+        "GEMINI_API_KEY": "k",
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "400000",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+        env=full_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_ready_status_watchdog_then_stopping_on_sigterm(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    daemon = start_daemon(tmp_path, "")
+    seen: list[str] = []
+    try:
+        assert read_until(notify_socket, "READY=1", seen) == "READY=1\nSTATUS=idle"
+        for _ in range(3):
+            read_until(notify_socket, "WATCHDOG=1", seen)
+        daemon.send_signal(signal.SIGTERM)
+        read_until(notify_socket, "STOPPING=1", seen)
+        started = time.monotonic()
+        assert daemon.wait(15) == 0
+        assert time.monotonic() - started < 6.0  # the graceful stop is bounded (5 s)
+    finally:
+        daemon.kill()
+        _, errors = daemon.communicate()
+    assert "Traceback" not in errors
+
+
+def test_ready_does_not_wait_for_the_network(tmp_path: Path, notify_socket: socket.socket) -> None:
+    unreachable = '[live]\nendpoint = "https://127.0.0.1:9"\nmax_backoff_s = 0.5\n'
+    daemon = start_daemon(tmp_path, unreachable + '[conversation]\nstart = "always"\n')
+    seen: list[str] = []
+    try:
+        read_until(notify_socket, "READY=1", seen)
+        read_until(notify_socket, "STATUS=offline", seen)  # retrying; still alive and fed
+        read_until(notify_socket, "WATCHDOG=1", seen)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+
+
+def test_sighup_reloads_and_a_bad_reload_keeps_the_running_config(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    daemon = start_daemon(tmp_path, "")
+    seen: list[str] = []
+    config = tmp_path / "config.toml"
+    try:
+        read_until(notify_socket, "READY=1", seen)
+        config.write_text(config.read_text() + "[vad]\naggressiveness = 3\n")
+        daemon.send_signal(signal.SIGHUP)
+        read_until(notify_socket, "RELOADING=1", seen)
+        read_until(notify_socket, "READY=1", seen)
+        config.write_text(config.read_text() + "[vad]\nagressiveness = 1\n")  # broken
+        daemon.send_signal(signal.SIGHUP)
+        read_until(notify_socket, "RELOADING=1", seen)
+        read_until(notify_socket, "READY=1", seen)
+        assert daemon.poll() is None  # still running, on the old config
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        _, errors = daemon.communicate()
+    assert "configuration reloaded" in errors and "reload refused" in errors
+
+
+async def test_the_watchdog_stops_when_the_loop_is_blocked_or_a_callback_dies(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    sent: list[float] = []
+
+    class StampingNotifier(Notifier):
+        def notify(self, *lines: str) -> bool:
+            sent.append(time.monotonic())
+            return super().notify(*lines)
+
+    notifier = StampingNotifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    alive = {"speaker": True}
+    watchdog = asyncio.create_task(
+        Watchdog(notifier, {"speaker": lambda: alive["speaker"]}, interval_s=0.05).run()
+    )
+    await asyncio.sleep(0.3)
+    blocked_at = time.monotonic()
+    time.sleep(0.6)  # the event loop is stuck
+    await asyncio.sleep(0.3)
+    alive["speaker"] = False  # the audio callback stopped
+    died_at = time.monotonic()
+    await asyncio.sleep(0.3)
+    watchdog.cancel()
+    assert notify_socket.recv(64) == b"WATCHDOG=1"  # real datagrams
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert max(gaps) >= 0.55  # nothing while the loop was blocked
+    assert any(
+        a <= blocked_at + 0.01 and b >= blocked_at + 0.6 for a, b in itertools.pairwise(sent)
+    )
+    assert all(stamp <= died_at + 0.06 for stamp in sent)  # none once a callback is dead
+
+
+def test_notify_without_a_socket_is_a_no_op() -> None:
+    assert Notifier({}).notify("READY=1") is False
+    assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_s == 30.0
+
+
+def test_logging_json_and_no_timestamps_under_journald(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    configure_logging("json", "info")
+    logging.getLogger("edge_agent.test").info("turn %d", 3, extra={"first_audio_ms": 512.0})
+    entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert entry == {
+        "level": "info",
+        "logger": "edge_agent.test",
+        "msg": "turn 3",
+        "first_audio_ms": 512.0,
+    }
+    configure_logging("text", "warning")
+    logging.getLogger("edge_agent.test").warning("offline")
+    assert capsys.readouterr().err.strip() == "WARNING edge_agent.test: offline"
+    monkeypatch.delenv("JOURNAL_STREAM")
+    configure_logging("text", "info")
+    logging.getLogger("edge_agent.test").info("x")
+    assert capsys.readouterr().err[:2] == "20"  # a timestamp outside journald
+    configure_logging("text", "warning")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_metrics_endpoint(tmp_path: Path) -> None:
+    from edge_agent.assembly import assemble
+    from edge_agent.audio.playback import Speaker
+    from edge_agent.config import Config
+    from edge_agent.credentials import Credential
+    from edge_agent.events import Disconnected, Usage
+    from edge_agent.metrics import start_metrics
+
+    speaker = Speaker(24000)
+    parts = assemble(Config(), speaker, time.monotonic, lambda: Credential("k", "t"), tmp_path)
+    port = free_port()
+    metrics = start_metrics(parts.agent, parts.conversation.budget, port)
+    assert metrics is not None
+    parts.agent.on_live_event(Usage(100, 20, 120, {"AUDIO": 110, "TEXT": 10}))
+    parts.agent.on_live_event(Disconnected("1011 Internal error occurred."))
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    )
+    metrics.close()
+    assert 'edge_agent_tokens_total{modality="audio"} 110.0' in body
+    assert 'edge_agent_reconnects_total{cause="1011 Internal error occurred."} 1.0' in body
+    assert "edge_agent_tokens_today 120.0" in body
+    assert 'edge_agent_state{edge_agent_state="idle"} 1.0' in body
+    assert "edge_agent_turn_first_audio_seconds_bucket" in body
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
+def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = tmp_path / "edge-agent.service"
+    text = (REPO / "systemd" / "edge-agent.service").read_text()
+    unit.write_text(
+        "\n".join(
+            f"ExecStart={shutil.which('true')}" if line.startswith("ExecStart=") else line
+            for line in text.splitlines()
+        )
+    )
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    security = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "--threshold=20",
+            str(REPO / "systemd" / "edge-agent.service"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert security.returncode == 0, security.stdout[-400:]
+    score = float(
+        security.stdout.split("Overall exposure level for edge-agent.service:")[1].split()[0]
+    )
+    assert score <= 2.0
+    for needed in (
+        "Type=notify",
+        "WatchdogSec=",
+        "RestartPreventExitStatus=2",
+        "LoadCredential=gemini-api-key:",
+        "StateDirectory=edge-agent",
+        "DeviceAllow=char-gpiochip rw",
+        "network-online.target time-sync.target",
+    ):
+        assert needed in text
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
+def test_the_shell_scripts_pass_shellcheck() -> None:
+    scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
+    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
