@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
+from edge_agent.camera import Camera
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation
 from edge_agent.events import (
@@ -116,6 +117,7 @@ class Agent:
         clock: Callable[[], float],
         conversation: Conversation,
         tools: ToolRunner,
+        camera: Camera | None = None,
     ) -> None:
         self.config = config
         self.uplink = uplink
@@ -127,6 +129,7 @@ class Agent:
         self.text_replies = config.live.response_modality == "text"
         self.conversation = conversation
         self.tools = tools
+        self.camera = camera
         self.muted = False
         self.state = State.IDLE
         self.state_listeners: list[Callable[[State], None]] = []
@@ -168,6 +171,9 @@ class Agent:
             if self.mode == "server_vad" and self.conversation.is_open:
                 silence = bytes(len(frame)) if verdict.suppressed else verdict.frame
                 self.uplink.send_audio(silence)
+        if self.camera is not None:
+            self.camera.update_window(self._open_turn is not None, self.conversation.is_open)
+            self.camera.tick()
         self._poll_speaker()
         self._check_reply_timeout()
         self.conversation.tick(busy=self.busy or self._model_streaming)

@@ -10,6 +10,7 @@ from pathlib import Path
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
+from edge_agent.camera import Camera, make_source
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
 from edge_agent.live.models import traits
@@ -25,6 +26,7 @@ class Assembly:
     session: LiveSession
     link: SessionLink
     conversation: Conversation
+    camera: Camera | None
 
 
 def assemble(
@@ -46,20 +48,23 @@ def assemble(
 
     budget = DailyBudget(config.conversation.max_tokens_per_day, state_dir, dt.date.today)
     conversation = Conversation(config, link, clock, play_chime, budget)
-    tools = make_tool_runner(config, conversation, session)
+    source = make_source(config.camera)
+    camera = Camera(config.camera, source, session.send_video, clock) if source else None
+    tools = make_tool_runner(config, conversation, session, camera)
     session.declarations = tools.declarations()
-    agent = Agent(config, session, speaker, clock, conversation, tools)
+    agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation)
+    return Assembly(agent, session, link, conversation, camera)
 
 
 def make_tool_runner(
-    config: Config, conversation: Conversation, session: LiveSession
+    config: Config, conversation: Conversation, session: LiveSession, camera: Camera | None
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
     available = discover(builtin_tools(sorted(outputs)))
     context = ToolContext(
         end_conversation=conversation.request_end,
+        capture_frame=camera.capture_one if camera is not None else None,
         send_frame=session.send_video,
         gpio_outputs=outputs,
     )

@@ -136,7 +136,14 @@ async def _run(
     button, lights = start_gpio(config.gpio, agent.on_button)
     if lights is not None:
         agent.state_listeners.append(lambda state: lights.show(state.value))
-        parts.conversation.listeners.append(lights.privacy)
+        camera = parts.camera
+
+        def privacy(_: bool) -> None:  # lit while the microphone uplink or the camera is live
+            lights.privacy(parts.conversation.is_open or bool(camera and camera.window_open))
+
+        parts.conversation.listeners.append(privacy)
+        if camera is not None:
+            camera.streaming_listeners.append(privacy)
     metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
     agent.start()
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
@@ -169,7 +176,7 @@ async def _run(
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()
-        for part in (button, lights, metrics):
+        for part in (button, lights, metrics, parts.camera):
             if part is not None:
                 part.close()
     return outcome

@@ -136,6 +136,8 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         raise UserError(str(exc)) from None
     finally:
         await parts.link.shutdown()
+        if parts.camera is not None:
+            parts.camera.close()
     if options.output is not None:
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(np.concatenate(card.output).tobytes())
@@ -183,6 +185,8 @@ async def _drive(
             agent.on_button(False)
             spans.pop(0)
         agent.on_mic_frame(card.tick())
+        if agent.camera is not None and not options.realtime:
+            await agent.camera.settle()
         if options.realtime:
             await asyncio.sleep(max(0.0, started + card.now - time.monotonic()))
         elif agent.awaiting_service:

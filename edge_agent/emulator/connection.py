@@ -250,6 +250,7 @@ class Connection:
         if mime.startswith("image/") or mime.startswith("video/"):
             assert self.session is not None
             self.session.saw_video = True
+            self.emulator.video_frames.append(payload)
             self.turn.video_frames += 1
             return
         if not mime.startswith("audio/pcm"):

@@ -56,6 +56,7 @@ class Emulator:
         self.scenario = options.scenario
         self.registry = Registry()
         self.parsed_setups: list[dict[str, Any]] = []
+        self.video_frames: list[bytes] = []  # every image received, for tests and demos
         self.connections: dict[int, Connection] = {}
         self._count = 0
         self._started = time.monotonic()

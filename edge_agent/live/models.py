@@ -59,6 +59,11 @@ def compatibility_warnings(config: Config) -> list[str]:
         return []
     name = live.model
     warnings = []
+    if not live.context_compression and config.camera.source != "none":
+        warnings.append(
+            "the camera needs context compression (sessions with video end after "
+            "2 minutes without it); it is switched on"
+        )
     if live.response_modality == "text" and not known.text_output:
         warnings.append(f'{name} answers with audio only; response_modality = "text" is refused')
     if live.thinking_budget >= 0 and not known.thinking_budget:

@@ -108,8 +108,9 @@ def _realtime_input_config(config: Config) -> types.RealtimeInputConfig:
 
 
 def _compression(config: Config) -> types.ContextWindowCompressionConfig | None:
+    """Always on with a camera: without it audio+video sessions end after 2 minutes."""
     live = config.live
-    if not live.context_compression:
+    if not live.context_compression and config.camera.source == "none":
         return None
     return types.ContextWindowCompressionConfig(
         trigger_tokens=live.compression_trigger_tokens,
