@@ -1,0 +1,156 @@
+"""python -m bench [--json] [--questions N]: edge-agent and a baseline client, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from bench.harness import JackServer, RunResult, run_client
+
+CLIENTS = ("edge-agent", "baseline")
+FIGURES = (
+    "mic_to_wire_ms",
+    "eos_to_activity_end_ms",
+    "audio_to_device_ms",
+    "barge_in_ms",
+    "cpu_s_per_min",
+    "cpu_s_per_min_camera",
+    "rss_mb",
+    "startup_s",
+)
+QUESTIONS = (
+    "what is the weather like today",
+    "tell me a story about a fox",
+    "what time is it in Tokyo",
+    "how tall is the Eiffel tower",
+)
+
+
+def spoken_input(folder: Path, questions: int) -> tuple[Path, float]:
+    """16 kHz mono raw PCM: questions separated by 6 s of quiet (answers are 2 s)."""
+    parts = [np.zeros(8000, np.int16)]
+    for index in range(questions):
+        wav_path = folder / f"q{index}.wav"
+        text = QUESTIONS[index % len(QUESTIONS)]
+        subprocess.run(["espeak-ng", "-w", str(wav_path), text], check=True)
+        with wave.open(str(wav_path)) as wav:
+            samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
+            rate = wav.getframerate()
+        parts += [
+            np.asarray(soxr.resample(samples, rate, 16000), np.int16),
+            np.zeros(16000 * 6, np.int16),
+        ]
+    audio = np.concatenate(parts)
+    raw = folder / "mic.raw"
+    raw.write_bytes(audio.tobytes())
+    return raw, len(audio) / 16000
+
+
+def camera_video(folder: Path) -> Path:
+    import cv2
+
+    path = folder / "scene.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (1280, 720))
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        writer.write(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def summarize(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p95": None}
+    return {
+        "median": round(float(np.median(values)), 2),
+        "p95": round(float(np.percentile(values, 95)), 2),
+    }
+
+
+async def measure(questions: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-"))
+    mic_raw, seconds = spoken_input(folder, questions)
+    video = camera_video(folder)
+    clients: dict[str, dict[str, Any]] = {}
+    with JackServer() as jack:
+        for name in CLIENTS:
+            plain: RunResult = await run_client(name, mic_raw, seconds + 2, questions, None, jack)
+            with_camera = await run_client(name, mic_raw, seconds + 2, questions, video, jack)
+            figures = {key: summarize(values) for key, values in plain.figures.items()}
+            for key, value in (
+                ("cpu_s_per_min", plain.cpu_s_per_min),
+                ("cpu_s_per_min_camera", with_camera.cpu_s_per_min),
+                ("rss_mb", plain.rss_mb),
+                ("startup_s", plain.startup_s),
+            ):
+                figures[key] = {"median": round(value, 3), "p95": round(value, 3)}
+            for key in FIGURES:
+                figures.setdefault(key, {"median": None, "p95": None})
+            clients[name] = {key: figures[key] for key in FIGURES}
+    ratios = {}
+    for key in (
+        "cpu_s_per_min",
+        "cpu_s_per_min_camera",
+        "barge_in_ms",
+        "audio_to_device_ms",
+        "rss_mb",
+    ):
+        ours, theirs = clients["edge-agent"][key]["median"], clients["baseline"][key]["median"]
+        ratios[key] = round(ours / theirs, 3) if ours is not None and theirs else None
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"machine": machine(), "clients": clients, "ratios": ratios}
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        f"machine: {result['machine']}",
+        f"{'figure':24} {'edge-agent median/p95':>24} {'baseline median/p95':>24} ratio",
+    ]
+    for key in FIGURES:
+        cells = []
+        for name in CLIENTS:
+            figure = result["clients"][name][key]
+            cells.append(
+                "-" if figure["median"] is None else f"{figure['median']:g} / {figure['p95']:g}"
+            )
+        ratio = result["ratios"].get(key)
+        lines.append(f"{key:24} {cells[0]:>24} {cells[1]:>24} {'' if ratio is None else ratio}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--json", action="store_true", help="the contract's JSON object")
+    parser.add_argument("--questions", type=int, default=6, help="user turns per run")
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.questions))
+    print(json.dumps(result, indent=2) if args.json else table(result))
+
+
+if __name__ == "__main__":
+    main()
