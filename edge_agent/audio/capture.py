@@ -16,14 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio.devices import (
-    DeviceNotFound,
-    default_device_index,
-    keep_open,
-    list_devices,
-    open_portaudio,
-    select_device,
-)
+from edge_agent.audio.devices import DeviceNotFound, PortAudioStream
 from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
 
 log = logging.getLogger(__name__)
@@ -88,7 +81,7 @@ class WavMicrophone:
             self._task.cancel()
 
 
-class Microphone:
+class Microphone(PortAudioStream):
     """A PortAudio input device, re-opened with backoff when it fails or disappears."""
 
     def __init__(
@@ -99,19 +92,14 @@ class Microphone:
         channels: int = 0,
         max_seconds: float | None = None,
     ) -> None:
-        self.device_spec = device
+        super().__init__("microphone", device)
         self.frame_samples = MODEL_INPUT_RATE * frame_ms // 1000
         self.requested_rate = rate
         self.requested_channels = channels
         self.max_seconds = max_seconds
         self.overflows = 0
-        self.last_callback = 0.0
-        self.device_name = ""
-        self._pa: Any = None
-        self._stream: Any = None
         self._sink: FrameSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._supervisor: asyncio.Task[None] | None = None
 
     def open(self, sink: FrameSink) -> None:
         """Opens the device now; raises DeviceNotFound or OSError (a missing device at start)."""
@@ -122,26 +110,13 @@ class Microphone:
     def start(self, sink: FrameSink) -> None:
         self.open(sink)
         if self.max_seconds is None:  # a bounded capture ends by design
-            self._supervisor = asyncio.create_task(
-                keep_open("microphone", self._stream_active, self._reopen)
-            )
-
-    def _stream_active(self) -> bool:
-        return self._stream is not None and bool(self._stream.is_active())
-
-    def _reopen(self) -> None:
-        self._terminate()
-        self._open_stream()
+            self._supervise()
 
     def _open_stream(self) -> None:
         import pyaudio
 
-        self._pa = open_portaudio()
         try:
-            devices = list_devices(self._pa)
-            chosen = select_device(
-                devices, self.device_spec, "input", default_device_index(self._pa, "input")
-            )
+            chosen = self._find("input")
             rate = self.requested_rate or chosen.default_rate
             channels = self.requested_channels or self._mono_if_possible(chosen.index, rate)
             block = max(1, rate * self.frame_samples // MODEL_INPUT_RATE)
@@ -198,23 +173,6 @@ class Microphone:
 
         return callback
 
-    def alive(self) -> bool:
-        """The callback ran recently (the watchdog's view of the audio thread)."""
-        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
-
-    def _terminate(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.stop_stream()
-                self._stream.close()
-            except OSError:
-                pass
-            self._stream = None
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
-
     async def close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
+        self._stop_supervising()
         await asyncio.get_running_loop().run_in_executor(None, self._terminate)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -121,3 +124,58 @@ async def keep_open(
                 log.warning("%s unavailable (%s); retrying in %.0f s", name, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff_s)
+
+
+class PortAudioStream(ABC):
+    """One PortAudio stream that is re-opened (after a re-scan) when it stops or disappears.
+
+    Subclasses open it in `_open_stream` and update `last_callback` in their callback."""
+
+    def __init__(self, name: str, device_spec: str) -> None:
+        self.name = name
+        self.device_spec = device_spec
+        self.device_name = ""
+        self.last_callback = 0.0
+        self._pa: Any = None
+        self._stream: Any = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    def _open_stream(self) -> None:
+        """Opens the stream on a freshly scanned device (see _find)."""
+
+    def _find(self, direction: Direction) -> AudioDevice:
+        """A fresh PortAudio instance (a re-scan) and the configured device in it."""
+        self._pa = open_portaudio()
+        default = default_device_index(self._pa, direction)
+        return select_device(list_devices(self._pa), self.device_spec, direction, default)
+
+    def _supervise(self) -> None:
+        self._supervisor = asyncio.create_task(
+            keep_open(self.name, self._stream_active, self._reopen)
+        )
+
+    def _stream_active(self) -> bool:
+        return self._stream is not None and bool(self._stream.is_active())
+
+    def _reopen(self) -> None:
+        self._terminate()
+        self._open_stream()
+
+    def alive(self) -> bool:
+        """The callback ran recently (the watchdog's view of the audio thread)."""
+        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
+
+    def _terminate(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._stream.stop_stream()
+                self._stream.close()
+            self._stream = None
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None
+
+    def _stop_supervising(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()

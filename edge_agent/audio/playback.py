@@ -17,13 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio.devices import (
-    default_device_index,
-    keep_open,
-    list_devices,
-    open_portaudio,
-    select_device,
-)
+from edge_agent.audio.devices import PortAudioStream
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
 
 log = logging.getLogger(__name__)
@@ -177,61 +171,38 @@ class Speaker:
         return mix
 
 
-class PortAudioOutput:
+class PortAudioOutput(PortAudioStream):
     """Plays a Speaker on a PortAudio device in callback mode, one period per callback."""
 
     def __init__(self, device: str, rate: int = 0, channels: int = 0, period_ms: int = 20) -> None:
-        self.device_spec = device
+        super().__init__("speaker", device)
         self.requested_rate = rate
         self.requested_channels = channels
         self.period_ms = period_ms
-        self.device_name = ""
         self.rate = 0
-        self.last_callback = 0.0
-        self._pa: Any = None
-        self._stream: Any = None
         self._speaker: Speaker | None = None
-        self._supervisor: asyncio.Task[None] | None = None
 
     def probe_rate(self) -> int:
         """The rate the device will run at (the Speaker resamples to it)."""
-        pa = open_portaudio()
         try:
-            chosen = select_device(
-                list_devices(pa), self.device_spec, "output", default_device_index(pa, "output")
-            )
+            chosen = self._find("output")
         finally:
-            pa.terminate()
+            self._terminate()
         return self.requested_rate or chosen.default_rate
 
     def start(self, speaker: Speaker, supervise: bool = True) -> None:
         self._speaker = speaker
         self._open_stream()
         if supervise:
-            self._supervisor = asyncio.create_task(
-                keep_open("speaker", self._stream_active, self._reopen)
-            )
-
-    def _stream_active(self) -> bool:
-        return self._stream is not None and bool(self._stream.is_active())
-
-    def _reopen(self) -> None:
-        self._terminate()
-        self._open_stream()
+            self._supervise()
 
     def _open_stream(self) -> None:
         import pyaudio
 
         speaker = self._speaker
         assert speaker is not None
-        self._pa = open_portaudio()
         try:
-            chosen = select_device(
-                list_devices(self._pa),
-                self.device_spec,
-                "output",
-                default_device_index(self._pa, "output"),
-            )
+            chosen = self._find("output")
             self.rate = speaker.device_rate
             channels = self.requested_channels or 1
             period = self.rate * self.period_ms // 1000
@@ -256,25 +227,9 @@ class PortAudioOutput:
         self.last_callback = time.monotonic()
         log.info("speaker: %s at %d Hz, period %d ms", chosen.name, self.rate, self.period_ms)
 
-    def alive(self) -> bool:
-        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
-
     def close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
+        self._stop_supervising()
         self._terminate()
-
-    def _terminate(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.stop_stream()
-                self._stream.close()
-            except OSError:
-                pass
-            self._stream = None
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
 
 
 class WavOutput:
