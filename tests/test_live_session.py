@@ -274,3 +274,35 @@ async def test_goaway_and_drops_lose_no_turn_and_no_tool_response(
             expected.append(newest)
     used = [s["sessionResumption"]["handle"] for s in emulator.parsed_setups[1:]]
     assert used == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"api_key": "right"}, "rejected the API key"),
+        ({"reject_models": ("gemini-3.8-live",)}, "does not know model"),
+    ],
+)
+async def test_the_command_line_exits_2_on_a_refused_key_or_model(
+    start_emulator: Callable[..., Any], options: dict[str, Any], message: str
+) -> None:
+    import os
+
+    emulator = await start_emulator(**options)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edge_agent",
+        "simulate",
+        "--endpoint",
+        emulator.url,
+        "--ca-file",
+        str(emulator.cert_path),
+        env={**os.environ, "GEMINI_API_KEY": "wrong"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await asyncio.wait_for(process.communicate(), 60)
+    lines = errors.decode().strip().splitlines()
+    assert process.returncode == 2 and message in lines[-1]
+    assert "Traceback" not in errors.decode()
