@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.config import Config, config_from_dict
 from edge_agent.credentials import Credential, run_token_command
-from edge_agent.emulator.scenario import CloseStep, Scenario, ToolCallStep, Turn
+from edge_agent.emulator.scenario import CloseStep, GoAwayStep, Scenario, ToolCallStep, Turn
 from edge_agent.emulator.server import Emulator
 from edge_agent.events import (
     Connected,
@@ -174,14 +174,16 @@ async def test_no_setup_complete_is_bounded_and_retried(
 async def test_silence_after_goaway_still_switches_to_a_resumed_socket(
     start_emulator: Callable[..., Any], tmp_path: Path
 ) -> None:
-    emulator = await start_emulator(
-        goaway_every=0.5, goaway_time_left_s=1.0, silent_after_goaway=True
-    )
+    # goAway right after the first answer, then the server neither answers nor closes
+    scenario = Scenario(turns=[Turn(go_away=GoAwayStep(time_left_s=30.0))])
+    emulator = await start_emulator(scenario=scenario, silent_after_goaway=True)
     async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
         await recorder.wait_for(Connected)
         session.send_text("hello")
         await recorder.wait_for(TurnComplete)
-        await recorder.wait_for(Connected, count=2, timeout=5)
+        await recorder.wait_for(Connected, count=2, timeout=10)  # long before timeLeft ran out
+        session.send_text("still there?")
+        await recorder.wait_for(TurnComplete, count=2)  # answered on the new socket
     assert recorder.of(Connected)[1].resumed
     assert "goAway" in recorder.of(Disconnected)[0].cause
 
