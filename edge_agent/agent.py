@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
@@ -79,7 +79,6 @@ class TurnRecord:
     output_transcript: str = ""
     prompt_tokens: int = 0
     response_tokens: int = 0
-    reconnects_at_end: int = 0
     complete: bool = False
     logged: bool = False
 
@@ -105,7 +104,6 @@ class Tokens:
     prompt: int = 0
     response: int = 0
     total: int = 0
-    by_modality: dict[str, int] = field(default_factory=dict)
 
 
 class Agent:
@@ -356,7 +354,6 @@ class Agent:
         turn = self._reply_turn
         if turn is not None:
             turn.complete = True
-            turn.reconnects_at_end = self.reconnects
             self._maybe_log_turn(turn)
 
     def _on_Usage(self, event: Usage) -> None:
@@ -364,8 +361,6 @@ class Agent:
         self.tokens.prompt += event.prompt_tokens
         self.tokens.response += event.response_tokens
         self.tokens.total += event.total_tokens
-        for modality, count in event.by_modality.items():
-            self.tokens.by_modality[modality] = self.tokens.by_modality.get(modality, 0) + count
         if self._reply_turn is not None:
             self._reply_turn.prompt_tokens += event.prompt_tokens
             self._reply_turn.response_tokens += event.response_tokens

@@ -165,7 +165,7 @@ async def test_user_speech_interrupts_the_answer(start_emulator: Callable[..., A
                     await session.send_realtime_input(activity_start=types.ActivityStart())
             if message.server_content and message.server_content.interrupted:
                 break
-    assert received < 20  # the 8 s answer (80 chunks) was cut
+    assert received < 40  # the 8 s answer (80 chunks) was cut
 
 
 async def test_no_interruption_lets_the_answer_finish(start_emulator: Callable[..., Any]) -> None:

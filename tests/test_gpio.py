@@ -70,11 +70,12 @@ async def test_press_and_release_are_activity_start_and_end_on_the_wire(
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     stop = asyncio.Event()
     daemon = asyncio.create_task(run_daemon(config, use_emulator=False, stop=stop))
-    for _ in range(100):
+    for _ in range(1000):  # the daemon starts in this loop: wait until it watches the pin
         if mock_pins.pins.get(17) is not None and mock_pins.pin(17).when_changed is not None:
             break
         await asyncio.sleep(0.02)
     button = mock_pins.pin(17)
+    assert button.when_changed is not None
     button.drive_low()  # pressed (pull-up)
     await asyncio.sleep(0.6)
     assert mock_pins.pin(23).state == 1  # the privacy light: the mic uplink is live

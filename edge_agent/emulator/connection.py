@@ -491,7 +491,6 @@ class Connection:
         assert self.session is not None
         prompt = self.session.usage.prompt
         prompt_total = sum(prompt.values())
-        self.session.usage.response_total += response_tokens
         return {
             "promptTokenCount": prompt_total,
             "responseTokenCount": response_tokens,

@@ -21,7 +21,6 @@ class Usage:
     """Tokens in the session's context by modality; the prompt of each turn is all of it."""
 
     prompt: dict[str, int] = field(default_factory=dict)
-    response_total: int = 0
 
     def add_prompt(self, modality: str, tokens: int) -> None:
         if tokens > 0:
