@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio.devices import DeviceNotFound, PortAudioStream
+from edge_agent.audio.devices import AudioDevice, DeviceNotFound, PortAudioStream
 from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ class Microphone(PortAudioStream):
         self.requested_rate = rate
         self.requested_channels = channels
         self.max_seconds = max_seconds
+        self.rate = 0  # as opened
+        self.channels = 0
         self.overflows = 0
         self._sink: FrameSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,30 +115,21 @@ class Microphone(PortAudioStream):
             self._supervise()
 
     def _open_stream(self) -> None:
-        import pyaudio
-
-        try:
-            chosen = self._find("input")
-            rate = self.requested_rate or chosen.default_rate
-            channels = self.requested_channels or self._mono_if_possible(chosen.index, rate)
-            block = max(1, rate * self.frame_samples // MODEL_INPUT_RATE)
-            budget = int(self.max_seconds * rate) if self.max_seconds else None
-            callback = self._make_callback(rate, channels, budget)
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16,
-                channels=channels,
-                rate=rate,
-                input=True,
-                input_device_index=chosen.index,
-                frames_per_buffer=block,
-                stream_callback=callback,
+        def parameters(chosen: AudioDevice) -> dict[str, Any]:
+            self.rate = self.requested_rate or chosen.default_rate
+            self.channels = self.requested_channels or self._mono_if_possible(
+                chosen.index, self.rate
             )
-        except BaseException:
-            self._terminate()
-            raise
-        self.device_name = chosen.name
-        self.last_callback = time.monotonic()
-        log.info("microphone: %s at %d Hz, %d channel(s)", chosen.name, rate, channels)
+            budget = int(self.max_seconds * self.rate) if self.max_seconds else None
+            return {
+                "rate": self.rate,
+                "channels": self.channels,
+                "frames_per_buffer": max(1, self.rate * self.frame_samples // MODEL_INPUT_RATE),
+                "stream_callback": self._make_callback(self.rate, self.channels, budget),
+            }
+
+        chosen = self._open_on("input", parameters)
+        log.info("microphone: %s at %d Hz, %d channel(s)", chosen.name, self.rate, self.channels)
 
     def _mono_if_possible(self, index: int, rate: int) -> int:
         import pyaudio

@@ -150,6 +150,28 @@ class PortAudioStream(ABC):
         default = default_device_index(self._pa, direction)
         return select_device(list_devices(self._pa), self.device_spec, direction, default)
 
+    def _open_on(
+        self, direction: Direction, parameters: Callable[[AudioDevice], dict[str, Any]]
+    ) -> AudioDevice:
+        """Scans, opens an int16 stream on the configured device with `parameters(device)`
+        (rate, channels, block, callback), and cleans up if that fails."""
+        import pyaudio
+
+        try:
+            chosen = self._find(direction)
+            device_key = f"{direction}_device_index"
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                **{direction: True, device_key: chosen.index},
+                **parameters(chosen),
+            )
+        except BaseException:
+            self._terminate()
+            raise
+        self.device_name = chosen.name
+        self.last_callback = time.monotonic()
+        return chosen
+
     def _supervise(self) -> None:
         self._supervisor = asyncio.create_task(
             keep_open(self.name, self._stream_active, self._reopen)

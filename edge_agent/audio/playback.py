@@ -145,7 +145,7 @@ class Speaker:
                 and (waiting >= self.jitter_samples or self._reply_ended)
             ):
                 self._primed = True
-            voice = np.zeros(count, np.int16)
+            voice: np.ndarray | None = None
             if self._primed:
                 voice = self._voice.pop(count)
                 if self.first_sample_at is None:
@@ -155,10 +155,13 @@ class Speaker:
                         self.underruns += 1
                     self._primed = False
             chimes = self._chimes.pop(count) if self._chimes.size else None
-        mix = voice
-        if chimes is not None:
-            mix = np.clip(voice.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
-        level = float(np.sqrt(np.mean(mix.astype(np.float32) ** 2))) if count else 0.0
+        if voice is None and chimes is None:  # the usual case on a speaker: nothing to play
+            mix, level = np.zeros(count, np.int16), 0.0
+        else:
+            mix = voice if voice is not None else np.zeros(count, np.int16)
+            if chimes is not None:
+                mix = np.clip(mix.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
+            level = float(np.sqrt(np.mean(mix.astype(np.float32) ** 2))) if count else 0.0
         self.output_level = max(
             level, self.output_level * 0.5 ** (count / (0.2 * self.device_rate))
         )
@@ -201,30 +204,22 @@ class PortAudioOutput(PortAudioStream):
 
         speaker = self._speaker
         assert speaker is not None
-        try:
-            chosen = self._find("output")
-            self.rate = speaker.device_rate
-            channels = self.requested_channels or 1
-            period = self.rate * self.period_ms // 1000
+        self.rate = speaker.device_rate
+        channels = self.requested_channels or 1
 
-            def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
-                self.last_callback = time.monotonic()
-                return to_channels(speaker.pull(count), channels).tobytes(), pyaudio.paContinue
+        def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+            self.last_callback = time.monotonic()
+            return to_channels(speaker.pull(count), channels).tobytes(), pyaudio.paContinue
 
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16,
-                channels=channels,
-                rate=self.rate,
-                output=True,
-                output_device_index=chosen.index,
-                frames_per_buffer=period,
-                stream_callback=callback,
-            )
-        except BaseException:
-            self._terminate()
-            raise
-        self.device_name = chosen.name
-        self.last_callback = time.monotonic()
+        chosen = self._open_on(
+            "output",
+            lambda _: {
+                "rate": self.rate,
+                "channels": channels,
+                "frames_per_buffer": self.rate * self.period_ms // 1000,
+                "stream_callback": callback,
+            },
+        )
         log.info("speaker: %s at %d Hz, period %d ms", chosen.name, self.rate, self.period_ms)
 
     def close(self) -> None:
