@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from bench.figures import Speech
 from bench.harness import JackServer, RunResult, run_client
 
 CLIENTS = ("edge-agent", "baseline")
@@ -37,9 +38,12 @@ QUESTIONS = (
 )
 
 
-def spoken_input(folder: Path, questions: int) -> tuple[Path, float]:
-    """16 kHz mono raw PCM: questions separated by 6 s of quiet (answers are 2 s)."""
+def spoken_input(folder: Path, questions: int) -> tuple[Speech, Path, float]:
+    """Questions separated by 6 s of quiet (answers are 2 s): the 16 kHz reference with where
+    each question ends, and the 48 kHz raw PCM the sound card plays (band-limited to 8 kHz, so
+    any client's downsampling gives back the reference)."""
     parts = [np.zeros(8000, np.int16)]
+    speech_ends = []
     for index in range(questions):
         wav_path = folder / f"q{index}.wav"
         text = QUESTIONS[index % len(QUESTIONS)]
@@ -47,21 +51,21 @@ def spoken_input(folder: Path, questions: int) -> tuple[Path, float]:
         with wave.open(str(wav_path)) as wav:
             samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
             rate = wav.getframerate()
-        parts += [
-            np.asarray(soxr.resample(samples, rate, 16000), np.int16),
-            np.zeros(16000 * 6, np.int16),
-        ]
+        spoken = np.asarray(soxr.resample(samples, rate, 16000), np.int16)
+        audible = np.flatnonzero(np.abs(spoken) > 328)  # -40 dBFS
+        speech_ends.append(sum(len(part) for part in parts) + int(audible[-1]) + 1)
+        parts += [spoken, np.zeros(16000 * 6, np.int16)]
     audio = np.concatenate(parts)
-    raw = folder / "mic.raw"
-    raw.write_bytes(audio.tobytes())
-    return raw, len(audio) / 16000
+    signal48 = folder / "mic48.raw"
+    signal48.write_bytes(np.asarray(soxr.resample(audio, 16000, 48000), np.int16).tobytes())
+    return Speech(audio, speech_ends), signal48, len(audio) / 16000
 
 
 def camera_video(folder: Path) -> Path:
     import cv2
 
     path = folder / "scene.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5, (1280, 720))
     rng = np.random.default_rng(0)
     for _ in range(25):
         writer.write(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
@@ -80,13 +84,17 @@ def summarize(values: list[float]) -> dict[str, float | None]:
 
 async def measure(questions: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
-    mic_raw, seconds = spoken_input(folder, questions)
+    speech, signal48, seconds = spoken_input(folder, questions)
     video = camera_video(folder)
     clients: dict[str, dict[str, Any]] = {}
     with JackServer() as jack:
         for name in CLIENTS:
-            plain: RunResult = await run_client(name, mic_raw, seconds + 2, questions, None, jack)
-            with_camera = await run_client(name, mic_raw, seconds + 2, questions, video, jack)
+            plain: RunResult = await run_client(
+                name, speech, signal48, seconds + 2, questions, None, jack
+            )
+            with_camera = await run_client(
+                name, speech, signal48, seconds + 2, questions, video, jack
+            )
             figures = {key: summarize(values) for key, values in plain.figures.items()}
             for key, value in (
                 ("cpu_s_per_min", plain.cpu_s_per_min),

@@ -51,6 +51,7 @@ class AudioLoop:
     async def get_frames(self) -> None:
         import cv2
 
+        assert self.camera is not None
         capture = cv2.VideoCapture(self.camera)
         while True:
             ok, frame = await asyncio.to_thread(capture.read)

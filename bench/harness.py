@@ -1,19 +1,18 @@
 """Runs one client against the emulator on JACK-paced ALSA PCMs and measures it from outside.
 
-Wire times come from the emulator (in this process); device times from polling the speaker WAV
-the ALSA file plugin writes as the client writes to the device; CPU and memory from /proc.
+Wire times come from the emulator (in this process); device times from bench-io, a JACK client
+in its own process that plays the microphone and hears the speaker; CPU and memory from /proc.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import wave
@@ -23,69 +22,67 @@ from typing import Any
 
 import numpy as np
 
+from bench.figures import (
+    MicTimeline,
+    Speech,
+    Wire,
+    eos_latency,
+    mic_to_wire,
+    wire_to_device,
+)
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.emulator.server import Emulator, EmulatorOptions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 JACK_PERIOD = 256  # 5.3 ms at 48 kHz; 128 makes PortAudio's ALSA probe fail
+# Silence that ends a turn: edge-agent's [vad] hangover_ms, the service's default for the
+# baseline (which leaves turn detection to the service).
+HANGOVER_MS = {"edge-agent": 600.0, "baseline": 500.0}
 
 
 class TimedEmulator(Emulator):
-    """Keeps (monotonic time, message) for everything on the wire."""
+    """Keeps (monotonic time, connection, direction, message) for everything on the wire."""
 
     def __init__(self, options: EmulatorOptions) -> None:
         super().__init__(options)
-        self.wire: list[tuple[float, str, dict[str, Any]]] = []
+        self.wire: Wire = []
 
     async def send(self, number: int, ws: Any, message: dict[str, Any]) -> None:
-        self.wire.append((time.monotonic(), "out", message))
+        self.wire.append((time.monotonic(), number, "out", message))
         await super().send(number, ws, message)
 
     def log_in(self, number: int, message: dict[str, Any]) -> None:
-        self.wire.append((time.monotonic(), "in", message))
+        self.wire.append((time.monotonic(), number, "in", message))
         super().log_in(number, message)
 
 
-class PlaybackMonitor:
-    """A JACK client listening to whatever feeds system:playback_1: the time of every period
-    that carries sound, at the device clock (what the speaker really plays)."""
+class SoundCard:
+    """bench-io (jackio.py) in its own process: plays the microphone signal, hears the speaker."""
 
-    def __init__(self, server: str) -> None:
-        import jack
+    def __init__(self, jack_server: str, signal48: Path, work: Path) -> None:
+        self.result = work / "sound.json"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.jackio", jack_server, str(signal48), str(self.result)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "READY":
+            raise RuntimeError("bench-io did not start")
 
-        self.client = jack.Client("bench-monitor", servername=server, no_start_server=True)
-        self.inport = self.client.inports.register("in")
-        self.loud_periods: list[float] = []
-        self.client.set_process_callback(self._process)
-        self._stop = threading.Event()
-        self._linker = threading.Thread(target=self._link, daemon=True)
+    def command(self, word: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(word + "\n")
+        self.process.stdin.flush()
 
-    def _process(self, frames: int) -> None:
-        samples = self.inport.get_array()
-        if float(np.max(np.abs(samples))) > 0.002:
-            self.loud_periods.append(time.monotonic())
-
-    def _link(self) -> None:
-        """Clients open their streams late and re-open them: keep listening to all of them."""
-        while not self._stop.is_set():
-            for port in self.client.get_ports(is_output=True, is_audio=True):
-                if port.name.startswith("bench-monitor"):
-                    continue
-                connections = {p.name for p in self.client.get_all_connections(port)}
-                if "system:playback_1" in connections and self.inport.name not in connections:
-                    with contextlib.suppress(Exception):
-                        self.client.connect(port, self.inport)
-            time.sleep(0.05)
-
-    def start(self) -> None:
-        self.client.activate()
-        self._linker.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.client.deactivate()
-        self.client.close()
+    def finish(self) -> dict[str, Any]:
+        self.command("stop")
+        self.process.wait(10)
+        result: dict[str, Any] = json.loads(self.result.read_text())
+        return result
 
 
 @dataclass
@@ -140,6 +137,7 @@ class JackServer:
             ["jack_wait", "-w", "-t", "10"],
             check=True,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             env={**env, "JACK_DEFAULT_SERVER": self.name},
         )
         return self
@@ -174,22 +172,20 @@ def scenario(turns: int, answer: Path) -> Scenario:
 
 async def run_client(
     name: str,
-    mic_raw: Path,
+    speech: Speech,
+    signal48: Path,
     duration_s: float,
     turns: int,
     camera: Path | None,
     jack: JackServer,
 ) -> RunResult:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    speaker_wav = work / "speaker.wav"
     options = EmulatorOptions(cert_dir=work, scenario=scenario(turns, tone_wav(work)))
     emulator = TimedEmulator(options)
     await emulator.start()
     env = {
         **os.environ,
-        "ALSA_CONFIG_PATH": str(REPO / "tests" / "asound-rt.conf"),
-        "MIC_RAW": str(mic_raw),
-        "SPK_WAV": str(speaker_wav),
+        "ALSA_CONFIG_PATH": str(HERE / "asound.conf"),
         "JACK_DEFAULT_SERVER": jack.name,
         "GEMINI_API_KEY": "bench",
         "NO_PROXY": "127.0.0.1,localhost",
@@ -199,8 +195,7 @@ async def run_client(
     ready_socket.bind(str(notify))
     ready_socket.setblocking(False)
     command = client_command(name, emulator, work, camera)
-    monitor = PlaybackMonitor(jack.name)
-    monitor.start()
+    card = SoundCard(jack.name, signal48, work)
     spawned = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -210,6 +205,8 @@ async def run_client(
         text=True,
     )
     ready_at = await wait_ready(process, ready_socket, name)
+    await asyncio.sleep(1.0)  # connected and idle before the first question
+    card.command("play")
     cpu_start, wall_start = cpu_seconds(process.pid), time.monotonic()
     await asyncio.sleep(duration_s)
     cpu = cpu_seconds(process.pid) - cpu_start
@@ -217,11 +214,18 @@ async def run_client(
     rss = peak_rss_mb(process.pid)
     process.terminate()
     process.wait(15)
-    monitor.stop()
+    sound = card.finish()
     await emulator.stop()
     ready_socket.close()
     result = RunResult(cpu_s_per_min=cpu / wall * 60, rss_mb=rss, startup_s=ready_at - spawned)
-    result.figures = wire_to_device(emulator.wire, monitor.loud_periods)
+    mic = MicTimeline([(t, first) for t, first in sound["mic_cycles"]])
+    to_wire, chunk_ends = mic_to_wire(emulator.wire, mic, speech)
+    hangover_ms = HANGOVER_MS[name]
+    result.figures = {
+        "mic_to_wire_ms": to_wire,
+        "eos_to_activity_end_ms": eos_latency(emulator.wire, chunk_ends, mic, speech, hangover_ms),
+        **wire_to_device(emulator.wire, sound["loud_cycles"]),
+    }
     return result
 
 
@@ -258,26 +262,3 @@ async def wait_ready(process: subprocess.Popen[str], notify: socket.socket, name
         except BlockingIOError:
             await asyncio.sleep(0.002)
     raise RuntimeError("edge-agent never reported READY")
-
-
-def wire_to_device(
-    wire: list[tuple[float, str, dict[str, Any]]], loud_writes: list[float]
-) -> dict[str, list[float]]:
-    """First model audio on the wire -> the first period the device plays with sound;
-    `interrupted` on the wire -> the last period with sound after it."""
-    to_device: list[float] = []
-    barge_in: list[float] = []
-    answering = False
-    for at, direction, message in wire:
-        content = message.get("serverContent", {}) if direction == "out" else {}
-        if "modelTurn" in content and not answering:
-            answering = True
-            written = next((t for t in loud_writes if t >= at), None)
-            if written is not None and written - at < 2.0:
-                to_device.append((written - at) * 1000)
-        if content.get("interrupted"):
-            later = [t for t in loud_writes if at <= t < at + 2.0]
-            barge_in.append(((later[-1] - at) if later else 0.0) * 1000)
-        if content.get("turnComplete") or content.get("interrupted"):
-            answering = False
-    return {"audio_to_device_ms": to_device, "barge_in_ms": barge_in}
