@@ -95,6 +95,7 @@ class AudioConfig(Section):
     echo: Literal["half_duplex", "none", "system", "aec"] = "half_duplex"
     echo_tail_ms: int = Field(400, ge=0)
     volume: float = Field(1.0, ge=0.0, le=4.0)
+    speaker_idle_stop_s: float = Field(2.0, ge=0.0)
 
 
 class CameraConfig(Section):

@@ -120,7 +120,13 @@ async def _run(
         output, rate = open_output(config)
     except (DeviceNotFound, OSError) as exc:
         raise UserError(f"speaker: {exc}") from None
-    speaker = Speaker(rate, config.audio.jitter_ms, config.audio.volume, clock=clock)
+    speaker = Speaker(
+        rate,
+        config.audio.jitter_ms,
+        config.audio.volume,
+        clock=clock,
+        idle_stop_s=config.audio.speaker_idle_stop_s,
+    )
     parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
     agent = parts.agent
     agent.state_listeners.append(lambda state: log.info("state: %s", state.value))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -168,6 +169,86 @@ async def test_flush_lets_at_most_one_period_of_old_audio_out(jack_clock: object
     period = rate * period_ms // 1000
     assert 0 <= old_after_flush <= period
     assert max(pulls) <= period and len(pulls) > 10  # the device pulls at most one period
+
+
+def test_an_idle_speaker_pauses_once_and_sound_wakes_it_once() -> None:
+    speaker = Speaker(device_rate=16000, jitter_ms=0, idle_stop_s=0.1)
+    wakes: list[int] = []
+    speaker.on_wake = lambda: wakes.append(1)
+    speaker.play(np.full(800, 1000, np.int16).tobytes())
+    speaker.end_of_reply()
+    assert np.any(speaker.pull(800)) and not speaker.pause_if_idle()  # sounding
+    speaker.pull(800)
+    assert not speaker.pause_if_idle()  # quiet for 50 ms only
+    speaker.pull(1600)
+    assert speaker.pause_if_idle() and speaker.paused
+    assert not speaker.speaking and speaker.quiet_ms() == float("inf")  # the echo guard rests
+    speaker.chime(chime("listening", 16000))
+    speaker.play(np.full(800, 1000, np.int16).tobytes())
+    assert wakes == [1] and not speaker.paused
+    never = Speaker(device_rate=16000, jitter_ms=0)  # idle_stop_s=0: the device runs on
+    never.pull(16000 * 5)
+    assert not never.pause_if_idle()
+
+
+async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) -> None:
+    _, speaker_wav = jack_clock  # type: ignore[misc]
+    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=0.2)
+    pulls = [0]
+    original_pull = speaker.pull
+
+    def counting_pull(count: int) -> np.ndarray:
+        pulls[0] += 1
+        return original_pull(count)
+
+    speaker.pull = counting_pull  # type: ignore[method-assign]
+    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+    output.start(speaker)
+    for _ in range(200):
+        if speaker.paused and not output._stream.is_active():
+            break
+        await asyncio.sleep(0.01)
+    assert speaker.paused and output.alive() and output._stream_active()
+    resting = pulls[0]
+    await asyncio.sleep(0.3)
+    assert pulls[0] == resting  # no callbacks while idle
+    speaker.chime(chime("done", 48000))
+    for _ in range(200):
+        if pulls[0] > resting + 5:
+            break
+        await asyncio.sleep(0.01)
+    assert pulls[0] > resting + 5 and output.alive()
+    await asyncio.sleep(0.4)
+    output.close()
+    with wave.open(str(speaker_wav)) as wav:
+        written = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    assert np.count_nonzero(written) > len(chime("done", 48000)) // 2  # the chime was played
+
+
+async def test_the_audio_callback_thread_keeps_its_python_state(
+    alsa_files: tuple[Path, Path],
+) -> None:
+    """PyAudio would otherwise create and destroy a Python thread state for every callback:
+    a thread-local set in one callback must still be there in the next."""
+    speaker = Speaker(device_rate=16000, jitter_ms=0)
+    local = threading.local()
+    seen: list[object] = []
+    original_pull = speaker.pull
+
+    def marking_pull(count: int) -> np.ndarray:
+        seen.append(getattr(local, "mark", None))
+        local.mark = "kept"
+        return original_pull(count)
+
+    speaker.pull = marking_pull  # type: ignore[method-assign]
+    output = PortAudioOutput("speaker", rate=16000, period_ms=20)
+    output.start(speaker, supervise=False)
+    for _ in range(500):
+        if len(seen) > 20:
+            break
+        await asyncio.sleep(0.002)
+    output.close()
+    assert len(seen) > 20 and seen[0] is None and set(seen[1:]) == {"kept"}
 
 
 def gate_run(audio: np.ndarray, config: VadConfig | None = None) -> list[tuple[int, object]]:

@@ -152,7 +152,7 @@ class Microphone(PortAudioStream):
         remaining = [budget]
 
         def callback(data: bytes, count: int, time_info: Any, status: int) -> tuple[None, int]:
-            self.last_callback = time.monotonic()
+            self._callback_began()
             if status & pyaudio.paInputOverflow:
                 self.overflows += 1
             done = False

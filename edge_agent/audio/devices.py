@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -126,10 +128,24 @@ async def keep_open(
                 backoff = min(backoff * 2, max_backoff_s)
 
 
+_pinned = threading.local()
+
+
+def keep_thread_state() -> None:
+    """Called first in every PortAudio callback. PyAudio wraps each callback in
+    PyGILState_Ensure/Release on PortAudio's own thread, so Python creates and destroys a thread
+    state per callback; on 3.11 that is an mmap and a munmap, and the munmap's TLB shootdown
+    interrupts every core (a third of the daemon's CPU on the bench). One Ensure that is never
+    released keeps the state for the thread's life; a few KB stay behind when the stream closes."""
+    if not getattr(_pinned, "done", False):
+        ctypes.pythonapi.PyGILState_Ensure()
+        _pinned.done = True
+
+
 class PortAudioStream(ABC):
     """One PortAudio stream that is re-opened (after a re-scan) when it stops or disappears.
 
-    Subclasses open it in `_open_stream` and update `last_callback` in their callback."""
+    Subclasses open it in `_open_stream` and call `_callback_began` first in their callback."""
 
     def __init__(self, name: str, device_spec: str) -> None:
         self.name = name
@@ -171,6 +187,10 @@ class PortAudioStream(ABC):
         self.device_name = chosen.name
         self.last_callback = time.monotonic()
         return chosen
+
+    def _callback_began(self) -> None:
+        keep_thread_state()
+        self.last_callback = time.monotonic()
 
     def _supervise(self) -> None:
         self._supervisor = asyncio.create_task(

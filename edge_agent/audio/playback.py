@@ -1,7 +1,9 @@
 """Speaker: 24 kHz model audio -> device rate, jitter buffer, instant flush, chimes mixed in.
 
 The loop calls play(), end_of_reply(), flush() and chime(); the device (a PortAudio callback,
-a WAV writer, or simulate's virtual clock) calls pull() once per period.
+a WAV writer, or simulate's virtual clock) calls pull() once per period. A PortAudio device stops
+after a stretch of silence (pause_if_idle) and is started again by on_wake when sound is queued:
+an idle speaker then costs no wake-ups at all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
+Wake = Callable[[], None]
 
 
 class SampleFifo:
@@ -68,8 +71,12 @@ class Speaker:
         jitter_ms: int = 100,
         volume: float = 1.0,
         clock: Clock = time.monotonic,
+        idle_stop_s: float = 0.0,
     ) -> None:
         self.device_rate = device_rate
+        self.idle_stop_samples = int(idle_stop_s * device_rate)  # 0: the device never pauses
+        self.paused = False
+        self.on_wake: Wake | None = None  # starts a paused device; called on the loop
         self.jitter_samples = device_rate * jitter_ms // 1000
         self.volume = volume
         self.clock = clock
@@ -97,6 +104,7 @@ class Speaker:
                 self._reply_started, self.first_sample_at = True, None
             self._reply_ended = False
             self._voice.push(samples)
+        self._wake_device()
 
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
@@ -120,6 +128,14 @@ class Speaker:
     def chime(self, samples: np.ndarray) -> None:
         with self._lock:
             self._chimes.push(samples)
+        self._wake_device()
+
+    def _wake_device(self) -> None:
+        """Sound was just queued: a device paused for silence must start again."""
+        with self._lock:
+            wake, self.paused = self.paused, False
+        if wake and self.on_wake is not None:
+            self.on_wake()
 
     @property
     def buffered_s(self) -> float:
@@ -128,10 +144,14 @@ class Speaker:
     @property
     def speaking(self) -> bool:
         """Model audio is queued or still leaving the device."""
-        return self._voice.size > 0 or self._quiet_samples < self.jitter_samples
+        return (
+            self._voice.size > 0 or self.quiet_ms() < 1000 * self.jitter_samples / self.device_rate
+        )
 
     def quiet_ms(self) -> float:
         """Time since the last audible sample left (voice or chime), in device time."""
+        if self.paused:  # the device has long been silent; its clock is stopped
+            return float("inf")
         return self._quiet_samples * 1000 / self.device_rate
 
     # ---- device side -----------------------------------------------------------------------
@@ -173,6 +193,21 @@ class Speaker:
             self.reference_sink(mix)
         return mix
 
+    def pause_if_idle(self) -> bool:
+        """Device side, after a pull: True when nothing is queued and nothing has sounded for
+        idle_stop_s. The device may then stop until on_wake is called."""
+        with self._lock:
+            if (
+                not self.idle_stop_samples
+                or self._voice.size
+                or self._chimes.size
+                or self._quiet_samples < self.idle_stop_samples
+            ):
+                return False
+            self.paused = True
+        self.output_level = 0.0
+        return True
+
 
 class PortAudioOutput(PortAudioStream):
     """Plays a Speaker on a PortAudio device in callback mode, one period per callback."""
@@ -184,6 +219,8 @@ class PortAudioOutput(PortAudioStream):
         self.period_ms = period_ms
         self.rate = 0
         self._speaker: Speaker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waking = False
 
     def probe_rate(self) -> int:
         """The rate the device will run at (the Speaker resamples to it)."""
@@ -195,9 +232,37 @@ class PortAudioOutput(PortAudioStream):
 
     def start(self, speaker: Speaker, supervise: bool = True) -> None:
         self._speaker = speaker
+        self._loop = asyncio.get_running_loop()
+        speaker.on_wake = self._wake
         self._open_stream()
         if supervise:
             self._supervise()
+
+    def _wake(self) -> None:
+        """The stream completed for silence; sound is queued again: restart it off the loop."""
+        self._waking = True
+        assert self._loop is not None
+        self._loop.run_in_executor(None, self._restart)
+
+    def _restart(self) -> None:
+        try:
+            if self._stream is not None:
+                self._stream.stop_stream()
+                self._stream.start_stream()
+                self.last_callback = time.monotonic()
+        except OSError as exc:  # the supervisor re-opens it
+            log.warning("speaker: restart failed (%s)", exc)
+        finally:
+            self._waking = False
+
+    def _resting(self) -> bool:
+        return self._waking or (self._speaker is not None and self._speaker.paused)
+
+    def _stream_active(self) -> bool:
+        return self._resting() or super()._stream_active()
+
+    def alive(self) -> bool:
+        return self._resting() or super().alive()
 
     def _open_stream(self) -> None:
         import pyaudio
@@ -208,8 +273,9 @@ class PortAudioOutput(PortAudioStream):
         channels = self.requested_channels or 1
 
         def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
-            self.last_callback = time.monotonic()
-            return to_channels(speaker.pull(count), channels).tobytes(), pyaudio.paContinue
+            self._callback_began()
+            out = to_channels(speaker.pull(count), channels).tobytes()
+            return out, pyaudio.paComplete if speaker.pause_if_idle() else pyaudio.paContinue
 
         chosen = self._open_on(
             "output",
