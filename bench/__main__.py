@@ -82,7 +82,7 @@ def summarize(values: list[float]) -> dict[str, float | None]:
     }
 
 
-async def measure(questions: int) -> dict[str, Any]:
+async def measure(questions: int, period_ms: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
     speech, signal48, seconds = spoken_input(folder, questions)
     video = camera_video(folder)
@@ -90,10 +90,10 @@ async def measure(questions: int) -> dict[str, Any]:
     with JackServer() as jack:
         for name in CLIENTS:
             plain: RunResult = await run_client(
-                name, speech, signal48, seconds + 2, questions, None, jack
+                name, speech, signal48, seconds + 2, questions, None, jack, period_ms
             )
             with_camera = await run_client(
-                name, speech, signal48, seconds + 2, questions, video, jack
+                name, speech, signal48, seconds + 2, questions, video, jack, period_ms
             )
             figures = {key: summarize(values) for key, values in plain.figures.items()}
             for key, value in (
@@ -155,8 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--json", action="store_true", help="the contract's JSON object")
     parser.add_argument("--questions", type=int, default=6, help="user turns per run")
+    parser.add_argument(
+        "--period-ms", type=int, default=20, help="edge-agent's [audio] period_ms (default 20)"
+    )
     args = parser.parse_args()
-    result = asyncio.run(measure(args.questions))
+    result = asyncio.run(measure(args.questions, args.period_ms))
     print(json.dumps(result, indent=2) if args.json else table(result))
 
 

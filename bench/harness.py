@@ -178,6 +178,7 @@ async def run_client(
     turns: int,
     camera: Path | None,
     jack: JackServer,
+    period_ms: int,
 ) -> RunResult:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     options = EmulatorOptions(cert_dir=work, scenario=scenario(turns, tone_wav(work)))
@@ -194,7 +195,7 @@ async def run_client(
     ready_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ready_socket.bind(str(notify))
     ready_socket.setblocking(False)
-    command = client_command(name, emulator, work, camera)
+    command = client_command(name, emulator, work, camera, period_ms)
     card = SoundCard(jack.name, signal48, work)
     spawned = time.monotonic()
     process = subprocess.Popen(
@@ -229,7 +230,9 @@ async def run_client(
     return result
 
 
-def client_command(name: str, emulator: Emulator, work: Path, camera: Path | None) -> list[str]:
+def client_command(
+    name: str, emulator: Emulator, work: Path, camera: Path | None, period_ms: int
+) -> list[str]:
     if name == "baseline":
         command = [sys.executable, "-m", "bench.baseline", emulator.url, str(emulator.cert_path)]
         return command + (["--camera", str(camera)] if camera else [])
@@ -243,6 +246,7 @@ def client_command(name: str, emulator: Emulator, work: Path, camera: Path | Non
         f'[live]\nendpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
         '[conversation]\nstart = "always"\nchimes = false\n'
         '[audio]\ninput_rate = 16000\noutput_rate = 24000\necho = "none"\n'
+        f"period_ms = {period_ms}\n"
         f'[service]\nstate_dir = "{work}/state"\nlog_level = "warning"\n' + camera_section
     )
     return [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
