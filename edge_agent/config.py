@@ -50,6 +50,7 @@ class LiveConfig(Section):
     ping_timeout_s: float = Field(60.0, gt=0)
     max_backoff_s: float = Field(60.0, gt=0)
     reply_timeout_s: float = Field(20.0, gt=0)
+    compression: bool = False
 
     @model_validator(mode="after")
     def _target_below_trigger(self) -> LiveConfig:

@@ -110,6 +110,23 @@ async def test_a_turn_round_trip_and_the_handle_is_persisted(
         assert restarted.handles_used == [saved["handle"]]
 
 
+@pytest.mark.parametrize("compression", [False, True])
+async def test_websocket_compression_is_offered_only_when_configured(
+    start_emulator: Callable[..., Any], tmp_path: Path, compression: bool
+) -> None:
+    emulator = await start_emulator()
+    async with running(live_config(emulator, tmp_path, compression=compression)) as (
+        session,
+        recorder,
+        _,
+    ):
+        await recorder.wait_for(Connected)
+        speak_turn(session)
+        await recorder.wait_for(TurnComplete)
+    assert recorder.of(ModelAudio)
+    assert ("permessage-deflate" in emulator.offered_extensions[0]) == compression
+
+
 @pytest.mark.parametrize(
     ("options", "key", "message"),
     [

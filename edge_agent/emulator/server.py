@@ -57,6 +57,7 @@ class Emulator:
         self.registry = Registry()
         self.parsed_setups: list[dict[str, Any]] = []
         self.video_frames: list[bytes] = []  # every image received, for tests and demos
+        self.offered_extensions: list[str] = []  # Sec-WebSocket-Extensions of each connection
         self.connections: dict[int, Connection] = {}
         self._count = 0
         self._started = time.monotonic()
@@ -125,6 +126,7 @@ class Emulator:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+        self.offered_extensions.append(request.headers.get("Sec-WebSocket-Extensions", ""))
         await ws.prepare(request)
         self._count += 1
         connection = Connection(self, ws, self._count, request)

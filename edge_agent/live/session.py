@@ -274,6 +274,7 @@ class LiveSession:
             "ping_interval": live.ping_interval_s or None,
             "ping_timeout": live.ping_timeout_s,
             "close_timeout": 1.0,
+            "compression": "deflate" if live.compression else None,
         }
         if live.ca_file:
             args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
