@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 FrameSink = Callable[[bytes], None]
 FILE_PREFIX = "file:"
+# Device blocks are shorter than VAD frames: a frame is handed on at most one block after its
+# last sample arrives. A block of a whole frame lands on whatever period the driver chose and
+# held frames ~15 ms longer on the bench (README, Performance).
+BLOCK_S = 0.01
 
 
 def read_wav_16k_mono(path: Path) -> np.ndarray:
@@ -124,7 +128,7 @@ class Microphone(PortAudioStream):
             return {
                 "rate": self.rate,
                 "channels": self.channels,
-                "frames_per_buffer": max(1, self.rate * self.frame_samples // MODEL_INPUT_RATE),
+                "frames_per_buffer": max(1, int(self.rate * BLOCK_S)),
                 "stream_callback": self._make_callback(self.rate, self.channels, budget),
             }
 
