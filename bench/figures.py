@@ -2,8 +2,9 @@
 the sound card's cycles (times taken in bench-io, see jackio.py).
 
 Microphone audio on the wire is located in the played signal by normalised cross-correlation,
-so no client needs a hook: a chunk's newest sample tells when the chunk could first have been
-sent, and the cycle that delivered that sample tells when it left the device.
+so no client needs a hook: the cycle that delivered each sample of a chunk tells when it left
+the device, and the chunk's arrival when it was on the wire. Every millisecond of audio counts
+once, so a client sending large chunks pays for holding its oldest samples.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ Wire = list[tuple[float, int, str, dict[str, Any]]]  # (time, connection, "in"/"
 DEVICE_RATE = 48000
 WIRE_RATE = 16000
 SEARCH_S = 2.0  # a chunk is looked for in the audio delivered this long before it arrived
+BURST_S = 0.25  # longer chunks are a local gate's turn opening: audio held until speech is sure
 MIN_MATCH = 0.9  # normalised correlation needed to place a chunk
 
 
@@ -78,8 +80,9 @@ def place_chunk(chunk: np.ndarray, reference: np.ndarray, start: int, end: int) 
 def mic_to_wire(
     wire: Wire, mic: MicTimeline, speech: Speech
 ) -> tuple[list[float], list[tuple[float, int]]]:
-    """Per microphone chunk with sound: its newest sample leaving the device -> the chunk on the
-    wire. Also end of speech -> the client's turn end, the hangover excluded (see eos_latency)."""
+    """Per millisecond of microphone audio with sound: leaving the device -> on the wire (turn
+    openings of a local gate left out: see BURST_S). Also where every chunk ends, for
+    eos_latency."""
     latencies: list[float] = []
     placed: list[tuple[float, int, int, int]] = []  # (time, connection, end16, length)
     for at, connection, direction, message in wire:
@@ -92,9 +95,11 @@ def mic_to_wire(
             placed.append((at, connection, -1, len(chunk)))
             continue
         newest = offset + len(chunk)
-        left = mic.delivered_at(newest * 3 - 1)
-        if left is not None:
-            latencies.append((at - left) * 1000)
+        if len(chunk) <= BURST_S * WIRE_RATE:
+            for sample in range(newest - 1, offset - 1, -WIRE_RATE // 1000):
+                left = mic.delivered_at(sample * 3)
+                if left is not None:
+                    latencies.append((at - left) * 1000)
         placed.append((at, connection, newest, len(chunk)))
     return latencies, continuous_ends(placed)
 
