@@ -286,7 +286,13 @@ class PortAudioOutput(PortAudioStream):
                 "stream_callback": callback,
             },
         )
-        log.info("speaker: %s at %d Hz, period %d ms", chosen.name, self.rate, self.period_ms)
+        log.info(
+            "speaker: %s at %d Hz, period %d ms, device buffer %.0f ms",
+            chosen.name,
+            self.rate,
+            self.period_ms,
+            self._stream.get_output_latency() * 1000,
+        )
 
     def close(self) -> None:
         self._stop_supervising()
