@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -20,6 +21,9 @@ from bench.figures import Speech
 from bench.harness import JackServer, RunResult, run_client
 
 CLIENTS = ("edge-agent", "baseline")
+# pipecat runs when $PIPECAT_PYTHON names a Python with pipecat-ai[google,local] installed
+# (see bench/pipecat_client.py); it has no camera input here.
+OPTIONAL_CLIENTS = ("pipecat",) if os.environ.get("PIPECAT_PYTHON") else ()
 FIGURES = (
     "mic_to_wire_ms",
     "eos_to_activity_end_ms",
@@ -89,12 +93,13 @@ async def measure(questions: int, period_ms: int, rounds: int) -> dict[str, Any]
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
     speech, signal48, seconds = spoken_input(folder, questions)
     video = camera_video(folder)
-    samples: dict[str, dict[str, list[float]]] = {name: {} for name in CLIENTS}
+    clients_run = CLIENTS + OPTIONAL_CLIENTS
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in clients_run}
     with JackServer() as jack:
         for _ in range(rounds):
-            for name in CLIENTS:
+            for name in clients_run:
                 runs: dict[str, RunResult] = {}
-                for camera in (None, video):
+                for camera in (None, video) if name != "pipecat" else (None,):
                     runs["camera" if camera else "plain"] = await run_client(
                         name, speech, signal48, seconds + 2, questions, camera, jack, period_ms
                     )
@@ -103,15 +108,19 @@ async def measure(questions: int, period_ms: int, rounds: int) -> dict[str, Any]
                     pooled.setdefault(key, []).extend(values)
                 for key, value in (
                     ("cpu_s_per_min", runs["plain"].cpu_s_per_min),
-                    ("cpu_s_per_min_camera", runs["camera"].cpu_s_per_min),
-                    ("rss_mb", max(runs["plain"].rss_mb, runs["camera"].rss_mb)),
+                    ("rss_mb", max(run.rss_mb for run in runs.values())),
                     ("startup_s", runs["plain"].startup_s),
                 ):
                     pooled.setdefault(key, []).append(value)
+                if "camera" in runs:
+                    pooled.setdefault("cpu_s_per_min_camera", []).append(
+                        runs["camera"].cpu_s_per_min
+                    )
     clients = {
-        name: {key: summarize(samples[name].get(key, [])) for key in FIGURES} for name in CLIENTS
+        name: {key: summarize(samples[name].get(key, [])) for key in FIGURES}
+        for name in clients_run
     }
-    for name in CLIENTS:
+    for name in clients_run:
         rss = samples[name]["rss_mb"]
         clients[name]["rss_mb"] = {"median": round(max(rss), 1), "p95": round(max(rss), 1)}
     ratios = {}
@@ -131,25 +140,26 @@ def machine() -> str:
         ),
         platform.machine(),
     )
-    import os
-
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def table(result: dict[str, Any]) -> str:
+    names = list(result["clients"])
     lines = [
         f"machine: {result['machine']}",
-        f"{'figure':24} {'edge-agent median/p95':>24} {'baseline median/p95':>24} ratio",
+        f"{'figure':24}" + "".join(f"{name + ' median/p95':>26}" for name in names) + "  ratio",
     ]
     for key in FIGURES:
         cells = []
-        for name in CLIENTS:
+        for name in names:
             figure = result["clients"][name][key]
             cells.append(
                 "-" if figure["median"] is None else f"{figure['median']:g} / {figure['p95']:g}"
             )
         ratio = result["ratios"].get(key)
-        lines.append(f"{key:24} {cells[0]:>24} {cells[1]:>24} {'' if ratio is None else ratio}")
+        row = f"{key:24}" + "".join(f"{cell:>26}" for cell in cells)
+        lines.append(row + f"  {'' if ratio is None else ratio}")
+    lines.append("ratio: edge-agent median / baseline median")
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ REPO = HERE.parent
 JACK_PERIOD = 256  # 5.3 ms at 48 kHz; 128 makes PortAudio's ALSA probe fail
 # Silence that ends a turn: edge-agent's [vad] hangover_ms, the service's default for the
 # baseline (which leaves turn detection to the service).
-HANGOVER_MS = {"edge-agent": 600.0, "baseline": 500.0}
+HANGOVER_MS = {"edge-agent": 600.0, "baseline": 500.0, "pipecat": 500.0}
 
 
 class TimedEmulator(Emulator):
@@ -198,13 +198,14 @@ async def run_client(
     command = client_command(name, emulator, work, camera, period_ms)
     card = SoundCard(jack.name, signal48, work)
     spawned = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        env={**env, "NOTIFY_SOCKET": str(notify)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    with (work / "client.log").open("w") as log:  # kept for a look when a client misbehaves
+        process = subprocess.Popen(
+            command,
+            env={**env, "NOTIFY_SOCKET": str(notify)},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     ready_at = await wait_ready(process, ready_socket, name)
     await asyncio.sleep(1.0)  # connected and idle before the first question
     card.command("play")
@@ -236,6 +237,9 @@ def client_command(
     if name == "baseline":
         command = [sys.executable, "-m", "bench.baseline", emulator.url, str(emulator.cert_path)]
         return command + (["--camera", str(camera)] if camera else [])
+    if name == "pipecat":
+        script = str(HERE / "pipecat_client.py")
+        return [os.environ["PIPECAT_PYTHON"], script, emulator.url, str(emulator.cert_path)]
     config = work / "edge-agent.toml"
     camera_section = (
         (f'[camera]\nsource = "opencv"\ndevice = "{camera}"\nfps = 1.0\nsend = "in_conversation"\n')
@@ -254,10 +258,10 @@ def client_command(
 
 async def wait_ready(process: subprocess.Popen[str], notify: socket.socket, name: str) -> float:
     assert process.stdout is not None
-    if name == "baseline":
+    if name != "edge-agent":
         line = await asyncio.to_thread(process.stdout.readline)
         if line.strip() != "READY":
-            raise RuntimeError(f"baseline did not start: {line!r}")
+            raise RuntimeError(f"{name} did not start: {line!r}")
         return time.monotonic()
     for _ in range(3000):
         try:

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-import jack  # type: ignore[import-untyped]
+import jack
 import numpy as np
 
 LOUD = 0.002  # float sample magnitude: -54 dBFS
