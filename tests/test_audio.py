@@ -205,10 +205,12 @@ async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) 
     output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
     output.start(speaker)
     for _ in range(200):
-        if speaker.paused and not output._stream.is_active():
+        if speaker.paused and output._stream.is_stopped():
             break
         await asyncio.sleep(0.01)
-    assert speaker.paused and output.alive() and output._stream_active()
+    # stopped, not merely completed: a completed ALSA stream's thread can spin in poll()
+    assert speaker.paused and output._stream.is_stopped()
+    assert output.alive() and output._stream_active()
     resting = pulls[0]
     await asyncio.sleep(0.3)
     assert pulls[0] == resting  # no callbacks while idle

@@ -9,6 +9,7 @@ an idle speaker then costs no wake-ups at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -194,11 +195,12 @@ class Speaker:
         return mix
 
     def pause_if_idle(self) -> bool:
-        """Device side, after a pull: True when nothing is queued and nothing has sounded for
-        idle_stop_s. The device may then stop until on_wake is called."""
+        """Device side, after a pull: True, once, when nothing is queued and nothing has sounded
+        for idle_stop_s. The device may then stop until on_wake is called."""
         with self._lock:
             if (
-                not self.idle_stop_samples
+                self.paused
+                or not self.idle_stop_samples
                 or self._voice.size
                 or self._chimes.size
                 or self._quiet_samples < self.idle_stop_samples
@@ -221,6 +223,7 @@ class PortAudioOutput(PortAudioStream):
         self._speaker: Speaker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waking = False
+        self._control = threading.Lock()  # stream stop/start
 
     def probe_rate(self) -> int:
         """The rate the device will run at (the Speaker resamples to it)."""
@@ -238,22 +241,38 @@ class PortAudioOutput(PortAudioStream):
         if supervise:
             self._supervise()
 
+    # Stopping and starting run off the loop (Pa_StopStream waits for the buffer to play out),
+    # one at a time, and each checks the speaker's state again once it holds the lock: a stop
+    # that comes after the sound that woke the speaker does nothing.
+    # The callback never returns paComplete: PortAudio's ALSA thread then waits for the drain
+    # by polling, and on some PCMs (JACK's) it spins at full speed until Pa_StopStream.
+
+    def _pause(self) -> None:
+        assert self._loop is not None
+        self._loop.run_in_executor(None, self._stop_if_still_idle)
+
+    def _stop_if_still_idle(self) -> None:
+        with self._control:
+            stream, speaker = self._stream, self._speaker
+            if stream is not None and speaker is not None and speaker.paused:
+                with contextlib.suppress(OSError):
+                    stream.stop_stream()
+
     def _wake(self) -> None:
-        """The stream completed for silence; sound is queued again: restart it off the loop."""
         self._waking = True
         assert self._loop is not None
         self._loop.run_in_executor(None, self._restart)
 
     def _restart(self) -> None:
-        try:
-            if self._stream is not None:
-                self._stream.stop_stream()
-                self._stream.start_stream()
-                self.last_callback = time.monotonic()
-        except OSError as exc:  # the supervisor re-opens it
-            log.warning("speaker: restart failed (%s)", exc)
-        finally:
-            self._waking = False
+        with self._control:
+            try:
+                if self._stream is not None and self._stream.is_stopped():
+                    self._stream.start_stream()
+                    self.last_callback = time.monotonic()
+            except OSError as exc:  # the supervisor re-opens it
+                log.warning("speaker: restart failed (%s)", exc)
+            finally:
+                self._waking = False
 
     def _resting(self) -> bool:
         return self._waking or (self._speaker is not None and self._speaker.paused)
@@ -271,11 +290,15 @@ class PortAudioOutput(PortAudioStream):
         assert speaker is not None
         self.rate = speaker.device_rate
         channels = self.requested_channels or 1
+        loop = self._loop
+        assert loop is not None
 
         def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
             self._callback_began()
             out = to_channels(speaker.pull(count), channels).tobytes()
-            return out, pyaudio.paComplete if speaker.pause_if_idle() else pyaudio.paContinue
+            if speaker.pause_if_idle():
+                loop.call_soon_threadsafe(self._pause)
+            return out, pyaudio.paContinue
 
         chosen = self._open_on(
             "output",
