@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import soxr
 
 from edge_agent.audio.capture import Microphone, WavMicrophone
 from edge_agent.audio.chimes import CHIMES, chime
-from edge_agent.audio.devices import DeviceNotFound
+from edge_agent.audio.devices import STALLED_AFTER_S, DeviceNotFound
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import PortAudioOutput, Speaker
 from edge_agent.audio.resample import Resampler
@@ -251,6 +252,21 @@ async def test_the_audio_callback_thread_keeps_its_python_state(
         await asyncio.sleep(0.002)
     output.close()
     assert len(seen) > 20 and seen[0] is None and set(seen[1:]) == {"kept"}
+
+
+def test_an_active_stream_without_callbacks_counts_as_stopped() -> None:
+    """The supervisor re-opens a stream whose thread runs but no longer calls back."""
+
+    class RunningStream:
+        def is_active(self) -> bool:
+            return True
+
+    microphone = Microphone("default", 30)
+    microphone._stream = RunningStream()
+    microphone.last_callback = time.monotonic()
+    assert microphone._stream_active()
+    microphone.last_callback -= STALLED_AFTER_S + 0.1
+    assert not microphone._stream_active()
 
 
 def gate_run(audio: np.ndarray, config: VadConfig | None = None) -> list[tuple[int, object]]:

@@ -128,6 +128,7 @@ async def keep_open(
                 backoff = min(backoff * 2, max_backoff_s)
 
 
+STALLED_AFTER_S = 1.0  # an active stream without a callback for this long is re-opened
 _pinned = threading.local()
 
 
@@ -198,7 +199,13 @@ class PortAudioStream(ABC):
         )
 
     def _stream_active(self) -> bool:
-        return self._stream is not None and bool(self._stream.is_active())
+        """Running and calling back. A stream can stay active with its thread spinning and no
+        callbacks (seen with PortAudio's ALSA thread after an overrun): re-open that too."""
+        return (
+            self._stream is not None
+            and bool(self._stream.is_active())
+            and time.monotonic() - self.last_callback < STALLED_AFTER_S
+        )
 
     def _reopen(self) -> None:
         self._terminate()
