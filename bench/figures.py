@@ -47,8 +47,10 @@ class MicTimeline:
         index = bisect_right(self.times, at) - 1
         if index < 0:
             return 0
-        following = self.firsts[index + 1] if index + 1 < len(self.firsts) else None
-        return following if following is not None else self.firsts[index] + 256
+        if index + 1 < len(self.firsts):
+            return self.firsts[index + 1]
+        period = self.firsts[index] - self.firsts[index - 1] if index else 0
+        return self.firsts[index] + period
 
 
 def wire_audio(message: dict[str, Any]) -> np.ndarray | None:

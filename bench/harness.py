@@ -30,15 +30,21 @@ from bench.figures import (
     mic_to_wire,
     wire_to_device,
 )
+from edge_agent.config import VadConfig
+from edge_agent.emulator.listener import DetectorSettings
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.emulator.server import Emulator, EmulatorOptions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 JACK_PERIOD = 256  # 5.3 ms at 48 kHz; 128 makes PortAudio's ALSA probe fail
-# Silence that ends a turn: edge-agent's [vad] hangover_ms, the service's default for the
-# baseline (which leaves turn detection to the service).
-HANGOVER_MS = {"edge-agent": 600.0, "baseline": 500.0, "pipecat": 500.0}
+# Silence that ends a turn: edge-agent's [vad] hangover_ms; the service's default for clients
+# that leave turn detection to the service.
+HANGOVER_MS = {
+    "edge-agent": float(VadConfig().hangover_ms),
+    "baseline": float(DetectorSettings().silence_ms),
+    "pipecat": float(DetectorSettings().silence_ms),
+}
 
 
 class TimedEmulator(Emulator):
