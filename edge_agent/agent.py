@@ -20,7 +20,11 @@ from edge_agent.camera import Camera
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation
 from edge_agent.events import (
+    AgentError,
+    AgentEvent,
     Connected,
+    ConnectionChanged,
+    ConversationChanged,
     Disconnected,
     GoAway,
     Grounding,
@@ -33,10 +37,13 @@ from edge_agent.events import (
     Offline,
     OutputTranscript,
     Reseeded,
+    StateChanged,
     ToolCall,
     ToolCallCancellation,
     ToolResponseLost,
+    TranscriptDelta,
     TurnComplete,
+    TurnSummary,
     Usage,
 )
 from edge_agent.tools.runner import ToolRunner
@@ -60,6 +67,7 @@ class Uplink(Protocol):
     """What the Agent needs from a LiveSession."""
 
     def send_audio(self, pcm16k: bytes) -> None: ...
+    def send_text(self, text: str) -> None: ...
     def activity_start(self) -> None: ...
     def activity_end(self) -> None: ...
     def audio_stream_end(self) -> None: ...
@@ -70,6 +78,7 @@ class Uplink(Protocol):
 
 @dataclass
 class TurnRecord:
+    number: int
     start_s: float
     end_s: float | None = None
     reply_received_s: float | None = None
@@ -133,7 +142,13 @@ class Agent:
         self.state_listeners: list[Callable[[State], None]] = []
         self.turn_listeners: list[Callable[[TurnRecord], None]] = []  # a turn is done
         self.event_listeners: list[Callable[[LiveEvent], None]] = []
+        self.listeners: list[Callable[[AgentEvent], None]] = []  # capabilities beside the Agent
+        tools.listeners.append(self._emit)
+        conversation.listeners.append(
+            lambda is_open, reason: self._emit(ConversationChanged(is_open, reason))
+        )
         self.turns: list[TurnRecord] = []
+        self.turn_count = 0
         self.tokens = Tokens()
         self.errors: list[str] = []
         self.reconnects = 0
@@ -151,11 +166,81 @@ class Agent:
         self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
         self._open_turn: TurnRecord | None = None
 
-    # ---- inputs ----------------------------------------------------------------------------
+    # ---- commands (for the capabilities beside the Agent: wake word, page, event stream) ----
 
     def start(self) -> None:
         if self.conversation.always:
-            self._open_conversation("always on")
+            self.open_conversation("always on")
+
+    def open_conversation(self, reason: str) -> bool:
+        """False when the daily budget refuses it."""
+        if self.conversation.is_open:
+            return True
+        if not self.conversation.open(reason):
+            return False
+        self._offline = True  # until the session is up
+        self._update_state()
+        return True
+
+    def close_conversation(self, reason: str) -> None:
+        if self._open_turn is not None:
+            self._open_turn = None
+            self.turns.pop()
+        self.barge_in()
+        self.conversation.close(reason)
+        self._update_state()
+
+    def send_text(self, text: str) -> bool:
+        """A typed question, answered like a spoken one; opens a conversation if none is open."""
+        text = text.strip()
+        if not text or not self.open_conversation("text"):
+            return False
+        self.barge_in()
+        now = self._input_s
+        self._start_turn(now)
+        self._emit_transcript("user", text)
+        manual_activity = self.mode != "server_vad"
+        if manual_activity:
+            self.uplink.activity_start()
+        self.uplink.send_text(text)
+        if manual_activity:
+            self.uplink.activity_end()
+        self.conversation.activity()
+        self._end_turn(now)
+        self._update_state()
+        return True
+
+    def set_muted(self, muted: bool) -> None:
+        if muted == self.muted:
+            return
+        self.muted = muted
+        log.info("microphone %s", "muted" if muted else "unmuted")
+        self._play_chime("done" if muted else "listening")
+        self._update_state()
+
+    def barge_in(self) -> None:
+        """The user talks over the answer: silence it now, do not wait for the service."""
+        if self.speaker.speaking or self._model_streaming:
+            self.speaker.flush()
+            if self._reply_turn is not None:
+                self._reply_turn.interrupted = True
+            self._model_streaming = False
+            log.info("barge-in: answer cut")
+
+    def wake(self, source: str) -> None:
+        """The wake word (or a press): cut any answer, open a conversation, and make the speech
+        from this moment on a turn, even when the speech gate had already heard it start."""
+        self.barge_in()
+        if not self.open_conversation(source):
+            return
+        if self.gate.in_turn and self._open_turn is None:
+            self._turn_ignored = False
+            self._start_turn(self._input_s)
+            if self.mode == "vad":
+                self.uplink.activity_start()
+        self._update_state()
+
+    # ---- inputs ----------------------------------------------------------------------------
 
     def on_mic_frame(self, frame: bytes) -> None:
         self._input_s += self._frame_s
@@ -190,9 +275,9 @@ class Agent:
             elif self.mode == "push_to_talk":
                 self._ptt_press()
             elif not self.conversation.is_open:
-                self._open_conversation("button")
+                self.open_conversation("button")
             else:
-                self._barge_in()  # in vad mode the button is a manual override
+                self.barge_in()  # in vad mode the button is a manual override
         elif not pressed and self._button_held:
             self._button_held = False
             self._released_at = now
@@ -200,7 +285,7 @@ class Agent:
                 self.uplink.activity_end()
                 self._end_turn(now)
             elif self.mode != "push_to_talk" and now - self._pressed_at >= self._long_press_s:
-                self._toggle_mute()
+                self.set_muted(not self.muted)
         self._update_state()
 
     @property
@@ -209,41 +294,25 @@ class Agent:
 
     def _ptt_press(self) -> None:
         was_open = self.conversation.is_open
-        if not self._open_conversation("button"):
+        if not self.open_conversation("button"):
             return
         if was_open:
             self._play_chime("listening")
-        self._barge_in()
+        self.barge_in()
         self._start_turn(self._input_s)
         self.uplink.activity_start()
 
     def _double_press(self) -> None:
-        if self._open_turn is not None:
-            self._open_turn = None
-            self.turns.pop()
-        self._barge_in()
-        self.conversation.close("double press")
+        self.close_conversation("double press")
 
-    def _toggle_mute(self) -> None:
-        self.muted = not self.muted
-        log.info("microphone %s", "muted" if self.muted else "unmuted")
-        self._play_chime("done" if self.muted else "listening")
-
-    def _open_conversation(self, reason: str) -> bool:
-        if self.conversation.is_open:
-            return True
-        if not self.conversation.open(reason):
-            return False
-        self._offline = True  # until the session is up
-        return True
 
     def _gate_event(self, event: TurnStart | TurnAudio | TurnEnd) -> None:
         if isinstance(event, TurnStart):
-            opens = self.conversation.config.start != "button" or self.conversation.is_open
-            self._turn_ignored = not (opens and self._open_conversation("speech"))
+            opens = self.conversation.config.start == "speech" or self.conversation.is_open
+            self._turn_ignored = not (opens and self.open_conversation("speech"))
             if self._turn_ignored:
                 return
-            self._barge_in()
+            self.barge_in()
             self._start_turn(event.speech_start_s)
             self.conversation.activity()
             if self.mode == "vad":
@@ -266,7 +335,8 @@ class Agent:
         self.conversation.chime(name)
 
     def _start_turn(self, start_s: float) -> None:
-        self._open_turn = TurnRecord(start_s=start_s)
+        self.turn_count += 1
+        self._open_turn = TurnRecord(self.turn_count, start_s=start_s)
         self.turns.append(self._open_turn)
 
     def _check_reply_timeout(self) -> None:
@@ -275,9 +345,8 @@ class Agent:
         limit = self.config.live.reply_timeout_s
         if self.clock() - self._last_sign_of_life >= limit:
             self._awaiting_reply = self._model_streaming = False
-            number = len(self.turns)
-            log.warning("turn %d: no answer within %g s; giving up", number, limit)
-            self.errors.append(f"turn {number}: no answer within {limit:g} s")
+            number = self._reply_turn.number if self._reply_turn is not None else self.turn_count
+            self._report("no_answer", f"turn {number}: no answer within {limit:g} s")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -288,15 +357,6 @@ class Agent:
         self._awaiting_reply = True
         self._last_sign_of_life = self.clock()
         self._reply_turn = turn
-
-    def _barge_in(self) -> None:
-        """The user talks over the answer: silence it now, do not wait for the service."""
-        if self.speaker.speaking or self._model_streaming:
-            self.speaker.flush()
-            if self._reply_turn is not None:
-                self._reply_turn.interrupted = True
-            self._model_streaming = False
-            log.info("barge-in: answer cut")
 
     # ---- Live events -----------------------------------------------------------------------
 
@@ -325,6 +385,7 @@ class Agent:
                 turn.reply_received_s = self.clock()
             if self.text_replies:
                 turn.output_transcript += event.text
+                self._emit(TranscriptDelta("agent", event.text, turn.number))
         log.info("model: %s", event.text)
 
     def _on_ModelThought(self, event: ModelThought) -> None:
@@ -334,11 +395,13 @@ class Agent:
         target = self._reply_turn or self._open_turn
         if target is not None:
             target.input_transcript += event.text
-        log.info("user said: %s", event.text)
+            self._emit(TranscriptDelta("user", event.text, target.number))
+        log.debug("user said: %s", event.text)
 
     def _on_OutputTranscript(self, event: OutputTranscript) -> None:
         if self._reply_turn is not None:
             self._reply_turn.output_transcript += event.text + " "
+            self._emit(TranscriptDelta("agent", event.text, self._reply_turn.number))
 
     def _on_Interrupted(self, event: Interrupted) -> None:
         if self.speaker.speaking or self._model_streaming:  # also after turnComplete
@@ -382,6 +445,7 @@ class Agent:
 
     def _on_Connected(self, event: Connected) -> None:
         self._offline = False
+        self._emit(ConnectionChanged("online"))
         self.reconnects = event.reconnects
         if self.session_started_s is None or not event.resumed:
             self.session_started_s = self.clock()
@@ -397,13 +461,14 @@ class Agent:
         if not self._offline:
             self._play_chime("offline")
         self._offline = True
+        self._emit(ConnectionChanged("offline", event.cause))
         log.warning("offline (%s); retrying in %.1f s", event.cause, event.retry_in_s)
 
     def _on_Reseeded(self, event: Reseeded) -> None:
         log.info("fresh session re-seeded with %d transcript lines", event.turns)
 
     def _on_ToolResponseLost(self, event: ToolResponseLost) -> None:
-        self.errors.append(f"tool response for {event.name} lost with its session")
+        self._report("tool", f"tool response for {event.name} lost with its session")
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -424,9 +489,10 @@ class Agent:
             self._log_turn(turn)
             for listener in self.turn_listeners:
                 listener(turn)
+            self._emit(TurnSummary(turn.number, turn.summary()))
 
     def _log_turn(self, turn: TurnRecord) -> None:
-        number = self.turns.index(turn) + 1
+        number = turn.number
         received = (
             f"+{(turn.reply_received_s - turn.end_s) * 1000:.0f} ms"
             if turn.reply_received_s is not None and turn.end_s is not None
@@ -471,6 +537,24 @@ class Agent:
             self.state = state
             for listener in self.state_listeners:
                 listener(state)
+            self._emit(StateChanged(state.value))
+
+    def _emit(self, event: AgentEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def _emit_transcript(self, role: str, text: str) -> None:
+        turn = self._open_turn or self._reply_turn
+        if turn is not None:
+            if role == "user":
+                turn.input_transcript += text
+            self._emit(TranscriptDelta(role, text, turn.number))
+
+    def _report(self, cause: str, message: str) -> None:
+        """A turn that cannot be answered, or another fault a user should hear about."""
+        log.warning("%s", message)
+        self.errors.append(message)
+        self._emit(AgentError(cause, message))
 
     @property
     def button_held(self) -> bool:

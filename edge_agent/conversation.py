@@ -90,7 +90,7 @@ class Conversation:
         self._last_activity = 0.0
         self._closed_at: float | None = None
         self._end_requested = False
-        self.listeners: list[Callable[[bool], None]] = []  # told True on open, False on close
+        self.listeners: list[Callable[[bool, str], None]] = []  # (open, reason)
 
     @property
     def always(self) -> bool:
@@ -117,7 +117,7 @@ class Conversation:
         self.activity()
         self.chime("listening")
         for listener in self.listeners:
-            listener(True)
+            listener(True, reason)
         log.info(
             "conversation %d opened (%s%s)",
             self.count,
@@ -134,7 +134,7 @@ class Conversation:
         self._closed_at = self.clock()
         self.chime("done")
         for listener in self.listeners:
-            listener(False)
+            listener(False, reason)
         log.info(
             "conversation %d closed (%s): %d tokens, %d today",
             self.count,

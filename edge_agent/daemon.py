@@ -144,7 +144,7 @@ async def _run(
         agent.state_listeners.append(lambda state: lights.show(state.value))
         camera = parts.camera
 
-        def privacy(_: bool) -> None:  # lit while the microphone uplink or the camera is live
+        def privacy(*_: object) -> None:  # lit while the microphone uplink or the camera is live
             lights.privacy(parts.conversation.is_open or bool(camera and camera.window_open))
 
         parts.conversation.listeners.append(privacy)

@@ -138,3 +138,69 @@ LiveEvent = (
     | Reseeded
     | ToolResponseLost
 )
+
+
+# ---- what the Agent tells the capabilities beside it (lights, page, event stream, metrics) ----
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: str  # idle listening thinking speaking muted offline error
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    role: str  # "user" or "agent"
+    text: str
+    turn: int  # the turn's number since start (1-based)
+
+
+@dataclass(frozen=True)
+class TurnSummary:
+    turn: int
+    summary: dict[str, Any]  # the fields of one turn in `simulate --json`
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    call_id: str
+    name: str
+    args: dict[str, Any]  # secret values already redacted
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    call_id: str
+    name: str
+    ok: bool
+    result: str  # shortened, for display
+
+
+@dataclass(frozen=True)
+class ConnectionChanged:
+    status: str  # "online", "offline", "error" (the key was refused)
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationChanged:
+    open: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentError:
+    cause: str  # a short machine-readable word: offline, no_answer, tool, audio_dropped, key
+    message: str
+
+
+AgentEvent = (
+    StateChanged
+    | TranscriptDelta
+    | TurnSummary
+    | ToolStarted
+    | ToolFinished
+    | ConnectionChanged
+    | ConversationChanged
+    | AgentError
+)

@@ -8,7 +8,7 @@ from typing import Any
 
 from edge_agent.agent import Agent, State, TurnRecord
 from edge_agent.conversation import DailyBudget
-from edge_agent.events import Disconnected, LiveEvent, Usage
+from edge_agent.events import AgentEvent, Disconnected, LiveEvent, ToolFinished, Usage
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Metrics:
         agent.state_listeners.append(lambda state: self.state.state(state.value))
         agent.turn_listeners.append(self.observe_turn)
         agent.event_listeners.append(self.observe_event)
-        agent.tools.result_listeners.append(self.observe_tool)
+        agent.tools.listeners.append(self.observe_tool)
 
     def observe_turn(self, turn: TurnRecord) -> None:
         self.turns.labels(interrupted=str(turn.interrupted).lower()).inc()
@@ -78,8 +78,9 @@ class Metrics:
             for modality, count in event.by_modality.items():
                 self.tokens.labels(modality=modality.lower()).inc(count)
 
-    def observe_tool(self, name: str, ok: bool) -> None:
-        self.tool_calls.labels(tool=name, outcome="ok" if ok else "error").inc()
+    def observe_tool(self, event: AgentEvent) -> None:
+        if isinstance(event, ToolFinished):
+            self.tool_calls.labels(tool=event.name, outcome="ok" if event.ok else "error").inc()
 
     def serve(self, port: int) -> Any:
         from prometheus_client import start_http_server
