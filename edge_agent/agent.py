@@ -366,9 +366,8 @@ class Agent:
             self._awaiting_reply = self._model_streaming = False
             while self._unanswered:
                 turn = self._unanswered.popleft()
-                self._report(
-                    "no_answer", f"turn {turn.number}: no answer within {limit:g} s", turn
-                )
+                message = f"turn {turn.number}: no answer within {limit:g} s"
+                self._report("no_answer", message, turn.number)
             self.uplink.give_up_turn("no answer")
 
     def _end_turn(self, end_s: float) -> None:
@@ -455,8 +454,9 @@ class Agent:
 
     def _on_TurnLost(self, event: TurnLost) -> None:
         turn = self._unanswered.popleft() if self._unanswered else None
-        number = f"turn {turn.number}" if turn is not None else "a turn"
-        self._report(event.cause, f"{number} lost ({event.cause}): {event.detail}", turn)
+        number = turn.number if turn is not None else 0  # 0: audio of a turn no longer known
+        name = f"turn {number}" if number else "a turn"
+        self._report(event.cause, f"{name} lost ({event.cause}): {event.detail}", number)
         self._awaiting_reply = bool(self._unanswered)
 
     def _on_Usage(self, event: Usage) -> None:  # numbers already checked by translate
@@ -605,12 +605,12 @@ class Agent:
                 turn.input_transcript = _capped(turn.input_transcript + text)
             self._emit(TranscriptDelta(role, text, turn.number))
 
-    def _report(self, cause: str, message: str, turn: TurnRecord | None = None) -> None:
-        """A turn that cannot be answered, or another fault a user should hear about."""
+    def _report(self, cause: str, message: str, lost_turn: int | None = None) -> None:
+        """A turn that cannot be answered (lost_turn: its number), or another fault."""
         log.warning("%s", message)
         if len(self.errors) < TURNS_KEPT:
             self.errors.append(message)
-        self._emit(AgentError(cause, message, turn.number if turn is not None else None))
+        self._emit(AgentError(cause, message, lost_turn))
 
     @property
     def button_held(self) -> bool:

@@ -223,7 +223,7 @@ class ConversationChanged:
 class AgentError:
     cause: str  # a short machine-readable word: offline, no_answer, audio_dropped, tool, key
     message: str
-    turn: int | None = None  # set when a user turn was lost
+    turn: int | None = None  # set when a user turn was lost (0: which one is unknown)
 
 
 AgentEvent = (

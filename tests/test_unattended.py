@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from edge_agent.credentials import Credential
 from edge_agent.events import (
     Connected,
     Disconnected,
+    GoAway,
     Offline,
     Online,
     TurnComplete,
@@ -32,6 +35,7 @@ from edge_agent.live.translate import events_from_message
 from edge_agent.simulate import SimulateOptions, simulate
 from tests.conftest import run_cli, write_wav
 from tests.test_live_session import Recorder, live_config, running, speak_turn
+from tests.test_service import read_until, start_daemon
 from tests.test_simulate import against
 
 
@@ -221,3 +225,83 @@ def test_simulate_against_an_unreachable_endpoint_fails_fast(tmp_path: Path) -> 
     assert done.returncode == 1
     assert "the service was never reached" in done.stdout
     assert time.monotonic() - started < 30
+
+
+async def test_a_key_revoked_mid_run_is_the_error_state_until_a_new_key_is_stored(
+    start_emulator: Callable[..., Any], tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "gemini-api-key").write_text("first-key")
+    emulator = await start_emulator(api_key="first-key")
+    port, cert_dir = emulator.port, emulator.options.cert_dir
+    live = (
+        f'[live]\nendpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
+        "max_backoff_s = 0.5\n[conversation]\nstart = \"always\"\nchimes = false\n"
+    )
+    daemon = start_daemon(tmp_path, live, CREDENTIALS_DIRECTORY=str(credentials))
+    seen: list[str] = []
+    try:
+        await asyncio.to_thread(read_until, notify_socket, "READY=1", seen)
+        await emulator.stop()
+        await start_emulator(port=port, cert_dir=cert_dir, api_key="second-key")  # revoked
+        await asyncio.to_thread(read_until, notify_socket, "STATUS=error", seen, 30)
+        assert daemon.poll() is None
+        (credentials / "gemini-api-key").write_text("second-key")  # the user stores a new key
+        await asyncio.to_thread(read_until, notify_socket, "STATUS=idle", seen, 30)
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        _, errors = daemon.communicate()
+    assert "Traceback" not in errors
+    assert errors.count("refused the key") == 1  # one line, not one per retry
+
+
+async def test_a_goaway_during_the_users_turn_switches_right_after_the_turn(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = await start_emulator()
+    pcm = (np.sin(np.arange(16000) / 5) * 3000).astype(np.int16).tobytes()
+    async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
+        await recorder.wait_for(Connected)
+        session.activity_start()
+        session.send_audio(pcm[:16000])
+        for connection in list(emulator.connections.values()):
+            connection._spawn(connection.go_away(30.0))
+        await recorder.wait_for(GoAway)
+        await asyncio.sleep(0.3)
+        assert len(recorder.of(Connected)) == 1  # not while the user speaks
+        session.send_audio(pcm[16000:])
+        session.activity_end()
+        await recorder.wait_for(Connected, count=2, timeout=3)  # not at timeLeft - 5 s
+        await recorder.wait_for(TurnComplete)
+
+
+async def test_a_restart_within_remember_minutes_resumes_the_conversation(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.config import config_from_dict
+    from edge_agent.conversation import Conversation, DailyBudget
+
+    opened: list[bool] = []
+
+    class RecordingLink:
+        def open(self, resume: bool) -> None:
+            opened.append(resume)
+
+        def close(self) -> None:
+            pass
+
+    config = config_from_dict({"conversation": {"remember_minutes": 10}})
+
+    def conversation() -> Conversation:
+        budget = DailyBudget(0, tmp_path, dt.date.today)
+        link = RecordingLink()
+        return Conversation(config, link, time.monotonic, lambda _: None, budget, tmp_path)
+
+    first = conversation()
+    first.open("speech")
+    first.remember_on_exit()  # the daemon stops mid-conversation
+    conversation().open("speech")  # the restarted daemon
+    assert opened == [False, True]

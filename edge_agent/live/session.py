@@ -261,7 +261,8 @@ class LiveSession:
             return True  # the agent reports it once and shows `error`
         if code == 1008 and "not found" in text:
             return True
-        if code == 1007 or (code == 1011 and "Deadline expired" in text):
+        session_expired = code == 1011 and "Deadline expired" in text and not self._goaway_pending
+        if code == 1007 or session_expired:  # after a goAway it is the connection that ended
             log.warning("the service ended the session (%s): starting a fresh one", text.strip())
             self._forget_handle()
             self._reseed, self._reseed_now = True, True
