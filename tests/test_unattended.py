@@ -305,3 +305,37 @@ async def test_a_restart_within_remember_minutes_resumes_the_conversation(
     first.remember_on_exit()  # the daemon stops mid-conversation
     conversation().open("speech")  # the restarted daemon
     assert opened == [False, True]
+
+
+async def test_while_idle_the_service_is_probed_so_an_outage_shows_before_anyone_speaks(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    from edge_agent.assembly import assemble
+    from edge_agent.audio.playback import Speaker
+    from edge_agent.config import config_from_dict
+    from edge_agent.reachability import Reachability
+    from edge_agent.startup import check_service
+
+    emulator = await start_emulator()
+    port, cert_dir = emulator.port, emulator.options.cert_dir
+    config = config_from_dict(
+        {"live": {"endpoint": emulator.url, "ca_file": str(emulator.cert_path)}}
+    )
+    keys = lambda: Credential("k", "test")  # noqa: E731
+    parts = assemble(config, Speaker(24000), time.monotonic, keys, tmp_path)
+    states: list[str] = []
+    parts.agent.state_listeners.append(lambda state: states.append(state.value))
+    probe = Reachability(config, keys, parts.agent, parts.conversation, every_s=0.1)
+    probe.start(await check_service(config, keys))
+    try:
+        await emulator.stop()
+        async with asyncio.timeout(5):
+            while "offline" not in states:
+                await asyncio.sleep(0.05)
+        await start_emulator(port=port, cert_dir=cert_dir)
+        async with asyncio.timeout(10):
+            while states[-1] != "idle":
+                await asyncio.sleep(0.05)
+    finally:
+        probe.close()
+        await parts.link.shutdown()
