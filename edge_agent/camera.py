@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import simplejpeg
 
 from edge_agent.config import CameraConfig
 
@@ -136,6 +135,8 @@ class FilesSource:
         self._next += 1
         data = path.read_bytes()
         if path.suffix.lower() in (".jpg", ".jpeg"):
+            import simplejpeg
+
             return np.asarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
         try:
             import cv2
@@ -264,6 +265,8 @@ class Camera:
             raise
         except Exception as exc:  # a camera pulled out mid-read
             raise CameraUnavailable(str(exc)) from exc
+        import simplejpeg  # only with a camera
+
         frame = np.ascontiguousarray(fit(frame, self.config.width, self.config.height))
         return bytes(
             simplejpeg.encode_jpeg(

@@ -1,0 +1,89 @@
+"""What `edge-agent run` has imported when it says READY: nothing READY does not need."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import write_wav
+
+# Packages `run` must not have imported at READY with the default configuration (no camera,
+# wake word, web page, MCP or emulator). One name a line.
+NOT_AT_READY = (
+    "jsonschema",  # at the first tool call
+    "simplejpeg",  # only with a camera
+    "cv2",
+    "trustme",
+    "cryptography",
+    "pymicro_wakeword",
+    "mcp",
+    "edge_agent.web",
+    "edge_agent.emulator",
+)
+# google.genai imports aiohttp whenever it is installed: these go into NOT_AT_READY together
+# with google.genai and websockets once the SDK is imported after READY (issue 16).
+WITH_THE_SDK = ("aiohttp",)
+# cli.py builds the `emulator` command's arguments from edge_agent.emulator.cli (argparse and
+# asyncio only, ~1 ms); the server and its dependencies stay out.
+ALLOWED = {"edge_agent.emulator", "edge_agent.emulator.cli"}
+
+# Runs the real CLI in a fresh interpreter and writes sys.modules when the daemon says READY
+# (observed at Notifier.ready, so imports a worker starts right after READY do not count).
+OBSERVER = """
+import runpy, sys
+import edge_agent.service as service
+ready, listing = service.Notifier.ready, sys.argv[1]
+def observed(self, status):
+    with open(listing, "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+    ready(self, status)
+service.Notifier.ready = observed
+sys.argv = ["edge-agent", *sys.argv[2:]]
+runpy.run_module("edge_agent", run_name="__main__")
+"""
+
+
+def modules_at_ready(tmp_path: Path, notify_socket: socket.socket) -> set[str]:
+    mic = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 30, np.int16))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[live]\nendpoint = "https://127.0.0.1:9"\n'
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+    )
+    listing = tmp_path / "modules.txt"
+    env = {**os.environ, "GEMINI_API_KEY": "k", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    command = [sys.executable, "-c", OBSERVER, str(listing), "run", "--config", str(config)]
+    daemon = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while b"READY=1" not in notify_socket.recv(4096):
+            assert time.monotonic() < deadline, "no READY"
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(15)
+    finally:
+        daemon.kill()
+        _, errors = daemon.communicate()
+    assert "Traceback" not in errors, errors
+    return set(listing.read_text().split())
+
+
+def test_run_imports_nothing_at_ready_that_ready_does_not_need(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    modules = modules_at_ready(tmp_path, notify_socket)
+    assert "edge_agent.daemon" in modules  # the observer saw the real daemon
+    present = {
+        module
+        for name in NOT_AT_READY
+        for module in modules - ALLOWED
+        if module == name or module.startswith(name + ".")
+    }
+    assert not present, f"imported before READY: {sorted(present)}"
