@@ -396,3 +396,33 @@ async def test_a_vanished_microphone_is_reopened_when_it_returns(
         await asyncio.sleep(0.1)
     await mic.close()
     assert "microphone is back" in caplog.text and len(frames) > count + 5
+
+
+def test_the_jitter_buffer_adapts_to_the_delivery_it_has_seen_and_flush_stays_instant() -> None:
+    now = [0.0]
+    speaker = Speaker(device_rate=24000, jitter_ms=100, clock=lambda: now[0])
+    chunk = np.full(960, 700, np.int16).tobytes()  # 40 ms
+
+    def reply(gap_s: float) -> bool:
+        """Three chunks gap_s apart, played out: did the first chunk play at once?"""
+        speaker.play(chunk)
+        at_once = bool(np.any(speaker.pull(480)))
+        for _ in range(2):
+            now[0] += gap_s
+            speaker.play(chunk)
+        speaker.end_of_reply()
+        while speaker.buffered_s:
+            speaker.pull(480)
+        return at_once
+
+    assert not reply(0.01)  # nothing seen yet: it waits for jitter_ms (100 ms) of audio
+    for _ in range(3):
+        reply(0.01)
+    assert reply(0.01)  # chunks 10 ms apart: 40 ms buffered covers that, it plays at once
+    speaker.play(chunk)
+    now[0] += 0.3  # a 300 ms stall: counted at once, the cap (jitter_ms) holds
+    speaker.play(chunk)
+    assert speaker.start_samples() == speaker.jitter_samples
+    assert speaker.underruns == 0
+    assert speaker.flush() == pytest.approx(0.08)
+    assert not np.any(speaker.pull(480))  # barge-in: nothing queued plays

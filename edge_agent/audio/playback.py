@@ -1,4 +1,4 @@
-"""Speaker: 24 kHz model audio -> device rate, jitter buffer, instant flush, chimes mixed in.
+"""Speaker: 24 kHz model audio -> device rate, adaptive jitter buffer, instant flush, chimes.
 
 The loop calls play(), end_of_reply(), flush() and chime(); the device (a PortAudio callback,
 a WAV writer, or simulate's virtual clock) calls pull() once per period. A PortAudio device stops
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 import wave
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 overflow_log = RateLimitedLog(log)
 
 MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
+OUTPUT_LEVEL_HALF_LIFE_S = 0.2
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -82,7 +84,8 @@ class Speaker:
         self.idle_stop_samples = int(idle_stop_s * device_rate)  # 0: the device never pauses
         self.paused = False
         self.on_wake: Wake | None = None  # starts a paused device; called on the loop
-        self.jitter_samples = device_rate * jitter_ms // 1000
+        self.jitter_samples = device_rate * jitter_ms // 1000  # the most buffered before play
+        self.jitter_s = jitter_ms / 1000  # delivery jitter: the longest gap seen between chunks
         self.volume = volume
         self.clock = clock
         self.underruns = 0
@@ -97,6 +100,10 @@ class Speaker:
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
         self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
+        self._decay = (0, 1.0)  # (period, output level factor per period of that length)
+        self._period = 0  # samples per pull, as last seen
+        self._last_chunk_at: float | None = None  # arrival of the reply's previous chunk
+        self._reply_gap_s = 0.0  # this reply's longest gap between chunks
 
     # ---- loop side -------------------------------------------------------------------------
 
@@ -105,9 +112,15 @@ class Speaker:
         samples = self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2"))
         if self.volume != 1.0:
             samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        now = self.clock()
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
+                self._last_chunk_at, self._reply_gap_s = None, 0.0
+            elif self._last_chunk_at is not None:
+                self._reply_gap_s = max(self._reply_gap_s, now - self._last_chunk_at)
+                self.jitter_s = max(self.jitter_s, self._reply_gap_s)
+            self._last_chunk_at = now
             self._reply_ended = False
             if self._voice.size + len(samples) > MAX_QUEUED_S * self.device_rate:
                 overflow_log.warning("overflow", "speaker queue full: model audio dropped")
@@ -123,6 +136,8 @@ class Speaker:
             self._voice.push(tail)
             self._reply_ended = True
             self._reply_started = False
+            # a longer gap counts at once (in play); a calmer reply lowers the estimate slowly
+            self.jitter_s = max(self._reply_gap_s, 0.7 * self.jitter_s + 0.3 * self._reply_gap_s)
 
     def flush(self) -> float:
         """Drops all queued model audio; returns the seconds dropped. Chimes keep playing."""
@@ -146,6 +161,12 @@ class Speaker:
         if wake and self.on_wake is not None:
             self.on_wake()
 
+    def start_samples(self) -> int:
+        """Model audio that must be buffered before playback starts: enough to cover the delivery
+        jitter observed (and one device period), at most jitter_ms."""
+        covered = int(self.jitter_s * self.device_rate) + self._period
+        return min(self.jitter_samples, covered)
+
     @property
     def buffered_s(self) -> float:
         return self._voice.size / self.device_rate
@@ -166,12 +187,13 @@ class Speaker:
     # ---- device side -----------------------------------------------------------------------
 
     def pull(self, count: int) -> np.ndarray:
+        self._period = count
         with self._lock:
             waiting = self._voice.size
             if (
                 not self._primed
                 and waiting
-                and (waiting >= self.jitter_samples or self._reply_ended)
+                and (waiting >= self.start_samples() or self._reply_ended)
             ):
                 self._primed = True
             voice: np.ndarray | None = None
@@ -190,10 +212,12 @@ class Speaker:
             mix = voice if voice is not None else np.zeros(count, np.int16)
             if chimes is not None:
                 mix = np.clip(mix.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
-            level = float(np.sqrt(np.mean(mix.astype(np.float32) ** 2))) if count else 0.0
-        self.output_level = max(
-            level, self.output_level * 0.5 ** (count / (0.2 * self.device_rate))
-        )
+            wide = mix.astype(np.float32)
+            level = math.sqrt(float(np.dot(wide, wide)) / count) if count else 0.0
+        if self._decay[0] != count:
+            half_life = OUTPUT_LEVEL_HALF_LIFE_S * self.device_rate
+            self._decay = (count, 0.5 ** (count / half_life))
+        self.output_level = max(level, self.output_level * self._decay[1])
         if level:
             self._quiet_samples = 0
         else:

@@ -1,0 +1,350 @@
+"""python -m bench.footprint: what `edge-agent run` costs a Pi Zero 2 W before and between
+conversations, counted in instructions (valgrind's callgrind) and memory (/proc), load-independent.
+
+- exec -> READY: `run` under callgrind, counters dumped (callgrind_control -d) when its READY
+  datagram arrives on a NOTIFY_SOCKET this script listens on; the baseline likewise up to its
+  READY line (which, unlike edge-agent's, includes connecting: it connects first).
+- idle listening: the same process, counters zeroed 5 s after READY and dumped a minute later;
+  the microphone is a file of room noise (sox pink noise at -45 dBFS), no conversation.
+- memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
+  after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
+  and never with a JACK segment; the baseline on the same PCMs.
+- imports: `python -X importtime` of `run` up to READY, self time summed per top-level package
+  (a guide to where start-up goes; µs, not instructions).
+Each figure for config/default.toml and config/smart-speaker.toml side by side (the GPIO of the
+smart speaker on gpiozero's mock pins). The conversation hot path is bench/pi.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from edge_agent.emulator.server import Emulator, EmulatorOptions
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = ("default", "smart-speaker")
+SETTLE_S = 5.0
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in body.items() if not isinstance(v, dict))
+        for key, sub in body.items():
+            if isinstance(sub, dict):
+                table(f"{name}.{key}", sub)
+
+    for name, body in data.items():
+        table(name, body)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for name, body in extra.items():
+        out.setdefault(name, {}).update(body)
+    return out
+
+
+def room_noise(folder: Path, seconds: int) -> tuple[Path, Path]:
+    """Pink noise at about -45 dBFS: a 16 kHz WAV (file: mic) and raw S16_LE (ALSA mic)."""
+    wav, raw = folder / "room.wav", folder / "room.raw"
+    synth = ["synth", str(seconds), "pinknoise", "vol", "0.006"]
+    command = ["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(wav), *synth]
+    subprocess.run(command, check=True)
+    subprocess.run(["sox", str(wav), "-t", "raw", str(raw)], check=True)
+    return wav, raw
+
+
+def agent_config(folder: Path, name: str, emulator: Emulator, devices: dict[str, str]) -> Path:
+    base = tomllib.loads((REPO / "config" / f"{name}.toml").read_text())
+    extra = {
+        "live": {"endpoint": emulator.url, "ca_file": str(emulator.cert_path)},
+        "audio": devices,
+        "service": {"state_dir": str(folder / "state"), "log_level": "warning"},
+    }
+    return write_toml(folder / f"{name}-{len(devices)}.toml", merged(base, extra))
+
+
+def environment(folder: Path, raw: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GEMINI_API_KEY": "bench-key",
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "ALSA_CONFIG_PATH": str(REPO / "tests" / "asound-test.conf"),
+        "MIC_RAW": str(raw),
+        "SPK_WAV": str(folder / "speaker.wav"),
+        **extra,
+    }
+
+
+def listen(folder: Path) -> tuple[socket.socket, str]:
+    path = folder / f"notify-{time.monotonic_ns()}.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(900)
+    return sock, str(path)
+
+
+def wait_ready(sock: socket.socket) -> None:
+    while b"READY=1" not in sock.recv(4096):
+        pass
+
+
+def totals(path: Path) -> int:
+    match = re.search(r"^totals: (\d+)", path.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no totals in {path}")
+    return int(match.group(1))
+
+
+def callgrind_command(out: Path, command: list[str]) -> list[str]:
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command]
+
+
+def control(pid: int, what: str) -> None:
+    subprocess.run(["callgrind_control", what, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+def dumped(out: Path, number: int, timeout: float = 120) -> int:
+    path = Path(f"{out}.{number}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and "totals:" in path.read_text():
+            return totals(path)
+        time.sleep(0.2)
+    raise RuntimeError(f"callgrind never dumped {path}")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tuple[int, float]:
+    """(instructions exec -> READY, idle instructions per minute) of `edge-agent run`."""
+    folder = config.parent
+    sock, address = listen(folder)
+    out = folder / f"callgrind-{config.stem}.out"
+    command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
+    process = subprocess.Popen(
+        callgrind_command(out, command),
+        env={**env, "NOTIFY_SOCKET": address},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(sock)
+        control(process.pid, "-d")
+        ready = dumped(out, 1)
+        time.sleep(SETTLE_S)
+        control(process.pid, "-z")
+        time.sleep(idle_s)
+        control(process.pid, "-d")
+        idle = dumped(out, 2) * 60 / idle_s
+    finally:
+        stop(process)
+        sock.close()
+    return ready, idle
+
+
+def smaps(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS in MB."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        fields[key] = int(value.split()[0])
+    uss = fields["Private_Clean"] + fields["Private_Dirty"]
+    return {"rss": fields["Rss"] / 1024, "pss": fields["Pss"] / 1024, "uss": uss / 1024}
+
+
+def agent_memory(config: Path, env: dict[str, str], settle_s: float = 10.0) -> dict[str, float]:
+    sock, address = listen(config.parent)
+    command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
+    process = subprocess.Popen(
+        command, env={**env, "NOTIFY_SOCKET": address}, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(sock)
+        time.sleep(settle_s)
+        return smaps(process.pid)
+    finally:
+        stop(process)
+        sock.close()
+
+
+def baseline_command(emulator: Emulator) -> list[str]:
+    return [sys.executable, "-m", "bench.baseline", emulator.url, str(emulator.cert_path)]
+
+
+def wait_line(process: subprocess.Popen[str], wanted: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if wanted in line:
+            return
+    raise RuntimeError(f"the baseline ended before {wanted}")
+
+
+def baseline_figures(
+    emulator: Emulator, folder: Path, env: dict[str, str], idle_s: float
+) -> dict[str, float]:
+    out = folder / "callgrind-baseline.out"
+    process = subprocess.Popen(
+        callgrind_command(out, baseline_command(emulator)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        wait_line(process, "READY")
+        control(process.pid, "-d")
+        ready = dumped(out, 1)
+        time.sleep(SETTLE_S)
+        control(process.pid, "-z")
+        time.sleep(idle_s)
+        control(process.pid, "-d")
+        idle = dumped(out, 2) * 60 / idle_s
+    finally:
+        stop(process)
+    process = subprocess.Popen(
+        baseline_command(emulator),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        wait_line(process, "READY")
+        time.sleep(10)
+        memory = smaps(process.pid)
+    finally:
+        stop(process)
+    return {"ready": ready, "idle": idle, **memory}
+
+
+def import_costs(config: Path, env: dict[str, str]) -> dict[str, int]:
+    """Self import time (µs) per top-level package of `run` up to READY."""
+    sock, address = listen(config.parent)
+    command = [sys.executable, "-X", "importtime", "-m", "edge_agent", "run", "--config"]
+    process = subprocess.Popen(
+        [*command, str(config)],
+        env={**env, "NOTIFY_SOCKET": address},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(sock)
+        process.send_signal(signal.SIGSTOP)  # what it imports after READY does not count
+        os.set_blocking(process.stderr.fileno(), False)  # type: ignore[union-attr]
+        text = process.stderr.read() or ""  # type: ignore[union-attr]
+    finally:
+        process.send_signal(signal.SIGCONT)
+        stop(process)
+        sock.close()
+    costs: dict[str, int] = defaultdict(int)
+    for match in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s*([\w.]+)", text):
+        parts = match.group(2).split(".")
+        depth = 2 if parts[0] in ("edge_agent", "google") else 1
+        costs[".".join(parts[:depth])] += int(match.group(1))
+    return dict(costs)
+
+
+async def measure(folder: Path, idle_s: float, baseline: bool) -> dict[str, Any]:
+    emulator = Emulator(EmulatorOptions(cert_dir=folder / "emulator"))
+    await emulator.start()
+    wav, raw = room_noise(folder, int(idle_s + 600))
+    results: dict[str, Any] = {}
+    try:
+        for name in CONFIGS:
+            files = {"input_device": f"file:{wav}", "output_device": f"file:{folder}/out.wav"}
+            alsa = {"input_device": "mic", "output_device": "speaker"}
+            env = environment(folder, raw)
+            file_config = agent_config(folder, name, emulator, files)
+            alsa_config = agent_config(folder, name, emulator, alsa)
+            ready, idle = await asyncio.to_thread(agent_instructions, file_config, env, idle_s)
+            memory = await asyncio.to_thread(agent_memory, alsa_config, env)
+            imports = await asyncio.to_thread(import_costs, alsa_config, env)
+            results[name] = {"ready": ready, "idle": idle, **memory, "imports": imports}
+        if baseline:
+            env = environment(folder, raw)
+            results["baseline"] = await asyncio.to_thread(
+                baseline_figures, emulator, folder, env, idle_s
+            )
+    finally:
+        await emulator.stop()
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    names = list(results)
+    print(f"{'':34}" + "".join(f"{n:>16}" for n in names))
+    rows = (
+        ("instructions exec -> READY (G)", "ready", 1e9),
+        ("idle listening (G instr./min)", "idle", 1e9),
+        ("RSS (MB)", "rss", 1),
+        ("PSS (MB)", "pss", 1),
+        ("USS (MB)", "uss", 1),
+    )
+    for label, key, scale in rows:
+        print(f"{label:34}" + "".join(f"{results[n][key] / scale:16.3f}" for n in names))
+    for name in names:
+        imports = results[name].get("imports")
+        if imports:
+            top = sorted(imports.items(), key=lambda item: -item[1])[:14]
+            total = sum(imports.values())
+            print(f"\nimports of `run` up to READY, {name} ({total / 1000:.0f} ms self time):")
+            for module, micros in top:
+                print(f"  {module:32} {micros / 1000:8.1f} ms {100 * micros / total:5.1f} %")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.footprint")
+    parser.add_argument("--idle-s", type=float, default=60.0, help="idle stretch counted")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control", "sox"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed (apt install valgrind sox)")
+    folder = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    try:
+        report(asyncio.run(measure(folder, args.idle_s, not args.no_baseline)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
