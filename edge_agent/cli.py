@@ -1,4 +1,4 @@
-"""`edge-agent run | simulate | emulator | check | devices | token` (see CONTRACT.md)."""
+"""`edge-agent run | simulate | emulator | check | devices | token` (see docs/interface.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one TOML schema (see CONTRACT.md): plain data, validated with pydantic."""
+"""The one TOML schema (see docs/interface.md): plain data, validated with pydantic."""
 
 from __future__ import annotations
 
