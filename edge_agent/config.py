@@ -7,9 +7,18 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.errors import UserError
 
@@ -17,8 +26,20 @@ SYSTEM_CONFIG = Path("/etc/edge-agent/config.toml")
 DEFAULT_MODEL = "gemini-3.8-live"
 
 
+SPI0_PINS = (7, 10, 11)  # CE1, MOSI, SCLK: the APA102 ring on the ReSpeaker HATs
+
+
+def _bcm_pin(pin: int) -> int:
+    if not 0 <= pin <= 27:
+        raise ValueError("BCM pins are 0..27")
+    return pin
+
+
+Pin = Annotated[int, AfterValidator(_bcm_pin)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LiveConfig(Section):
@@ -48,9 +69,24 @@ class LiveConfig(Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     ping_interval_s: float = Field(30.0, ge=0)
     ping_timeout_s: float = Field(60.0, gt=0)
-    max_backoff_s: float = Field(60.0, gt=0)
+    max_backoff_s: float = Field(60.0, ge=0.5)
     reply_timeout_s: float = Field(20.0, gt=0)
     compression: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _secure_url(cls, endpoint: str) -> str:
+        parts = urlsplit(endpoint)
+        if endpoint and (parts.scheme not in ("https", "wss") or not parts.hostname):
+            raise ValueError('expected an https:// or wss:// URL, or "" for the Gemini API')
+        return endpoint
+
+    @field_validator("ca_file")
+    @classmethod
+    def _existing_file(cls, ca_file: str) -> str:
+        if ca_file and not Path(ca_file).is_file():
+            raise ValueError('no such file; give a PEM CA certificate\'s path, or ""')
+        return ca_file
 
     @model_validator(mode="after")
     def _target_below_trigger(self) -> LiveConfig:
@@ -111,16 +147,16 @@ class CameraConfig(Section):
 
 
 class GpioConfig(Section):
-    button_pin: int = Field(0, ge=0)
+    button_pin: Pin = 0
     button_mode: Literal["hold", "toggle"] = "hold"
     button_pull_up: bool = True
     long_press_s: float = Field(2.0, gt=0)
     poll_ms: int = Field(0, ge=0)
-    led_pin: int = Field(0, ge=0)
-    rgb_pins: list[int] = Field(default_factory=list)
+    led_pin: Pin = 0
+    rgb_pins: list[Pin] = Field(default_factory=list)
     ring: Literal["none", "apa102"] = "none"
     ring_leds: int = Field(12, ge=1)
-    privacy_led_pin: int = Field(0, ge=0)
+    privacy_led_pin: Pin = 0
     required: bool = False
 
     @field_validator("rgb_pins")
@@ -138,7 +174,7 @@ class ToolsConfig(Section):
     google_search: bool = False
     code_execution: bool = False
     timeout_s: float = Field(10, gt=0)
-    gpio_outputs: dict[str, int] = Field(default_factory=dict)
+    gpio_outputs: dict[str, Pin] = Field(default_factory=dict)
 
 
 class ServiceConfig(Section):
@@ -158,6 +194,35 @@ class Config(Section):
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.turns.mode == "push_to_talk" and not self.gpio.button_pin:
+            raise ValueError(
+                "[turns] mode: push_to_talk needs a button: set [gpio] button_pin "
+                '(e.g. 17), or mode = "vad"'
+            )
+        taken: dict[int, str] = {}
+        for pin, name in _pins_in_use(self):
+            if pin in taken:
+                raise ValueError(f"{name}: GPIO{pin} is already {taken[pin]}; choose another pin")
+            taken[pin] = name
+        return self
+
+
+def _pins_in_use(config: Config) -> list[tuple[int, str]]:
+    gpio = config.gpio
+    named = [
+        (gpio.button_pin, "[gpio] button_pin"),
+        (gpio.led_pin, "[gpio] led_pin"),
+        *((pin, "[gpio] rgb_pins") for pin in gpio.rgb_pins),
+        (gpio.privacy_led_pin, "[gpio] privacy_led_pin"),
+    ]
+    used = [(pin, name) for pin, name in named if pin]
+    if gpio.ring == "apa102":
+        used = [(pin, "[gpio] ring (SPI0)") for pin in SPI0_PINS] + used
+    outputs = config.tools.gpio_outputs.items()
+    return used + [(pin, f"[tools] gpio_outputs.{name}") for name, pin in outputs]
 
 
 @dataclass(frozen=True)
@@ -186,6 +251,11 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
         return LoadedConfig(parse_config(packaged_default_text(), origin), origin)
     try:
         text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+            "save it as UTF-8 TOML"
+        ) from None
     except FileNotFoundError:
         raise UserError(f"config file {path} not found") from None
     except OSError as exc:
@@ -212,6 +282,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     """The first problem as one line: which key, what is wrong, what is expected."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if not loc:  # a check across sections: the message names its keys
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return _unknown_key(loc)
     value = _lookup(data, loc)
