@@ -238,6 +238,9 @@ def _pin_factory_name() -> str:
         from gpiozero.exc import BadPinFactory
     except ImportError:
         return "gpiozero not installed"
+    from edge_agent.gpio import teach_gpiozero
+
+    teach_gpiozero()
     chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
     try:
         factory = Device._default_pin_factory()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.config import GpioConfig
@@ -16,6 +18,7 @@ from edge_agent.errors import UserError
 
 log = logging.getLogger(__name__)
 
+DEVICE_TREE = Path("/sys/firmware/devicetree/base")  # /proc/device-tree points here
 BUTTON_BOUNCE_S = 0.02
 # (on seconds, off seconds) for a single LED; None = steady on, () = off, "pulse" = breathe
 LED_PATTERNS: dict[str, Any] = {
@@ -195,12 +198,35 @@ class StatusLights:
                 part.close()
 
 
+def teach_gpiozero() -> None:
+    """gpiozero finds the board's revision in /proc/device-tree or /proc/cpuinfo, which the
+    unit's ProcSubset=pid hides (every pin would fail); /sys has the same device tree."""
+    from gpiozero.exc import PinUnknownPi
+    from gpiozero.pins.local import LocalPiFactory
+
+    original = LocalPiFactory._get_revision
+    if getattr(original, "reads_sys", False):
+        return
+
+    def _get_revision(factory: Any) -> int:
+        try:
+            return int(original(factory))
+        except (OSError, PinUnknownPi):
+            data = (DEVICE_TREE / "system" / "linux,revision").read_bytes()
+            revision = f"{struct.unpack('>L', data[:4])[0]:x}"
+            return int(revision[-4:] if revision.startswith("100") else revision, 16)  # overvolted
+
+    _get_revision.reads_sys = True  # type: ignore[attr-defined]
+    LocalPiFactory._get_revision = _get_revision
+
+
 def start_gpio(
     config: GpioConfig,
     on_button: Callable[[bool], None],
     spi_opener: Callable[[], SpiBus] = open_spi,
 ) -> tuple[PushToTalk | None, StatusLights | None]:
     """Starts what is configured, part by part (see StatusLights.start)."""
+    teach_gpiozero()
     button = PushToTalk(config, on_button) if config.button_pin else None
     if (
         button is not None

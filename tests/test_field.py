@@ -3,9 +3,20 @@ the installer and the command line."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import REPO, read_log
 
 
 def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
@@ -19,3 +30,95 @@ def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
         if not link.startswith("http"):
             base = REPO if link.startswith("docs/") else REPO / "docs"
             assert (base / link).exists() or (REPO / link).exists(), link
+
+
+# The unit's /proc (ProcSubset=pid, ProtectProc=invisible) without systemd: a private PID and
+# mount namespace, /proc mounted with subset=pid, and a Pi 4's device tree where a Pi has it.
+DEVICE_TREE = "/sys/firmware/devicetree/base"
+SANDBOX = (
+    "mount -t proc -o subset=pid,hidepid=invisible proc /proc"
+    " && mount -t tmpfs tmpfs /sys/firmware"
+    f" && mkdir -p {DEVICE_TREE}/system"
+    f" && printf 'Raspberry Pi 4 Model B Rev 1.5\\000' > {DEVICE_TREE}/model"
+    f" && printf '\\000\\300\\061\\025' > '{DEVICE_TREE}/system/linux,revision'"  # c03115
+    ' && test ! -e /proc/uptime && test ! -e /proc/cpuinfo && exec "$@"'
+)
+
+
+def in_sandbox(*command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for the /proc sandbox")
+    done = subprocess.run(
+        ["unshare", "-m", "-p", "--fork", "--mount-proc", "sh", "-c", SANDBOX, "sh", *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if "unshare failed" in done.stderr or "mount:" in done.stderr:
+        pytest.skip(f"no namespaces here: {done.stderr.strip()}")
+    return done
+
+
+PROBE = """
+import json
+from gpiozero.pins.local import LocalPiFactory
+from edge_agent.gpio import teach_gpiozero
+from edge_agent.tools.builtins import device_status, get_time
+
+teach_gpiozero()
+
+
+class Probe(LocalPiFactory):  # gpiozero's own board detection, as lgpio's factory uses it
+    pass
+
+
+print(json.dumps({"board": Probe().board_info.model, "status": device_status.function(),
+                  "time": get_time.function()}))
+"""
+
+
+def test_default_tools_and_board_detection_work_under_the_units_proc() -> None:
+    done = in_sandbox(sys.executable, "-c", PROBE)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["board"] == "4B"
+    status = found["status"]
+    assert status["model"] == "Raspberry Pi 4 Model B Rev 1.5"
+    for key in ("load_1min", "uptime_hours", "memory_total_mb"):
+        assert isinstance(status[key], int | float) and status[key] >= 0, (key, status)
+    assert status.get("memory_available_mb") or status.get("memory_free_mb"), status
+    assert found["time"]["date"]
+
+
+async def test_device_status_answers_the_model_inside_the_sandbox(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The real command line inside the sandbox; the model asks for the device's status."""
+    from edge_agent.emulator.scenario import Scenario, ToolCallStep, Turn
+
+    scenario = Scenario(turns=[Turn(tool_call=ToolCallStep(name="device_status"), transcript="ok")])
+    emulator = await start_emulator(scenario=scenario)
+    done = await asyncio.to_thread(
+        in_sandbox,
+        sys.executable,
+        "-m",
+        "edge_agent",
+        "simulate",
+        "--endpoint",
+        emulator.url,
+        "--ca-file",
+        str(emulator.cert_path),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    responses = [
+        response
+        for entry in read_log(emulator)
+        if entry["dir"] == "in"
+        for response in entry["msg"].get("toolResponse", {}).get("functionResponses", [])
+    ]
+    assert len(responses) == 1, responses
+    output = responses[0]["response"]
+    assert "error" not in output, output
+    assert output["output"]["uptime_hours"] >= 0
