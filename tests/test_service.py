@@ -254,8 +254,13 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
         "StateDirectory=edge-agent",
         "DeviceAllow=char-gpiochip rw",
         "network-online.target time-sync.target",
+        "DeviceAllow=char-dma_heap rw",  # picamera2's buffers (/dev/dma_heap/* is a directory)
+        "ProcSubset=pid",  # device_status and gpiozero cope: see tests/test_field.py
     ):
         assert needed in text
+    assert "DeviceAllow=/dev/dma_heap " not in text  # a directory allows nothing
+    if "@resources" in text.split("SystemCallFilter=~", 1)[1].splitlines()[0]:
+        assert "RestrictRealtime=yes" in text  # sched_setscheduler is filtered anyway
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
