@@ -48,6 +48,12 @@ def lights_on():
       "password": {"type": "string"}}}, secret=["password"])
 def log_in(user, password):
     return f"hello {user}"
+
+@tool("Joins a network.", {"type": "object", "properties": {
+      name: {"type": "string"} for name in ("ssid", "Password", "apiKey", "pin_code", "authToken",
+                                            "client_secret", "keyboard")}})
+def join(**args):
+    return "joined"
 """
 
 
@@ -63,6 +69,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (info / "entry_points.txt").write_text(
         "[edge_agent.tools]\nadd = edge_test_tools:add\nslow_tool = edge_test_tools:slow_tool\n"
         "lights_on = edge_test_tools:lights_on\nlog_in = edge_test_tools:log_in\n"
+        "join = edge_test_tools:join\n"
     )
     monkeypatch.syspath_prepend(str(root))
     return root
@@ -274,6 +281,29 @@ async def test_secret_arguments_never_reach_the_log(
     while not answers:
         await asyncio.sleep(0.02)
     assert "ann" in caplog.text and "hunter2" not in caplog.text
+
+
+async def test_secret_looking_arguments_are_redacted_unless_marked(
+    plugin: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tool's author marked nothing secret: names that look secret are redacted anyway."""
+    caplog.set_level(logging.INFO)
+    answers: list[Any] = []
+    runner = ToolRunner(
+        [discover([])["join"]],
+        ToolContext(end_conversation=lambda: None),
+        lambda *args: answers.append(args),
+        timeout_s=2,
+    )
+    secrets = {"Password": "s1", "apiKey": "s2", "pin_code": "s3", "authToken": "s4"}
+    args = {"ssid": "home", "keyboard": "qwerty", "client_secret": "s5", **secrets}
+    runner.start(FunctionCall("x", "join", args))
+    while not answers:
+        await asyncio.sleep(0.02)
+    assert answers[0][2] == {"output": "joined"}
+    assert "'home'" in caplog.text and "'qwerty'" in caplog.text
+    for value in ("s1", "s2", "s3", "s4", "s5"):
+        assert f"'{value}'" not in caplog.text
 
 
 def test_device_status_and_time_report_real_values() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,17 @@ class ToolRunner:
         return {"output": result}
 
 
+# An argument whose name holds one of these words is never logged, marked secret or not.
+SECRET_WORDS = {"password", "passwd", "passphrase", "passcode", "pwd", "pass", "token", "secret"}
+SECRET_WORDS |= {"key", "apikey", "pin", "pincode", "credential", "credentials", "auth"}
+
+
 def redact(args: dict[str, Any], secret: tuple[str, ...]) -> str:
-    shown = {k: ("***" if k in secret else v) for k, v in args.items()}
+    shown = {k: ("***" if k in secret or looks_secret(k) else v) for k, v in args.items()}
     return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def looks_secret(name: str) -> bool:
+    """apiKey, pin_code, client-secret, X-Auth-Token: yes; keyboard, ssid: no."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(word in SECRET_WORDS for word in words)
