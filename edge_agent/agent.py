@@ -434,10 +434,15 @@ class Agent:
         )
         first = f"+{turn.first_audio_ms:.0f} ms" if turn.first_audio_ms is not None else "-"
         age = self.clock() - (self.session_started_s or self.clock())
+        user, agent = (
+            " ".join(text.split())[:120] for text in (turn.input_transcript, turn.output_transcript)
+        )
         log.info(
-            "turn %d: speech %.2f-%.2f s, reply received %s, first sample %s, interrupted %s, "
-            "tokens %d/%d, session age %.0f s, reconnects %d",
+            'turn %d: user "%s" -> agent "%s"; speech %.2f-%.2f s, reply received %s, '
+            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d",
             number,
+            user,
+            agent,
             turn.start_s,
             turn.end_s or 0.0,
             received,
@@ -451,6 +456,8 @@ class Agent:
                 "turn": number,
                 "first_audio_ms": turn.first_audio_ms,
                 "interrupted": turn.interrupted,
+                "user": user,
+                "agent": agent,
             },
         )
 

@@ -129,7 +129,7 @@ async def _run(
     )
     parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
     agent = parts.agent
-    agent.state_listeners.append(lambda state: log.info("state: %s", state.value))
+    agent.state_listeners.append(lambda state: log.debug("state: %s", state.value))
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:

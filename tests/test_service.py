@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,3 +269,33 @@ def test_the_shell_scripts_pass_shellcheck() -> None:
     scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_the_run_log_has_one_line_per_turn_with_both_sides_and_no_state_noise(
+    tmp_path: Path, speech: Any
+) -> None:
+    mic = write_wav(tmp_path / "mic.wav", speech("what time is it", lead_s=0.3, gap_s=8.0))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--emulator", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert daemon.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in daemon.stderr:  # the WAV ends in ~10 s; the turn is logged before that
+            lines.append(line)
+            if " turn 1:" in line:
+                break
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        lines += daemon.communicate(timeout=15)[1].splitlines()
+    turns = [line for line in lines if " turn 1:" in line]
+    assert len(turns) == 1, lines
+    assert 'user "(' in turns[0] and 'agent "' in turns[0]  # the emulator's transcripts
+    assert not [line for line in lines if "state:" in line]
