@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -181,7 +182,19 @@ class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_address: str = "127.0.0.1"
     state_dir: str = "/var/lib/edge-agent"
+
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _ip_address(cls, address: str) -> str:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            message = 'expected an IP address: "127.0.0.1" (this device only) or "0.0.0.0"'
+            raise ValueError(message) from None
+        return address
 
 
 class Config(Section):

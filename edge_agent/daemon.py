@@ -150,7 +150,10 @@ async def _run(
         parts.conversation.listeners.append(privacy)
         if camera is not None:
             camera.streaming_listeners.append(privacy)
-    metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
+    service = config.service
+    metrics = start_metrics(
+        agent, parts.conversation.budget, service.metrics_port, service.metrics_address
+    )
     agent.start()
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
     watchdog = asyncio.create_task(

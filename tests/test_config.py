@@ -61,6 +61,7 @@ BAD_CONFIGS = [
         "[tools.gpio_outputs]\nfan = 'x'\n",
         "[tools] gpio_outputs.fan: Input should be a valid integer",
     ),
+    ("[service]\nmetrics_address = 'everywhere'\n", "[service] metrics_address: expected an IP"),
     ("[turns]\nmode = 'push_to_talk'\n", "[turns] mode: push_to_talk needs a button: set [gpio]"),
     ("[gpio]\nbutton_pin = 28\n", "[gpio] button_pin: BCM pins are 0..27 (got 28)"),
     ("[gpio]\nled_pin = -1\n", "[gpio] led_pin: BCM pins are 0..27 (got -1)"),

@@ -202,8 +202,10 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     speaker = Speaker(24000)
     parts = assemble(Config(), speaker, time.monotonic, lambda: Credential("k", "t"), tmp_path)
     port = free_port()
-    metrics = start_metrics(parts.agent, parts.conversation.budget, port)
+    service = Config().service
+    metrics = start_metrics(parts.agent, parts.conversation.budget, port, service.metrics_address)
     assert metrics is not None
+    assert metrics.server.server_address[0] == "127.0.0.1"  # not every interface by default
     parts.agent.on_live_event(Usage(100, 20, 120, {"AUDIO": 110, "TEXT": 10}))
     parts.agent.on_live_event(Disconnected("1011 Internal error occurred."))
     body = await asyncio.to_thread(
