@@ -18,6 +18,7 @@ from typing import Protocol
 
 from edge_agent.config import Config
 from edge_agent.live.session import LiveSession
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,8 @@ class DailyBudget:
         self.spent += tokens
         if self.path is not None:
             with contextlib.suppress(OSError):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(
-                    json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
+                write_private(
+                    self.path, json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
                 )
 
     @property

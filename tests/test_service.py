@@ -273,19 +273,23 @@ def test_the_shell_scripts_pass_shellcheck() -> None:
     assert done.returncode == 0, done.stdout
 
 
-def test_the_run_log_has_one_line_per_turn_with_both_sides_and_no_state_noise(
+def test_one_turn_run_logs_both_sides_and_keeps_its_state_private(
     tmp_path: Path, speech: Any
 ) -> None:
+    """The per-turn log line, no state noise at info, and state files 0600 in a 0700 directory
+    created by the agent itself (no systemd StateDirectory=, a umask of 022)."""
     mic = write_wav(tmp_path / "mic.wav", speech("what time is it", lead_s=0.3, gap_s=8.0))
+    state = tmp_path / "var" / "state"
     config = tmp_path / "config.toml"
     config.write_text(
         f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
-        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+        f'[service]\nstate_dir = "{state}"\n'
     )
     daemon = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--emulator", "--config", str(config)],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: os.umask(0o022),
     )
     assert daemon.stderr is not None
     lines: list[str] = []
@@ -294,6 +298,10 @@ def test_the_run_log_has_one_line_per_turn_with_both_sides_and_no_state_noise(
             lines.append(line)
             if " turn 1:" in line:
                 break
+        for _ in range(250):  # the resumption handle follows turnComplete
+            if (state / "resumption.json").exists() and (state / "tokens.json").exists():
+                break
+            time.sleep(0.02)
     finally:
         daemon.send_signal(signal.SIGTERM)
         lines += daemon.communicate(timeout=15)[1].splitlines()
@@ -301,3 +309,7 @@ def test_the_run_log_has_one_line_per_turn_with_both_sides_and_no_state_noise(
     assert len(turns) == 1, lines
     assert 'user "(' in turns[0] and 'agent "' in turns[0]  # the emulator's transcripts
     assert not [line for line in lines if "state:" in line]
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert sorted(f.name for f in state.iterdir()) == ["resumption.json", "tokens.json"]
+    for saved in state.iterdir():
+        assert saved.stat().st_mode & 0o777 == 0o600, saved

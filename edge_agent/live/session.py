@@ -46,6 +46,7 @@ from edge_agent.events import (
 from edge_agent.live.models import effective_api_version
 from edge_agent.live.setup import build_live_config
 from edge_agent.live.translate import events_from_message
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 
@@ -468,10 +469,7 @@ class LiveSession:
             return
         record = {"handle": self.handle, "model": self.config.live.model, "saved_at": time.time()}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record), "utf-8")
-            temporary.replace(path)
+            write_private(path, json.dumps(record))
         except OSError as exc:
             log.warning("cannot keep the resumption handle in %s: %s", path, exc)
 
