@@ -122,3 +122,35 @@ async def test_device_status_answers_the_model_inside_the_sandbox(
     output = responses[0]["response"]
     assert "error" not in output, output
     assert output["output"]["uptime_hours"] >= 0
+
+
+@pytest.mark.parametrize("board", ["respeaker", "voice-bonnet", "i2s-amp", "usb"])
+def test_setup_pi_installs_named_pcms_and_leaves_the_default_alone(
+    board: str, tmp_path: Path
+) -> None:
+    if not shutil.which("aplay"):
+        pytest.skip("alsa-utils missing")
+    script = str(REPO / "hardware" / "setup-pi.sh")
+    args = ["sh", script, "--print-alsa", "--board", board, "--card", "Device"]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "pcm.!default" not in done.stdout and "ctl.!default" not in done.stdout
+    conf = tmp_path / "60-edge-agent.conf"
+    conf.write_text(done.stdout)
+    env = {**os.environ, "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"}
+    listed = subprocess.run(["aplay", "-L"], capture_output=True, text=True, env=env, check=False)
+    assert f"edge_mic\n    edge-agent microphone ({board}, shared)" in listed.stdout
+    assert "edge_speaker\n" in listed.stdout
+    taken = subprocess.run([*args, "--alsa-default"], capture_output=True, text=True, check=False)
+    assert 'pcm.!default {\n    type asym\n    capture.pcm "edge_mic"' in taken.stdout
+
+
+def test_setup_pi_refuses_an_unknown_board_in_one_line() -> None:
+    script = str(REPO / "hardware" / "setup-pi.sh")
+    done = subprocess.run(
+        ["sh", script, "--board", "hat9000", "--print-alsa"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr == "setup-pi: unknown board 'hat9000' (respeaker, voice-bonnet, i2s-amp, usb)\n"
+    )
