@@ -154,3 +154,48 @@ def test_setup_pi_refuses_an_unknown_board_in_one_line() -> None:
     assert (
         done.stderr == "setup-pi: unknown board 'hat9000' (respeaker, voice-bonnet, i2s-amp, usb)\n"
     )
+
+
+HEADER_PIN = {2: 3, 3: 5, 4: 7, 17: 11, 27: 13, 22: 15, 10: 19, 9: 21, 11: 23, 5: 29, 6: 31}
+HEADER_PIN |= {13: 33, 19: 35, 26: 37, 14: 8, 15: 10, 18: 12, 23: 16, 24: 18, 25: 22, 8: 24}
+HEADER_PIN |= {7: 26, 12: 32, 16: 36, 20: 38, 21: 40}
+GROUND_PINS = {6, 9, 14, 20, 25, 30, 34, 39}
+PIN_KEYS = ("button_pin", "led_pin", "rgb_pins", "privacy_led_pin", "ring")
+
+
+def test_the_wiring_tables_match_the_shipped_profiles() -> None:
+    import tomllib
+
+    from edge_agent.config import config_from_dict
+
+    text = (REPO / "hardware" / "wiring.md").read_text()
+    boards = re.split(r"^## ", text, flags=re.M)[1:]
+    names = [board.splitlines()[0] for board in boards]
+    assert names == [
+        "ReSpeaker 2-mic HAT",
+        "Adafruit Voice Bonnet",
+        "I2S microphone + MAX98357A amplifier",
+        "USB speakerphone",
+    ]
+    for board in boards:
+        profile_path = REPO / re.search(r"Profile: `(config/[\w-]+\.toml)`", board)[1]  # type: ignore[index]
+        profile = tomllib.loads(profile_path.read_text()).get("gpio", {})
+        rows = [line.split("|")[1:-1] for line in board.splitlines() if line.startswith("| ")]
+        wired: dict[str, Any] = {}
+        for part, setting, gpio, pin, wire, resistor in rows[1:]:
+            key, value = tomllib.loads(setting.strip().strip("`")).popitem()
+            wired[key] = value
+            gpios = [int(g) for g in gpio.split(",")]
+            assert [HEADER_PIN[g] for g in gpios] == [int(p) for p in pin.split(",")], part
+            if key != "ring":
+                assert gpios == (value if isinstance(value, list) else [value]), part
+            grounds = {int(g) for g in re.findall(r"ground pin (\d+)", wire)}
+            assert grounds <= GROUND_PINS, part
+            if key in ("led_pin", "privacy_led_pin", "rgb_pins"):
+                assert "Ω" in resistor, part  # an LED never goes on a pin without one
+            if "*add*" in part:
+                assert key not in profile, f"{part}: the profile has it already"
+            else:
+                assert profile.get(key) == value, f"{profile_path.name}: {key} != {value}"
+        assert {key for key in profile if key in PIN_KEYS} <= set(wired), board.splitlines()[0]
+        config_from_dict({"gpio": wired})  # every line of a table together is a valid config
