@@ -1,4 +1,5 @@
-"""`edge-agent run | simulate | emulator | check | devices | token` (see docs/interface.md)."""
+"""`edge-agent run | simulate | emulator | check | test-audio | devices | token`
+(see docs/interface.md)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", metavar="F", help="config file (TOML)")
     check.set_defaults(command=cmd_check)
+
+    test_audio = commands.add_parser(
+        "test-audio",
+        help="record from the microphone, show its level and what the speech gate hears, "
+        "play it back and a tone; says what is wrong",
+    )
+    test_audio.add_argument("--config", metavar="F", help="config file (TOML)")
+    test_audio.add_argument(
+        "--seconds", type=float, default=4.0, metavar="S", help="how long to record (default 4)"
+    )
+    test_audio.set_defaults(command=cmd_test_audio)
 
     devices = commands.add_parser(
         "devices", help="list audio inputs/outputs, cameras and the GPIO pin factory"
@@ -182,6 +194,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_test_audio(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edge_agent.audio.check import test_audio
+    from edge_agent.logs import configure_logging
+
+    config = load_config(args.config).config
+    configure_logging(config.service.log_format, "warning")
+    if not 0 < args.seconds <= 60:
+        raise UserError("--seconds: between 0 and 60")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    report = asyncio.run(test_audio(config, args.seconds, say))
+    for note in report.notes:
+        say(f"note: {note}")
+    for problem in report.problems:
+        say(f"problem: {problem}")
+    if report.problems:
+        return EXIT_USER_ERROR
+    say("ok: the microphone hears and the speaker plays (listen for your voice, then a tone)")
     return 0
 
 

@@ -10,13 +10,16 @@ import re
 import shutil
 import subprocess
 import sys
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soxr
 
-from tests.conftest import REPO, read_log
+from tests.conftest import REPO, read_log, run_cli, write_wav
 
 
 def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
@@ -199,3 +202,66 @@ def test_the_wiring_tables_match_the_shipped_profiles() -> None:
                 assert profile.get(key) == value, f"{profile_path.name}: {key} != {value}"
         assert {key for key in profile if key in PIN_KEYS} <= set(wired), board.splitlines()[0]
         config_from_dict({"gpio": wired})  # every line of a table together is a valid config
+
+
+def audio_config(tmp_path: Path, audio: str) -> str:
+    path = tmp_path / "audio.toml"
+    path.write_text(f"[audio]\n{audio}")
+    return str(path)
+
+
+def test_audio_on_alsa_file_pcms_hears_the_speech_and_plays_it_back(
+    alsa_files: tuple[Path, Path], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    mic_raw, speaker_wav = alsa_files
+    voice = speech("testing one two three, can you hear me", lead_s=0.3, gap_s=1.0)
+    mic_raw.write_bytes(soxr.resample(voice, 16000, 48000).astype("<i2").tobytes())
+    config = audio_config(
+        tmp_path, 'input_device = "mic"\noutput_device = "speaker"\ninput_rate = 48000\n'
+    )
+    done = run_cli("test-audio", "--config", config, "--seconds", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "microphone: mic at 48000 Hz" in done.stdout
+    assert "1 turn(s): 0.3" in done.stdout  # the gate heard the sentence where it is
+    assert done.stdout.splitlines()[-1].startswith("ok:")
+    with wave.open(str(speaker_wav)) as wav:
+        rate = wav.getframerate()
+        played = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float64)
+    windows = played[: len(played) // (rate // 20) * (rate // 20)].reshape(-1, rate // 20)
+    loud_s = np.sum(np.sqrt(np.mean(windows**2, axis=1)) > 300) / 20
+    assert 2.5 < loud_s < 6  # the sentence, then the one-second tone; no endless silence after
+    spectrum = np.abs(np.fft.rfft(played[-int(1.5 * rate) :]))
+    assert abs(np.argmax(spectrum) * rate / (1.5 * rate) - 440) < 5  # the tone comes last
+
+
+@pytest.mark.parametrize(
+    ("audio", "problem"),
+    [
+        ('input_device = "mic"\n', "problem: no signal"),  # a muted capture: digital silence
+        ('input_device = "mic"\ninput_rate = 768000\n', "refuses the sample rate"),
+        ('input_device = "no such card"\n', "no audio input device matches 'no such card'"),
+        ('output_device = "no such card"\n', "problem: speaker: no audio output device matches"),
+    ],
+    ids=["no-signal", "wrong-rate", "no-microphone", "no-speaker"],
+)
+def test_audio_says_plainly_what_is_wrong(
+    alsa_files: tuple[Path, Path], tmp_path: Path, audio: str, problem: str
+) -> None:
+    alsa_files[0].write_bytes(bytes(48000 * 2))  # the ALSA mic reads one second of zeros
+    done = run_cli("test-audio", "--config", audio_config(tmp_path, audio), "--seconds", "0.5")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert problem in done.stdout and "Traceback" not in done.stderr
+
+
+def test_audio_on_wav_files_finds_clipping(
+    speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    loud = np.clip(speech("this is far too loud").astype(np.int32) * 30, -32768, 32767)
+    mic = write_wav(tmp_path / "loud.wav", loud)
+    config = audio_config(
+        tmp_path, f'input_device = "file:{mic}"\noutput_device = "file:{tmp_path}/out.wav"\n'
+    )
+    done = run_cli("test-audio", "--config", config)
+    assert done.returncode == 2
+    assert "problem: clipping" in done.stdout
+    assert (tmp_path / "out.wav").stat().st_size > 24000 * 2  # still played back
