@@ -159,6 +159,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         echo_gain=gain,
         echo_delay_ms=delay,
     )
+    if options.output is not None:  # found out now, not after the whole run
+        folder = options.output.parent
+        if not folder.is_dir():
+            raise UserError(f"--output: no directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"--output: {folder} is not writable")
     ptt_config = config.turns.mode == "push_to_talk" or config.conversation.start == "button"
     if options.ptt_spans and not ptt_config:
         print(

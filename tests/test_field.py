@@ -265,3 +265,10 @@ def test_audio_on_wav_files_finds_clipping(
     assert done.returncode == 2
     assert "problem: clipping" in done.stdout
     assert (tmp_path / "out.wav").stat().st_size > 24000 * 2  # still played back
+
+
+def test_simulate_into_a_missing_directory_is_one_line_before_any_work(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "reply.wav"
+    done = run_cli("simulate", "--output", str(target))
+    assert done.returncode == 2
+    assert done.stderr == f"edge-agent: error: --output: no directory {target.parent}\n"
