@@ -70,7 +70,7 @@ class LiveConfig(Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     ping_interval_s: float = Field(30.0, ge=0)
     ping_timeout_s: float = Field(60.0, gt=0)
-    max_backoff_s: float = Field(60.0, ge=0.5)
+    max_backoff_s: float = Field(60.0, ge=0.1)
     reply_timeout_s: float = Field(20.0, gt=0)
     compression: bool = False
 

@@ -10,11 +10,12 @@
 #                      the value comes from that file or from the environment variable NAME
 #                      upper-cased with - as _ (e.g. web-token from WEB_TOKEN)
 #   --print-alsa       print the ALSA configuration for --board and exit (needs no root)
-# Safe to run again: it upgrades the code and the unit in place and keeps the config and keys.
+# Safe to run again: it upgrades the code and the unit in place and keeps the config and the
+# keys (GEMINI_API_KEY, when set, replaces the stored key).
 set -eu
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 fail() {
@@ -157,7 +158,7 @@ fi
 "$prefix/.venv/bin/edge-agent" check --config "$etc/config.toml" >/dev/null
 
 umask 077
-if [ ! -s "$etc/gemini-api-key" ] && [ -n "${GEMINI_API_KEY:-}" ]; then
+if [ -n "${GEMINI_API_KEY:-}" ]; then # a key given now replaces the stored one
     printf '%s\n' "$GEMINI_API_KEY" >"$etc/gemini-api-key"
     echo "   stored the key from GEMINI_API_KEY in $etc/gemini-api-key (root only)"
 fi

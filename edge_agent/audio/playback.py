@@ -319,7 +319,8 @@ class PortAudioOutput(PortAudioStream):
 
     def close(self) -> None:
         self._stop_supervising()
-        self._terminate()
+        with self._control:  # never beside an idle stop's Pa_StopStream: two of them hang
+            self._terminate()
 
 
 class WavOutput:

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-from edge_agent.events import FunctionCall
+from edge_agent.events import AgentEvent, FunctionCall, ToolFinished, ToolStarted
 from edge_agent.tools.registry import Tool
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ToolRunner:
         self.timeout_s = timeout_s
         self.non_blocking_supported = non_blocking_supported
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.result_listeners: list[Callable[[str, bool], None]] = []  # (tool, succeeded)
+        self.listeners: list[Callable[[AgentEvent], None]] = []  # ToolStarted, ToolFinished
 
     def declarations(self) -> list[dict[str, Any]]:
         return [t.declaration(self.non_blocking_supported) for t in self.tools.values()]
@@ -72,13 +72,18 @@ class ToolRunner:
         else:
             if tool.non_blocking and self.non_blocking_supported:
                 scheduling = tool.scheduling
-            log.info("tool call %s(%s) [%s]", call.name, redact(call.args, tool.secret), call.id)
+            args = redacted(call.args, tool.secret)
+            log.info("tool call %s(%s) [%s]", call.name, _format(args), call.id)
+            self._emit(ToolStarted(call.id, call.name, args))
             response = await self._execute(tool, call)
         shown = response.get("error") or str(response.get("output"))[:200]
         log.info("tool %s -> %s [%s]", call.name, shown, call.id)
-        for listener in self.result_listeners:
-            listener(call.name, "error" not in response)
+        self._emit(ToolFinished(call.id, call.name, "error" not in response, shown))
         self.respond(call.id, call.name, response, scheduling)
+
+    def _emit(self, event: AgentEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     async def _execute(self, tool: Tool, call: FunctionCall) -> dict[str, Any]:
         try:
@@ -107,12 +112,15 @@ SECRET_WORDS = {"password", "passwd", "passphrase", "passcode", "pwd", "pass", "
 SECRET_WORDS |= {"key", "apikey", "pin", "pincode", "credential", "credentials", "auth"}
 
 
-def redact(args: dict[str, Any], secret: tuple[str, ...]) -> str:
-    shown = {k: ("***" if k in secret or looks_secret(k) else v) for k, v in args.items()}
-    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+def redacted(args: dict[str, Any], secret: tuple[str, ...]) -> dict[str, Any]:
+    return {k: ("***" if k in secret or looks_secret(k) else v) for k, v in args.items()}
 
 
 def looks_secret(name: str) -> bool:
     """apiKey, pin_code, client-secret, X-Auth-Token: yes; keyboard, ssid: no."""
     words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
     return any(word in SECRET_WORDS for word in words)
+
+
+def _format(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
