@@ -97,9 +97,7 @@ class Speaker:
     # ---- loop side -------------------------------------------------------------------------
 
     def play(self, pcm24: bytes) -> None:
-        samples = self._resampler.process(np.frombuffer(pcm24, dtype="<i2"))
-        if self.volume != 1.0:
-            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        samples = self._gain(self._resampler.process(np.frombuffer(pcm24, dtype="<i2")))
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
@@ -107,9 +105,14 @@ class Speaker:
             self._voice.push(samples)
         self._wake_device()
 
+    def _gain(self, samples: np.ndarray) -> np.ndarray:
+        if self.volume == 1.0:
+            return samples
+        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)
