@@ -66,6 +66,13 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
+def check_web(config: Config) -> None:
+    if config.web.enabled:  # the page's package is imported only when configured
+        from edge_agent.web import check
+
+        check(config.web)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -78,6 +85,7 @@ async def run_daemon(
 ) -> int:
     """Runs until SIGINT/SIGTERM (or `stop`); SIGHUP reloads. Exit 2 problems raise UserError."""
     keys = key_provider(config, use_emulator)
+    check_web(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -95,6 +103,7 @@ async def run_daemon(
             try:
                 config = reload()
                 keys = key_provider(config, use_emulator)
+                check_web(config)
                 log.info("configuration reloaded")
             except UserError as exc:
                 log.error("reload refused, keeping the running configuration: %s", exc)
@@ -153,6 +162,11 @@ async def _run(
     metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
     agent.start()
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    web = None
+    if config.web.enabled:
+        from edge_agent.web import Page
+
+        web = Page(config.web, agent, parts.volume)  # starts in the background
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -177,6 +191,8 @@ async def _run(
             waiting.cancel()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if web is not None:
+                    await web.close()
                 await parts.link.shutdown()
                 await mic.close()
         except TimeoutError:
