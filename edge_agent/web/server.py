@@ -22,6 +22,23 @@ from edge_agent.web.hub import Hub
 
 log = logging.getLogger(__name__)
 
+
+class OneLine(logging.Filter):
+    """aiohttp logs a malformed request as an error with its traceback: one warning line is
+    enough (traffic that is not HTTP at all it logs at debug level only)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            reason = " ".join(str(record.exc_info[1]).split())[:200]
+            record.msg, record.args = f"web: {record.getMessage()}: {reason}", None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log = logging.getLogger("edge_agent.web.http")
+http_log.addFilter(OneLine())
+
 FILES = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 PUBLIC = {"/login", "/style.css"}
@@ -72,7 +89,9 @@ class WebFace:
 async def start_web(config: WebConfig, token: str | None, agent: Agent, volume: Volume) -> WebFace:
     hub = Hub(agent, volume)
     app = make_app(hub, Gate(token))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=1.0, logger=http_log
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, config.address, config.port).start()
@@ -116,8 +135,12 @@ def make_app(hub: Hub, gate: Gate) -> web.Application:
         )
         raise response
 
+    async def no_icon(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
     for path in FILES:
         app.router.add_get(path, page)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_route("GET", "/login", login)
     app.router.add_route("POST", "/login", login)
     app.router.add_get("/events", commands.events)

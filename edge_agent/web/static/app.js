@@ -64,7 +64,7 @@ function addTurn(turn) {
   const item = document.createElement("li");
   const at = document.createElement("span");
   at.className = "at";
-  at.textContent = turn.at || "";
+  at.textContent = (turn.at || "") + " ";
   const question = document.createElement("div");
   question.className = "q";
   question.textContent = turn.input_transcript || "…";
