@@ -218,9 +218,9 @@ def test_the_page_shows_the_turn_answers_a_typed_question_and_mutes(
     driver.find_element(By.ID, "send").click()
     wait_for(lambda: text("user") == QUESTION, 10, "the typed question captioned")
     wait_for(lambda: "answer number 2" in text("agent"), 30, "the typed question's answer")
+    driver.save_screenshot(os.environ.get("EDGE_AGENT_SCREENSHOT", str(tmp_path / "page.png")))
     wait_for(lambda: QUESTION in text("history"), 20, "the typed turn in the history")
     wait_for(lambda: text("state") == "idle", 30, "idle after the typed answer")
-    driver.save_screenshot(os.environ.get("EDGE_AGENT_SCREENSHOT", str(tmp_path / "page.png")))
     samples = np.frombuffer(running.output.read_bytes()[44:], "<i2")[played_before:]
     spoken = sum(end - start for start, end in loud_spans(samples))
     assert spoken >= 1.0, loud_spans(samples)  # the emulator's ~1.5 s answer was played
