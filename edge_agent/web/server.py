@@ -144,6 +144,7 @@ def make_app(hub: Hub, gate: Gate) -> web.Application:
     app.router.add_route("GET", "/login", login)
     app.router.add_route("POST", "/login", login)
     app.router.add_get("/events", commands.events)
+    app.on_shutdown.append(commands.close_streams)
     app.router.add_get("/api/state", commands.state)
     app.router.add_post("/api/conversation", commands.conversation)
     app.router.add_post("/api/mute", commands.mute)
@@ -208,6 +209,11 @@ class Commands:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.agent = hub.agent
+        self.streams: set[web.WebSocketResponse] = set()
+
+    async def close_streams(self, app: web.Application) -> None:
+        for ws in list(self.streams):
+            await ws.close(code=1001, message=b"the agent is stopping")
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(self.hub.snapshot())
@@ -249,7 +255,9 @@ class Commands:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
         await ws.prepare(request)
         client = self.hub.subscribe()
+        self.streams.add(ws)
         reader = asyncio.create_task(_drain(ws))
+        batch: asyncio.Future[list[str]] | None = None
         try:
             while not ws.closed:
                 batch = asyncio.ensure_future(client.next_batch())
@@ -267,7 +275,10 @@ class Commands:
             pass
         finally:
             self.hub.unsubscribe(client)
-            reader.cancel()
+            self.streams.discard(ws)
+            for task in (reader, batch):
+                if task is not None:
+                    task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
         return ws
