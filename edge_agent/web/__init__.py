@@ -42,7 +42,9 @@ class Page:
             return await start_web(self.config, token, agent, volume)
         except (OSError, UserError) as exc:
             log.error("web page not started: %s", exc)
-            return None
+        except Exception as exc:  # whatever it is, the agent runs on without its page
+            log.error("web page not started: %r", exc)
+        return None
 
     async def close(self) -> None:
         if not self.task.done():
