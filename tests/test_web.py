@@ -287,8 +287,9 @@ async def test_off_loopback_every_request_needs_the_token(
                 assert response.status == 200 and response.url.path == "/"  # redirected
             async with http.ws_connect(url + "/events") as ws:  # the cookie is enough now
                 assert (await ws.receive_json())["type"] == "snapshot"
-            async with http.post(url + "/api/volume", json={"percent": 30}) as response:
-                assert await response.json() == {"percent": 30}
+                async with http.post(url + "/api/volume", json={"percent": 30}) as response:
+                    assert await response.json() == {"percent": 30}
+                assert await ws.receive_json() == {"type": "volume", "percent": 30}
             assert parts.volume.percent == 30 and parts.agent.speaker.volume == pytest.approx(0.3)
     finally:
         await face.close()

@@ -98,7 +98,11 @@ class Hub:
         self.connection: Message = {"status": "none", "cause": ""}
         self.errors: deque[Message] = deque(maxlen=5)
         agent.listeners.append(self.on_event)
-        volume.listeners.append(lambda percent: self.broadcast(self.volume_message()))
+        volume.listeners.append(self.on_volume)
+
+    def detach(self) -> None:
+        self.agent.listeners.remove(self.on_event)
+        self.volume.listeners.remove(self.on_volume)
 
     # ---- from the Agent (on the event loop; cheap and never raising) -------------------------
 
@@ -113,6 +117,9 @@ class Hub:
                 self.broadcast(self.tokens_message())
         except Exception as exc:  # a bug here must not reach the Agent
             log.error("web: event %s not sent: %r", type(event).__name__, exc)
+
+    def on_volume(self, percent: int) -> None:
+        self.broadcast(self.volume_message())
 
     def _remember(self, event: AgentEvent, message: Message) -> None:
         if isinstance(event, StateChanged):

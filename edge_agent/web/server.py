@@ -82,7 +82,7 @@ class WebFace:
         self.hub = hub
 
     async def close(self) -> None:
-        self.hub.agent.listeners.remove(self.hub.on_event)
+        self.hub.detach()
         await self.runner.cleanup()
 
 
@@ -96,7 +96,7 @@ async def start_web(config: WebConfig, token: str | None, agent: Agent, volume: 
     try:
         await web.TCPSite(runner, config.address, config.port).start()
     except BaseException:
-        agent.listeners.remove(hub.on_event)
+        hub.detach()
         await runner.cleanup()
         raise
     log.info("web page on http://%s:%d/", _host(config.address), config.port)
