@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -141,6 +142,26 @@ class ToolsConfig(Section):
     gpio_outputs: dict[str, int] = Field(default_factory=dict)
 
 
+class WebConfig(Section):
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = Field(8780, ge=1, le=65535)
+    credential: str = Field("web-token", pattern=r"^[A-Za-z0-9_.@-]+$")
+
+    @field_validator("address")
+    @classmethod
+    def _ip_address(cls, address: str) -> str:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError("expected an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::1") from None
+        return address
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -157,6 +178,7 @@ class Config(Section):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 

@@ -55,6 +55,13 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
+def check_web(config: Config) -> None:
+    if config.web.enabled:  # the page's package is imported only when configured
+        from edge_agent.web import check
+
+        check(config.web)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -69,6 +76,7 @@ async def run_daemon(
     only before READY."""
     fallback = EMULATOR_KEY if use_emulator else None
     keys = key_provider(config, fallback)
+    check_web(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -84,6 +92,7 @@ async def run_daemon(
         try:
             new = reload()
             new_keys = key_provider(new, fallback)
+            check_web(new)
         except UserError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None
@@ -169,6 +178,11 @@ async def _run(
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
     sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    web = None
+    if config.web.enabled:
+        from edge_agent.web import Page
+
+        web = Page(config.web, agent, parts.volume)  # starts in the background
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -195,6 +209,8 @@ async def _run(
         parts.conversation.remember_on_exit()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if web is not None:
+                    await web.close()
                 await parts.link.shutdown()
                 await mic.close()
         except TimeoutError:

@@ -61,6 +61,8 @@ BAD_CONFIGS = [
         "[tools.gpio_outputs]\nfan = 'x'\n",
         "[tools] gpio_outputs.fan: Input should be a valid integer",
     ),
+    ("[web]\naddress = 'pi.local'\n", "[web] address: expected an IP address, e.g. 127.0.0.1"),
+    ("[web]\ncredential = '../key'\n", "[web] credential: String should match pattern"),
 ]
 
 

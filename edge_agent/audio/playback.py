@@ -102,9 +102,7 @@ class Speaker:
 
     def play(self, pcm24: bytes) -> None:
         whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
-        samples = self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2"))
-        if self.volume != 1.0:
-            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        samples = self._gain(self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2")))
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
@@ -115,9 +113,14 @@ class Speaker:
             self._voice.push(samples)
         self._wake_device()
 
+    def _gain(self, samples: np.ndarray) -> np.ndarray:
+        if self.volume == 1.0:
+            return samples
+        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)
