@@ -10,6 +10,7 @@ from pathlib import Path
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
+from edge_agent.audio.volume import Volume
 from edge_agent.camera import Camera, make_source
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
@@ -28,6 +29,7 @@ class Assembly:
     link: SessionLink
     conversation: Conversation
     camera: Camera | None
+    volume: Volume
 
 
 def assemble(
@@ -51,15 +53,20 @@ def assemble(
     conversation = Conversation(config, link, clock, play_chime, budget, state_dir)
     source = make_source(config.camera)
     camera = Camera(config.camera, source, session.send_video, clock) if source else None
-    tools = make_tool_runner(config, conversation, session, camera)
+    volume = Volume(speaker, config.audio.volume)
+    tools = make_tool_runner(config, conversation, session, camera, volume)
     session.declarations = tools.declarations()
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation, camera)
+    return Assembly(agent, session, link, conversation, camera, volume)
 
 
 def make_tool_runner(
-    config: Config, conversation: Conversation, session: LiveSession, camera: Camera | None
+    config: Config,
+    conversation: Conversation,
+    session: LiveSession,
+    camera: Camera | None,
+    volume: Volume | None = None,
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
     available = discover(builtin_tools(sorted(outputs)))
@@ -68,6 +75,7 @@ def make_tool_runner(
         capture_frame=camera.capture_one if camera is not None else None,
         send_frame=session.send_video,
         gpio_outputs=outputs,
+        volume=volume,
     )
     model = traits(config.live.model)
     return ToolRunner(

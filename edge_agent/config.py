@@ -39,6 +39,17 @@ def _bcm_pin(pin: int) -> int:
 Pin = Annotated[int, AfterValidator(_bcm_pin)]
 
 
+def _ip_address(address: str) -> str:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError("expected an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::1") from None
+    return address
+
+
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -178,23 +189,23 @@ class ToolsConfig(Section):
     gpio_outputs: dict[str, Pin] = Field(default_factory=dict)
 
 
+class WebConfig(Section):
+    enabled: bool = False
+    address: IpAddress = "127.0.0.1"
+    port: int = Field(8780, ge=1, le=65535)
+    credential: str = Field("web-token", pattern=r"^[A-Za-z0-9_.@-]+$")
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(0, ge=0, le=65535)
-    metrics_address: str = "127.0.0.1"
+    metrics_address: IpAddress = "127.0.0.1"
     state_dir: str = "/var/lib/edge-agent"
-
-
-    @field_validator("metrics_address")
-    @classmethod
-    def _ip_address(cls, address: str) -> str:
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            message = 'expected an IP address: "127.0.0.1" (this device only) or "0.0.0.0"'
-            raise ValueError(message) from None
-        return address
 
 
 class Config(Section):
@@ -206,6 +217,7 @@ class Config(Section):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
+from edge_agent.live.session import load_sdk
 from edge_agent.metrics import start_metrics
 from edge_agent.reachability import Reachability
 from edge_agent.service import Notifier, Watchdog
@@ -54,6 +55,13 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
+def check_web(config: Config) -> None:
+    if config.web.enabled:  # the page's package is imported only when configured
+        from edge_agent.web import check
+
+        check(config.web)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -68,6 +76,7 @@ async def run_daemon(
     only before READY."""
     fallback = EMULATOR_KEY if use_emulator else None
     keys = key_provider(config, fallback)
+    check_web(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -83,6 +92,7 @@ async def run_daemon(
         try:
             new = reload()
             new_keys = key_provider(new, fallback)
+            check_web(new)
         except UserError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None
@@ -170,6 +180,12 @@ async def _run(
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    web = None
+    if config.web.enabled:
+        from edge_agent.web import Page
+
+        web = Page(config.web, agent, parts.volume)  # starts in the background
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -190,11 +206,14 @@ async def _run(
             changed = None
             notifier.stopping()
             log.info("stopping")
-        watchdog.cancel()
+        for task in (watchdog, sdk):
+            task.cancel()
         probe.close()
         parts.conversation.remember_on_exit()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if web is not None:
+                    await web.close()
                 await parts.link.shutdown()
                 await mic.close()
         except TimeoutError:

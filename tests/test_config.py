@@ -97,6 +97,8 @@ BAD_CONFIGS = [
         "[live]\nca_file = '/nonexistent/ca.pem'\n",
         "[live] ca_file: no such file; give a PEM CA certificate's path",
     ),
+    ("[web]\naddress = 'pi.local'\n", "[web] address: expected an IP address, e.g. 127.0.0.1"),
+    ("[web]\ncredential = '../key'\n", "[web] credential: String should match pattern"),
 ]
 
 

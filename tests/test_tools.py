@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.audio.playback import Speaker
+from edge_agent.audio.volume import Volume
 from edge_agent.emulator.scenario import Scenario, ToolCallStep, Turn
 from edge_agent.events import FunctionCall
 from edge_agent.simulate import SimulateOptions, simulate
@@ -121,6 +123,25 @@ async def test_a_bad_argument_is_an_error_response(
     emulator, _ = await run_turn(start_emulator, tmp_path, speech, step, ["set_volume"])
     [(_, response)] = tool_responses(emulator)
     assert "bad arguments" in response["response"]["error"]
+
+
+async def test_set_volume_turns_the_speaker_down(
+    start_emulator: Callable[..., Any], tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    step = ToolCallStep(name="set_volume", args={"percent": 25})
+    emulator, _ = await run_turn(start_emulator, tmp_path, speech, step, ["set_volume"])
+    [(_, response)] = tool_responses(emulator)
+    assert response["response"] == {"output": {"percent": 25}}
+    speaker = Speaker(24000, jitter_ms=0)
+    volume = Volume(speaker, full_gain=2.0)
+    tone = (np.sin(np.arange(2400) / 5) * 8000).astype("<i2").tobytes()
+    peaks = []
+    for percent in (100, 25):
+        volume.set(percent)
+        speaker.play(tone)
+        speaker.end_of_reply()
+        peaks.append(int(np.abs(speaker.pull(4800)).max()))
+    assert peaks[0] > 15000 and 3500 < peaks[1] < 4500  # gain 2.0, then a quarter of it
 
 
 async def test_a_plugin_tool_is_discovered_and_called(

@@ -22,8 +22,12 @@ import numpy as np
 
 from edge_agent.audio.devices import PortAudioStream
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
+from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+overflow_log = RateLimitedLog(log)
+
+MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -97,19 +101,26 @@ class Speaker:
     # ---- loop side -------------------------------------------------------------------------
 
     def play(self, pcm24: bytes) -> None:
-        samples = self._resampler.process(np.frombuffer(pcm24, dtype="<i2"))
-        if self.volume != 1.0:
-            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
+        samples = self._gain(self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2")))
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
             self._reply_ended = False
+            if self._voice.size + len(samples) > MAX_QUEUED_S * self.device_rate:
+                overflow_log.warning("overflow", "speaker queue full: model audio dropped")
+                return
             self._voice.push(samples)
         self._wake_device()
 
+    def _gain(self, samples: np.ndarray) -> np.ndarray:
+        if self.volume == 1.0:
+            return samples
+        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)

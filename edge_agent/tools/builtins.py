@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_agent.audio.volume import Volume
 from edge_agent.gpio import DEVICE_TREE, teach_gpiozero
 from edge_agent.tools.registry import Tool, tool
 from edge_agent.tools.runner import ToolContext
 
 SIOCGIFADDR = 0x8915
-MIXER_CONTROLS = ("Master", "PCM", "Speaker", "Headphone", "Playback")
 
 
 @tool("The local date, time and time zone of the device.")
@@ -93,19 +93,15 @@ def _ip_addresses() -> dict[str, str]:
     return found
 
 
-def _mixer() -> Any:
-    import alsaaudio
-
-    for control in MIXER_CONTROLS:
-        with contextlib.suppress(alsaaudio.ALSAAudioError):
-            return alsaaudio.Mixer(control)
-    raise RuntimeError("no ALSA volume control found (see `amixer scontrols`)")
+def _volume(context: ToolContext) -> Volume:
+    if context.volume is None:
+        raise RuntimeError("this device has no speaker volume")
+    return context.volume
 
 
-@tool("The speaker volume in percent.")
-def get_volume() -> dict[str, int]:
-    mixer = _mixer()
-    return {"percent": int(mixer.getvolume()[0])}
+@tool("The speaker volume in percent.", needs_context=True)
+def get_volume(context: ToolContext) -> dict[str, int]:
+    return {"percent": _volume(context).percent}
 
 
 @tool(
@@ -115,11 +111,10 @@ def get_volume() -> dict[str, int]:
         "properties": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
         "required": ["percent"],
     },
+    needs_context=True,
 )
-def set_volume(percent: int) -> dict[str, int]:
-    mixer = _mixer()
-    mixer.setvolume(percent)
-    return {"percent": int(mixer.getvolume()[0])}
+def set_volume(context: ToolContext, percent: int) -> dict[str, int]:
+    return {"percent": _volume(context).set(percent)}
 
 
 _outputs: dict[int, Any] = {}

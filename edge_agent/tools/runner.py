@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 
+from edge_agent.audio.volume import Volume
 from edge_agent.events import AgentEvent, FunctionCall, ToolFinished, ToolStarted
 from edge_agent.tools.registry import Tool
 
@@ -29,6 +30,7 @@ class ToolContext:
     capture_frame: Callable[[], Awaitable[bytes]] | None = None  # a fresh JPEG from the camera
     send_frame: Callable[[bytes], None] | None = None
     gpio_outputs: dict[str, int] | None = None
+    volume: Volume | None = None
 
 
 class ToolRunner:
