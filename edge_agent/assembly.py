@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
@@ -16,8 +17,11 @@ from edge_agent.conversation import Conversation, DailyBudget, SessionLink
 from edge_agent.live.models import traits
 from edge_agent.live.session import KeyProvider, LiveSession
 from edge_agent.tools.builtins import builtin_tools
-from edge_agent.tools.registry import discover, enabled_tools
+from edge_agent.tools.registry import ToolSource, discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
+
+if TYPE_CHECKING:
+    from edge_agent.tools.mcp_source import McpTools
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Assembly:
     link: SessionLink
     conversation: Conversation
     camera: Camera | None
+    mcp: McpTools | None = None  # start() after READY, close() at the end
 
 
 def assemble(
@@ -50,15 +55,24 @@ def assemble(
     conversation = Conversation(config, link, clock, play_chime, budget)
     source = make_source(config.camera)
     camera = Camera(config.camera, source, session.send_video, clock) if source else None
-    tools = make_tool_runner(config, conversation, session, camera)
-    session.declarations = tools.declarations()
+    mcp = None
+    if config.mcp.servers:
+        from edge_agent.tools.mcp_source import McpTools
+
+        mcp = McpTools(config.mcp.servers, state_dir)
+    tools = make_tool_runner(config, conversation, session, camera, [mcp] if mcp else [])
+    session.declarations = tools.declarations  # asked again before each connect
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation, camera)
+    return Assembly(agent, session, link, conversation, camera, mcp)
 
 
 def make_tool_runner(
-    config: Config, conversation: Conversation, session: LiveSession, camera: Camera | None
+    config: Config,
+    conversation: Conversation,
+    session: LiveSession,
+    camera: Camera | None,
+    sources: list[ToolSource],
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
     available = discover(builtin_tools(sorted(outputs)))
@@ -75,4 +89,5 @@ def make_tool_runner(
         session.send_tool_response,
         config.tools.timeout_s,
         non_blocking_supported=model is None or model.non_blocking_tools,
+        sources=sources,
     )

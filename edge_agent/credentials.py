@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.config import CREDENTIAL_REFERENCE
 from edge_agent.errors import UserError
 
 CREDENTIAL_NAME = "gemini-api-key"
@@ -59,3 +60,40 @@ def run_token_command(command: str, timeout_s: float = 30.0) -> Credential:
         detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
         raise UserError(f"[live] token_command exited {done.returncode}: {detail}")
     return Credential(token, "token_command")
+
+
+class MissingCredential(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return (
+            f"credential {self.name} not found: add the systemd credential {self.name} "
+            f"(LoadCredential=) or set {variable_name(self.name)}"
+        )
+
+
+def variable_name(credential: str) -> str:
+    return credential.upper().replace("-", "_").replace(".", "_")
+
+
+def read_credential(name: str, env: Mapping[str, str] | None = None) -> str:
+    """$CREDENTIALS_DIRECTORY/NAME, else the variable NAME upper-cased with - as _."""
+    env = os.environ if env is None else env
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        path = Path(directory) / name
+        if path.is_file():
+            value = path.read_text("utf-8").strip()
+            if value:
+                return value
+    value = env.get(variable_name(name), "").strip()
+    if not value:
+        raise MissingCredential(name)
+    return value
+
+
+def resolve_references(value: str, env: Mapping[str, str] | None = None) -> str:
+    """Each `credential:NAME` in a config value replaced by the secret (MissingCredential)."""
+    return CREDENTIAL_REFERENCE.sub(lambda match: read_credential(match.group(1), env), value)

@@ -153,6 +153,8 @@ async def _run(
     metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
     agent.start()
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    if parts.mcp is not None:
+        parts.mcp.start()  # MCP servers connect in the background, after READY
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -179,6 +181,8 @@ async def _run(
             async with asyncio.timeout(STOP_BOUND_S):
                 await parts.link.shutdown()
                 await mic.close()
+                if parts.mcp is not None:
+                    await parts.mcp.close()
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()

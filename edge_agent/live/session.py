@@ -56,6 +56,7 @@ HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 STABLE_AFTER_S = 5.0  # a connection this old resets the backoff
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 KeyProvider = Callable[[], Credential]
+Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class FatalLiveError(Exception):
@@ -86,13 +87,13 @@ class LiveSession:
         config: Config,
         on_event: Callable[[LiveEvent], None],
         key_provider: KeyProvider,
-        declarations: Sequence[dict[str, Any]] = (),
+        declarations: Sequence[dict[str, Any]] | Declarations = (),
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
         self.key_provider = key_provider
-        self.declarations = list(declarations)
+        self.declarations = declarations  # a callable is asked again before each connect
         self.state_dir = state_dir
         self.reconnects = 0
         self.connected = False
@@ -256,7 +257,8 @@ class LiveSession:
         handle = self.handle if self.config.live.session_resumption else None
         if handle:
             self.handles_used.append(handle)
-        live_config = build_live_config(self.config, self.declarations, resume_handle=handle)
+        declared = self.declarations() if callable(self.declarations) else self.declarations
+        live_config = build_live_config(self.config, list(declared), resume_handle=handle)
         connection = client.aio.live.connect(model=self.config.live.model, config=live_config)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
