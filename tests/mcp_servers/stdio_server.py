@@ -63,5 +63,11 @@ def fail() -> str:
     raise ToolError("the light bulb is broken")
 
 
+@server.tool(description="Logs in.")
+def login(user: str, password: str) -> str:
+    record("login", user=user)
+    return f"hello {user}"
+
+
 if __name__ == "__main__":
     server.run("stdio")
