@@ -21,9 +21,10 @@ import pytest
 
 from edge_agent.config import config_from_dict
 from edge_agent.emulator.scenario import Scenario, ToolCallStep, Turn
-from edge_agent.events import FunctionCall
+from edge_agent.events import Connected, FunctionCall
 from edge_agent.simulate import SimulateOptions, simulate
 from edge_agent.tools.mcp_source import McpTools
+from edge_agent.tools.registry import Tool
 from edge_agent.tools.runner import ToolContext, ToolRunner
 from tests.conftest import REPO, run_cli, write_wav
 from tests.test_service import read_until, start_daemon
@@ -31,7 +32,7 @@ from tests.test_simulate import against
 from tests.test_tools import tool_responses
 
 pytest.importorskip("mcp")
-from tests.mcp_servers.home_assistant import Home, Served, serve
+from tests.mcp_servers.home_assistant import Home, Served, serve, serve_sse
 
 STDIO_SERVER = Path(__file__).parent / "mcp_servers" / "stdio_server.py"
 TOKEN = "long-lived-token-for-tests"
@@ -96,12 +97,12 @@ def server_calls(tmp_path: Path) -> list[dict[str, Any]]:
 class Runner:
     """The ToolRunner the agent uses, fed by real MCP servers; answers collected by call id."""
 
-    def __init__(self, servers: list[dict[str, Any]], state_dir: Path) -> None:
+    def __init__(self, servers: list[dict[str, Any]], state_dir: Path, fixed: Any = ()) -> None:
         config = config_from_dict({"mcp": {"servers": servers}})
         self.source = McpTools(config.mcp.servers, state_dir)
         self.answers: dict[str, dict[str, Any]] = {}
         self.runner = ToolRunner(
-            [],
+            list(fixed),
             ToolContext(end_conversation=lambda: None),
             lambda call_id, name, response, scheduling: self.answers.update({call_id: response}),
             timeout_s=10,
@@ -224,16 +225,21 @@ async def test_home_assistant_profile_end_to_end(
 
 
 async def test_stdio_arguments_results_timeouts_cancellation_and_a_crash(
-    tmp_path: Path, fast_retries: None, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    fast_retries: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
+    monkeypatch.setenv("FILES_TOKEN", "token-from-the-environment")
     server = stdio_server(tmp_path, timeout_s=3, tools=["where", "add", "big", "fail"])
     server["tools"] += ["slow", "crash", "login"]
+    server["env"]["API_TOKEN"] = "credential:files-token"
     async with Runner([server], tmp_path / "state") as tools:
         assert set(tools.declared()) == set(server["tools"])
-        where = await tools.call("w", "where")
+        where = (await tools.call("w", "where"))["output"]["structured"]
         home = str(tmp_path / "state" / "mcp" / "files")
-        assert where["output"]["structured"] == {"cwd": home, "home": home}
+        assert where == {"cwd": home, "home": home, "api_token": "token-from-the-environment"}
         bad = await tools.call("b", "add", a="two", b=3)
         assert "bad arguments" in bad["error"]
         assert [c["tool"] for c in server_calls(tmp_path)] == ["where"]  # it never left
@@ -303,6 +309,33 @@ async def test_a_server_down_at_start_is_added_when_it_comes_up(
     finally:
         if served is not None:
             served.stop()
+
+
+async def test_older_home_assistant_over_sse_a_name_clash_and_non_blocking(
+    tmp_path: Path, ha_token: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    home = Home()
+    served = await asyncio.to_thread(serve_sse, home, TOKEN, port)
+    built_in = Tool("GetLiveContext", "A built-in with the same name.", lambda: "built-in")
+    try:
+        url = f"http://127.0.0.1:{port}/mcp_server/sse"
+        server = ha_server(url, tools=["HassTurnOn", "GetLiveContext"], non_blocking=True)
+        async with Runner([server], tmp_path, fixed=[built_in]) as tools:
+            declared = tools.runner.declarations()
+            assert [d["name"] for d in declared] == ["GetLiveContext", "HassTurnOn"]
+            assert "behavior" not in declared[0] and declared[1]["behavior"] == "NON_BLOCKING"
+            assert tools.declared() and caplog.text.count("left out: a built-in already") == 1
+            assert (await tools.call("0", "GetLiveContext"))["output"] == "built-in"
+            answer = await tools.call("1", "HassTurnOn", area="Bedroom")
+            assert "fan.bedroom" in answer["output"]["text"]
+        assert home.calls == [("HassTurnOn", {"area": "Bedroom"})]
+        wrong = ha_server(url, headers={"Authorization": "Bearer wrong"})
+        async with Runner([wrong], tmp_path) as tools:
+            [client] = tools.source.clients
+            assert tools.declared() == [] and "refused the credentials" in client._said
+    finally:
+        served.stop()
 
 
 def test_check_reports_a_missing_credential_and_lists_tools_online(
@@ -377,3 +410,24 @@ def test_run_imports_mcp_only_when_configured_and_after_ready(
     assert "mcp" in imported  # (a module loaded by importlib.import_module is not listed)
     assert "mcp imported in" in text and "MCP server files: 7 tools" in text
     assert (tmp_path / "state" / "mcp" / "files").is_dir()  # its HOME and working directory
+
+
+async def test_the_session_asks_for_declarations_before_each_connect(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    from tests.test_live_session import live_config, running
+
+    emulator = await start_emulator()
+    offered = [{"name": "first", "description": "x", "parameters_json_schema": {}}]
+    async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
+        session.declarations = lambda: list(offered)
+        await recorder.wait_for(Connected)
+        offered.append({"name": "later", "description": "y", "parameters_json_schema": {}})
+        for connection in list(emulator.connections.values()):
+            connection.drop()  # the next connection is a new session for the service
+        await recorder.wait_for(Connected, count=2)
+    declared = [
+        [d["name"] for d in setup["tools"][0]["functionDeclarations"]]
+        for setup in emulator.parsed_setups
+    ]
+    assert declared == [["first"], ["first", "later"]]

@@ -166,9 +166,12 @@ class ServerClient:
         """One line for what went wrong, from inside the exception groups anyio raises."""
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
-        if self._last_status in (401, 403):
+        status = self._last_status
+        if isinstance(exc, httpx2.HTTPStatusError):
+            status = exc.response.status_code
+        if status in (401, 403):
             names = ", ".join(self.config.credential_names()) or "headers"
-            return f"HTTP {self._last_status}: the server refused the credentials ({names})"
+            return f"HTTP {status}: the server refused the credentials ({names})"
         if isinstance(exc, MissingCredential):
             return str(exc)
         if isinstance(exc, TimeoutError):

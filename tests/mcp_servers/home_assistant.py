@@ -17,9 +17,17 @@ from typing import Any
 
 import uvicorn
 from mcp import types
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
+from mcp.server.sse import SseServerTransport
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 TARGET = {
     "name": {"type": "string"},
@@ -204,5 +212,29 @@ def serve(home: Home, token: str, port: int) -> Served:
     )
     app = build(home, token).streamable_http_app(
         streamable_http_path="/api/mcp", auth=auth, token_verifier=Tokens(token)
+    )
+    return Served(app, port)
+
+
+def serve_sse(home: Home, token: str, port: int) -> Served:
+    """The same server the way Home Assistant before /api/mcp offered it: SSE at
+    /mcp_server/sse, messages posted to /mcp_server/messages/."""
+    server = build(home, token)
+    sse = SseServerTransport("/mcp_server/messages/")
+
+    async def handle_sse(scope: Any, receive: Any, send: Any) -> Response:
+        async with sse.connect_sse(scope, receive, send) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return Response()
+
+    app = Starlette(
+        routes=[
+            Route("/mcp_server/sse", RequireAuthMiddleware(handle_sse, []), methods=["GET"]),
+            Mount("/mcp_server/messages/", RequireAuthMiddleware(sse.handle_post_message, [])),
+        ],
+        middleware=[
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(Tokens(token))),
+            Middleware(AuthContextMiddleware),
+        ],
     )
     return Served(app, port)

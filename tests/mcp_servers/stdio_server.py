@@ -27,10 +27,14 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-@server.tool(description="Where the server runs: its working directory and HOME.")
+@server.tool(description="Where the server runs: its working directory, HOME, API_TOKEN.")
 def where() -> dict[str, str]:
     record("where")
-    return {"cwd": os.getcwd(), "home": os.environ.get("HOME", "")}
+    return {
+        "cwd": os.getcwd(),
+        "home": os.environ.get("HOME", ""),
+        "api_token": os.environ.get("API_TOKEN", ""),
+    }
 
 
 @server.tool(description="Takes 30 s; writes 'cancelled' to the marker file when cancelled.")
