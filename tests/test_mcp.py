@@ -338,25 +338,31 @@ async def test_older_home_assistant_over_sse_a_name_clash_and_non_blocking(
         served.stop()
 
 
-def test_check_reports_a_missing_credential_and_lists_tools_online(
-    tmp_path: Path, home_assistant: tuple[Home, str]
+async def test_check_reports_a_missing_credential_and_lists_tools_online(
+    tmp_path: Path, home_assistant: tuple[Home, str], start_emulator: Callable[..., Any]
 ) -> None:
     _, url = home_assistant
+    emulator = await start_emulator()  # what `check --online` asks about the key and model
     profile = (REPO / "config" / "home-assistant.toml").read_text()
+    service = f'endpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
     config = tmp_path / "ha.toml"
-    config.write_text(profile.replace("http://homeassistant.local:8123/api/mcp", url))
-    offline = run_cli("check", "--config", str(config))
+    profile = profile.replace("http://homeassistant.local:8123/api/mcp", url)
+    config.write_text(profile.replace("[live]\n", "[live]\n" + service))
+    offline = await asyncio.to_thread(run_cli, "check", "--config", str(config))
     assert offline.returncode == 0
     assert "#   credential ha-token not found" in offline.stdout and "HA_TOKEN" in offline.stdout
-    online = run_cli("check", "--online", "--config", str(config), env={"HA_TOKEN": TOKEN})
-    assert online.returncode == 0
+    keys = {"HA_TOKEN": TOKEN, "GEMINI_API_KEY": "k"}
+    online = await asyncio.to_thread(
+        run_cli, "check", "--online", "--config", str(config), env=keys
+    )
+    assert online.returncode == 0, online.stderr
     assert "#   credential ha-token: set, not shown" in online.stdout
     tools = "HassTurnOn, HassTurnOff, HassLightSet, GetLiveContext"
     assert f"# mcp ha: 4 tools: {tools}" in online.stdout
     assert TOKEN not in online.stdout + online.stderr
     bad = config.read_text().replace('name = "ha"', 'name = "ha"\ncommand = "x"')
     config.write_text(bad)
-    refused = run_cli("check", "--config", str(config))
+    refused = await asyncio.to_thread(run_cli, "check", "--config", str(config))
     assert refused.returncode == 2
     assert "[mcp] servers.0: set either command" in refused.stderr
 
