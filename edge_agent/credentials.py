@@ -36,13 +36,9 @@ KeyProvider = Callable[[], Credential]  # called before every connect
 def find_api_key(env: Mapping[str, str] | None = None) -> Credential | None:
     """Lookup order: systemd credential, GEMINI_API_KEY, GOOGLE_API_KEY."""
     env = os.environ if env is None else env
-    directory = env.get("CREDENTIALS_DIRECTORY")
-    if directory:
-        path = Path(directory) / CREDENTIAL_NAME
-        if path.is_file():
-            value = path.read_text("utf-8").strip()
-            if value:
-                return Credential(value, f"systemd credential {CREDENTIAL_NAME}")
+    value = systemd_credential(CREDENTIAL_NAME, env)
+    if value:
+        return Credential(value, f"systemd credential {CREDENTIAL_NAME}")
     for name in KEY_VARIABLES:
         value = env.get(name, "").strip()
         if value:
@@ -84,17 +80,19 @@ def variable_name(credential: str) -> str:
 def read_credential(name: str, env: Mapping[str, str] | None = None) -> str:
     """$CREDENTIALS_DIRECTORY/NAME, else the variable NAME upper-cased with - as _."""
     env = os.environ if env is None else env
-    directory = env.get("CREDENTIALS_DIRECTORY")
-    if directory:
-        path = Path(directory) / name
-        if path.is_file():
-            value = path.read_text("utf-8").strip()
-            if value:
-                return value
-    value = env.get(variable_name(name), "").strip()
+    value = systemd_credential(name, env) or env.get(variable_name(name), "").strip()
     if not value:
         raise MissingCredential(name)
     return value
+
+
+def systemd_credential(name: str, env: Mapping[str, str]) -> str:
+    """$CREDENTIALS_DIRECTORY/NAME (LoadCredential=), or "" when there is none."""
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    path = Path(directory) / name if directory else None
+    if path is None or not path.is_file():
+        return ""
+    return path.read_text("utf-8").strip()
 
 
 def resolve_references(value: str, env: Mapping[str, str] | None = None) -> str:
