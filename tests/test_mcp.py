@@ -437,3 +437,15 @@ async def test_the_session_asks_for_declarations_before_each_connect(
         for setup in emulator.parsed_setups
     ]
     assert declared == [["first"], ["first", "later"]]
+
+
+async def test_without_the_mcp_package_one_error_line_and_no_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_agent.tools import mcp_source
+
+    monkeypatch.setattr(mcp_source, "CLIENT_MODULE", "edge_agent.tools.not_installed")
+    async with Runner([stdio_server(tmp_path)], tmp_path) as tools:
+        assert tools.declared() == []
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "pip install 'edge-agent[mcp]'" in line
