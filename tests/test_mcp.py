@@ -305,7 +305,17 @@ async def test_a_server_down_at_start_is_added_when_it_comes_up(
             answer = await tools.call("1", "HassTurnOn", name="Fan")
             assert answer["output"]["text"]
             assert home.entities["fan.bedroom"]["state"] == "on"
-        assert "MCP server ha is back: 5 tools" in caplog.text
+            assert "MCP server ha is back: 5 tools" in caplog.text
+            await asyncio.to_thread(served.stop)  # it dies later
+            served = None
+            assert "MCP server ha" in (await tools.call("2", "HassTurnOff", name="Fan"))["error"]
+            async with asyncio.timeout(10):
+                while "HassTurnOn" in tools.declared():
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.6)  # retries fail quietly
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        server_lines = [line for line in lines if line.startswith("MCP server ha")]
+        assert len(server_lines) == 2 and "MCP server ha went down" in server_lines[1]
     finally:
         if served is not None:
             served.stop()

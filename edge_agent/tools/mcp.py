@@ -38,6 +38,7 @@ MAX_RESULT_CHARS = 16000  # a longer result reaches the model truncated, with a 
 MAX_ERROR_CHARS = 2000
 MAX_PAGES = 20  # tools/list pages followed
 FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")  # what the Live API accepts
+WENT_DOWN = "went down"
 SECRET_ARGUMENT = re.compile(r"(?i)passw|secret|token|api.?key|authoriz|credential")
 
 
@@ -95,6 +96,7 @@ class ServerClient:
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[ClientSession]:
         """An initialized session with the tool list fetched into self.offered."""
+        self._last_status = 0
         async with contextlib.AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._transport(stack))
             session = await stack.enter_async_context(ClientSession(read, write))
@@ -140,17 +142,19 @@ class ServerClient:
         self.first_attempt.set()
 
     def _down(self, cause: str, was_up: bool, delay: float) -> None:
-        if cause == self._said and not was_up:
-            log.debug("%s still unreachable (%s); next try in %.0f s", self.origin, cause, delay)
-            return
-        what = "went down" if was_up else "is unreachable"
-        log.warning(
-            "%s %s (%s): its tools are left out until it is back; retrying with backoff",
-            self.origin,
-            what,
-            cause,
-        )
-        self._said = cause
+        """One warning when it goes down; retries failing the same way (or just after going
+        down) are debug lines."""
+        quiet = not was_up and (cause == self._said or self._said == WENT_DOWN)
+        if quiet:
+            log.debug("%s still unreachable (%s); next try in %.1f s", self.origin, cause, delay)
+        else:
+            log.warning(
+                "%s %s (%s): its tools are left out until it is back; retrying with backoff",
+                self.origin,
+                WENT_DOWN if was_up else "is unreachable",
+                cause,
+            )
+        self._said = WENT_DOWN if was_up else cause
 
     async def _watch(self, session: ClientSession) -> None:
         """Returns when a call found the connection broken or a health ping fails."""
