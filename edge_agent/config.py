@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -162,6 +163,72 @@ class WebConfig(Section):
         return ipaddress.ip_address(self.address).is_loopback
 
 
+CREDENTIAL_REFERENCE = re.compile(r"credential:([A-Za-z0-9_.-]+)")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+TOOL_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,31})?$")
+
+
+class McpServerConfig(Section):
+    name: str
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    prefix: str = ""
+    timeout_s: float = Field(10, gt=0)
+    non_blocking: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not SERVER_NAME.match(name):
+            raise ValueError("expected 1-32 letters, digits, '-' or '_'")
+        return name
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        if not TOOL_PREFIX.match(prefix):
+            raise ValueError("expected \"\" or a letter then letters, digits or '_' (e.g. \"ha_\")")
+        return prefix
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("set either command (a stdio server) or url (Streamable HTTP or SSE)")
+        if self.url and (self.args or self.env):
+            raise ValueError("args and env are for a stdio server (command), not a url")
+        if self.command and self.headers:
+            raise ValueError("headers are for a url, not a stdio server (command)")
+        return self
+
+    def credential_names(self) -> list[str]:
+        values = [*self.env.values(), *self.headers.values()]
+        return sorted({name for v in values for name in CREDENTIAL_REFERENCE.findall(v)})
+
+
+class McpConfig(Section):
+    servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two servers are named {name!r}")
+        return servers
+
+
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -179,6 +246,7 @@ class Config(Section):
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
@@ -250,7 +318,11 @@ def _unknown_key(loc: list[str]) -> str:
     *parents, name = loc
     model: type[BaseModel] = Config
     for part in parents:
+        if part.isdigit():  # an entry of a list of tables: [[mcp.servers]]
+            continue
         field = model.model_fields[part].annotation
+        if get_origin(field) is list:
+            field = get_args(field)[0]
         if not (isinstance(field, type) and issubclass(field, BaseModel)):
             break
         model = field

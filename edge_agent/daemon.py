@@ -183,6 +183,8 @@ async def _run(
         from edge_agent.web import Page
 
         web = Page(config.web, agent, parts.volume)  # starts in the background
+    if parts.mcp is not None:
+        parts.mcp.start()  # MCP servers connect in the background, after READY
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -213,6 +215,8 @@ async def _run(
                     await web.close()
                 await parts.link.shutdown()
                 await mic.close()
+                if parts.mcp is not None:
+                    await parts.mcp.close()
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()

@@ -9,6 +9,7 @@ service's latency lands on the timeline as it would on a device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -31,6 +32,7 @@ from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 log = logging.getLogger(__name__)
 
 TAIL_LIMIT_S = 60.0  # after the input ends, wait at most this long for answers to finish
+MCP_SETTLE_S = 30.0  # at most this long for MCP servers to be tried before the input starts
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "question.wav"
 
 
@@ -131,9 +133,16 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir=None)
     try:
         parts.agent.start()
+        if parts.mcp is not None:  # a simulation starts once MCP servers were tried
+            parts.mcp.start()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MCP_SETTLE_S):
+                    await parts.mcp.settled()
         await _drive(parts.agent, card, mic, options)
     finally:
         await parts.link.shutdown()
+        if parts.mcp is not None:
+            await parts.mcp.close()
         if parts.camera is not None:
             parts.camera.close()
     if options.output is not None:
