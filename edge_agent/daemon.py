@@ -133,7 +133,7 @@ async def _run(
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:
-        mic.start(agent.on_mic_frame)
+        mic.start(parts.on_mic_frame)
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         await mic.close()

@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     )
     try:
         parts.agent.start()
-        await _drive(parts.agent, card, mic, options, parts.link)
+        await _drive(parts.agent, parts.on_mic_frame, card, mic, options, parts.link)
     except FatalLiveError as exc:
         raise UserError(str(exc)) from None
     finally:
@@ -165,6 +166,7 @@ def _simulate_key(config: Config) -> Any:
 
 async def _drive(
     agent: Agent,
+    on_mic_frame: Callable[[bytes], None],
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
@@ -184,7 +186,7 @@ async def _drive(
         if spans and agent.button_held and spans[0][1] <= now:
             agent.on_button(False)
             spans.pop(0)
-        agent.on_mic_frame(card.tick())
+        on_mic_frame(card.tick())
         if agent.camera is not None and not options.realtime:
             await agent.camera.settle()
         if options.realtime:

@@ -42,6 +42,7 @@ class EchoGuard:
         self._quiet_frames = 0
         self._released = False
         self._canceller = None
+        self.cancelled = b""  # aec: the last frame after cancellation (the wake word hears it)
         if mode == "aec":
             from pywebrtc_audio import EchoCanceller
 
@@ -63,7 +64,8 @@ class EchoGuard:
             near = np.frombuffer(frame, dtype="<i2")
             with self._reference_lock:
                 far = self._reference.pop(len(near))
-            return EchoVerdict(self._canceller.process(near, far).tobytes(), False)
+            self.cancelled = self._canceller.process(near, far).tobytes()
+            return EchoVerdict(self.cancelled, False)
         if self.mode != "half_duplex":
             return EchoVerdict(frame, False)
         playing = self.speaker.speaking or self.speaker.quiet_ms() < self.tail_ms
