@@ -8,6 +8,7 @@ talks back through the LiveSession and the Speaker it was given.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -30,11 +31,13 @@ from edge_agent.events import (
     Grounding,
     InputTranscript,
     Interrupted,
+    KeyRefused,
     LiveEvent,
     ModelAudio,
     ModelText,
     ModelThought,
     Offline,
+    Online,
     OutputTranscript,
     Reseeded,
     StateChanged,
@@ -43,6 +46,7 @@ from edge_agent.events import (
     ToolResponseLost,
     TranscriptDelta,
     TurnComplete,
+    TurnLost,
     TurnSummary,
     Usage,
 )
@@ -51,6 +55,10 @@ from edge_agent.tools.runner import ToolRunner
 log = logging.getLogger(__name__)
 
 DOUBLE_PRESS_S = 0.5
+TURNS_KEPT = 1000  # turn records kept for summaries; older ones are dropped
+TRANSCRIPT_CHARS = 4000  # per turn and side
+OFFLINE_CHIME_EVERY_S = 60.0
+MODEL_OUTPUT = (ModelAudio, ModelText, ModelThought, OutputTranscript, ToolCall)
 
 
 class State(Enum):
@@ -74,6 +82,7 @@ class Uplink(Protocol):
     def send_tool_response(
         self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
     ) -> None: ...
+    def give_up_turn(self, cause: str) -> None: ...
 
 
 @dataclass
@@ -147,7 +156,7 @@ class Agent:
         conversation.listeners.append(
             lambda is_open, reason: self._emit(ConversationChanged(is_open, reason))
         )
-        self.turns: list[TurnRecord] = []
+        self.turns: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
         self.turn_count = 0
         self.tokens = Tokens()
         self.errors: list[str] = []
@@ -160,9 +169,13 @@ class Agent:
         self._released_at = -10.0
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._awaiting_reply = False  # a turn ended, its answer has not completed
+        self._unanswered: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
         self._last_sign_of_life = 0.0  # the last model output (or turn end) while awaiting
         self._model_streaming = False
-        self._offline = True
+        self._connecting = True  # a conversation is open and its session is not up yet
+        self._offline = False  # the service cannot be reached (an outage, not a connect)
+        self._key_refused = False
+        self._offline_chimed_at = -OFFLINE_CHIME_EVERY_S
         self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
         self._open_turn: TurnRecord | None = None
 
@@ -178,7 +191,7 @@ class Agent:
             return True
         if not self.conversation.open(reason):
             return False
-        self._offline = True  # until the session is up
+        self._connecting = True  # until the session is up
         self._update_state()
         return True
 
@@ -340,13 +353,22 @@ class Agent:
         self.turns.append(self._open_turn)
 
     def _check_reply_timeout(self) -> None:
-        if not self._awaiting_reply or self._offline:
+        """Counted only while connected and no tool call runs; a new user turn does not reset
+        it. When it fires, the turns are reported lost and the session tries a new connection."""
+        if not self._awaiting_reply or self._connecting or self._offline:
+            return
+        now = self.clock()
+        if self.tools.running:
+            self._last_sign_of_life = now
             return
         limit = self.config.live.reply_timeout_s
-        if self.clock() - self._last_sign_of_life >= limit:
+        if now - self._last_sign_of_life >= limit:
             self._awaiting_reply = self._model_streaming = False
-            number = self._reply_turn.number if self._reply_turn is not None else self.turn_count
-            self._report("no_answer", f"turn {number}: no answer within {limit:g} s")
+            while self._unanswered:
+                turn = self._unanswered.popleft()
+                message = f"turn {turn.number}: no answer within {limit:g} s"
+                self._report("no_answer", message, turn.number)
+            self.uplink.give_up_turn("no answer")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -354,14 +376,20 @@ class Agent:
             return
         turn.end_s = end_s
         self._open_turn = None
+        if not self._awaiting_reply:
+            self._last_sign_of_life = self.clock()
         self._awaiting_reply = True
-        self._last_sign_of_life = self.clock()
+        self._unanswered.append(turn)
         self._reply_turn = turn
+        if self._offline and self.clock() - self._offline_chimed_at >= OFFLINE_CHIME_EVERY_S:
+            self._offline_chimed_at = self.clock()
+            self._play_chime("offline")
 
     # ---- Live events -----------------------------------------------------------------------
 
     def on_live_event(self, event: LiveEvent) -> None:
-        self._last_sign_of_life = self.clock()
+        if isinstance(event, MODEL_OUTPUT):
+            self._last_sign_of_life = self.clock()
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
@@ -384,7 +412,7 @@ class Agent:
             if turn.reply_received_s is None:
                 turn.reply_received_s = self.clock()
             if self.text_replies:
-                turn.output_transcript += event.text
+                turn.output_transcript = _capped(turn.output_transcript + event.text)
                 self._emit(TranscriptDelta("agent", event.text, turn.number))
         log.info("model: %s", event.text)
 
@@ -394,13 +422,15 @@ class Agent:
     def _on_InputTranscript(self, event: InputTranscript) -> None:
         target = self._reply_turn or self._open_turn
         if target is not None:
-            target.input_transcript += event.text
+            target.input_transcript = _capped(target.input_transcript + event.text)
             self._emit(TranscriptDelta("user", event.text, target.number))
         log.debug("user said: %s", event.text)
 
     def _on_OutputTranscript(self, event: OutputTranscript) -> None:
         if self._reply_turn is not None:
-            self._reply_turn.output_transcript += event.text + " "
+            self._reply_turn.output_transcript = _capped(
+                f"{self._reply_turn.output_transcript}{event.text} "
+            )
             self._emit(TranscriptDelta("agent", event.text, self._reply_turn.number))
 
     def _on_Interrupted(self, event: Interrupted) -> None:
@@ -411,15 +441,25 @@ class Agent:
         self._model_streaming = False
 
     def _on_TurnComplete(self, event: TurnComplete) -> None:
+        """An answer, or the model's choice of silence: either way the turn is answered."""
         self._model_streaming = False
         self._awaiting_reply = False
         self.speaker.end_of_reply()
         turn = self._reply_turn
         if turn is not None:
             turn.complete = True
+            while self._unanswered and self._unanswered.popleft() is not turn:
+                pass  # earlier turns were answered together with this one
             self._maybe_log_turn(turn)
 
-    def _on_Usage(self, event: Usage) -> None:
+    def _on_TurnLost(self, event: TurnLost) -> None:
+        turn = self._unanswered.popleft() if self._unanswered else None
+        number = turn.number if turn is not None else 0  # 0: audio of a turn no longer known
+        name = f"turn {number}" if number else "a turn"
+        self._report(event.cause, f"{name} lost ({event.cause}): {event.detail}", number)
+        self._awaiting_reply = bool(self._unanswered)
+
+    def _on_Usage(self, event: Usage) -> None:  # numbers already checked by translate
         self.conversation.add_tokens(event.total_tokens)
         self.tokens.prompt += event.prompt_tokens
         self.tokens.response += event.response_tokens
@@ -444,7 +484,7 @@ class Agent:
         log.info("the service will close this connection in %.0f s", event.time_left_s)
 
     def _on_Connected(self, event: Connected) -> None:
-        self._offline = False
+        self._connecting = self._offline = self._key_refused = False
         self._emit(ConnectionChanged("online"))
         self.reconnects = event.reconnects
         if self.session_started_s is None or not event.resumed:
@@ -458,11 +498,24 @@ class Agent:
         self._model_streaming = False
 
     def _on_Offline(self, event: Offline) -> None:
-        if not self._offline:
+        """LiveSession (or the idle probe) logs the outage; here it becomes a state and a chime."""
+        if not self._offline and self.conversation.is_open:
+            self._offline_chimed_at = self.clock()
             self._play_chime("offline")
         self._offline = True
         self._emit(ConnectionChanged("offline", event.cause))
-        log.warning("offline (%s); retrying in %.1f s", event.cause, event.retry_in_s)
+
+    def _on_Online(self, event: Online) -> None:
+        if self._offline or self._key_refused:
+            self._offline = self._key_refused = False
+            self._emit(ConnectionChanged("online"))
+
+    def _on_KeyRefused(self, event: KeyRefused) -> None:
+        if not self._key_refused:
+            self._key_refused = True
+            self._play_chime("error")
+            self._report("key", f"the service refused the key or the model: {event.detail}")
+            self._emit(ConnectionChanged("error", event.detail))
 
     def _on_Reseeded(self, event: Reseeded) -> None:
         log.info("fresh session re-seeded with %d transcript lines", event.turns)
@@ -521,14 +574,16 @@ class Agent:
         )
 
     def _update_state(self) -> None:
-        if self._open_turn is not None:
-            state = State.LISTENING
+        if self._key_refused:
+            state = State.ERROR
         elif self.speaker.speaking or (self._model_streaming and not self.text_replies):
             state = State.SPEAKING
+        elif self._offline:
+            state = State.OFFLINE
+        elif self._open_turn is not None:
+            state = State.LISTENING
         elif self._awaiting_reply:
             state = State.THINKING
-        elif self._offline and self.conversation.is_open:
-            state = State.OFFLINE
         elif self.muted:
             state = State.MUTED
         else:
@@ -547,14 +602,15 @@ class Agent:
         turn = self._open_turn or self._reply_turn
         if turn is not None:
             if role == "user":
-                turn.input_transcript += text
+                turn.input_transcript = _capped(turn.input_transcript + text)
             self._emit(TranscriptDelta(role, text, turn.number))
 
-    def _report(self, cause: str, message: str) -> None:
-        """A turn that cannot be answered, or another fault a user should hear about."""
+    def _report(self, cause: str, message: str, lost_turn: int | None = None) -> None:
+        """A turn that cannot be answered (lost_turn: its number), or another fault."""
         log.warning("%s", message)
-        self.errors.append(message)
-        self._emit(AgentError(cause, message))
+        if len(self.errors) < TURNS_KEPT:
+            self.errors.append(message)
+        self._emit(AgentError(cause, message, lost_turn))
 
     @property
     def button_held(self) -> bool:
@@ -568,6 +624,10 @@ class Agent:
     @property
     def awaiting_service(self) -> bool:
         """Waiting on the network: simulate's clock then runs at real-time pace."""
-        if self._offline and self.conversation.is_open:
+        if (self._connecting or self._offline) and self.conversation.is_open:
             return True
         return self._awaiting_reply and self.speaker.buffered_s < 0.5
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS]

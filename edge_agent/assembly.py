@@ -14,8 +14,9 @@ from edge_agent.audio.playback import Speaker
 from edge_agent.camera import Camera, make_source
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
+from edge_agent.credentials import KeyProvider
 from edge_agent.live.models import traits
-from edge_agent.live.session import KeyProvider, LiveSession
+from edge_agent.live.session import LiveSession
 from edge_agent.tools.builtins import builtin_tools
 from edge_agent.tools.registry import discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
@@ -49,7 +50,7 @@ def assemble(
             speaker.chime(chime(name, speaker.device_rate))
 
     budget = DailyBudget(config.conversation.max_tokens_per_day, state_dir, dt.date.today)
-    conversation = Conversation(config, link, clock, play_chime, budget)
+    conversation = Conversation(config, link, clock, play_chime, budget, state_dir)
     source = make_source(config.camera)
     camera = Camera(config.camera, source, session.send_video, clock) if source else None
     tools = make_tool_runner(config, conversation, session, camera)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import tomli_w
 
 from edge_agent import __version__
-from edge_agent.config import load_config
+from edge_agent.config import Config, load_config
 from edge_agent.credentials import HOW_TO_SET, find_api_key
 from edge_agent.errors import EXIT_USER_ERROR, UserError
 
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the config and print it (secrets redacted); opens no device"
     )
     check.add_argument("--config", metavar="F", help="config file (TOML)")
+    check.add_argument(
+        "--online", action="store_true", help="also ask the service whether it takes key and model"
+    )
     check.set_defaults(command=cmd_check)
 
     devices = commands.add_parser(
@@ -157,7 +160,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except DeviceNotFound as exc:
         raise UserError(f"--input: {exc}") from None
     print(dump(summary) if args.json else format_summary(summary))
-    return 0
+    return 1 if summary["errors"] else 0  # never reached, or a turn lost
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -178,6 +181,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
+    if args.online:
+        return _check_online(config)
+    return 0
+
+
+def _check_online(config: Config) -> int:
+    """The start-up check on demand: exit 2 when the key or the model is refused."""
+    import asyncio
+
+    from edge_agent.startup import check_service, key_provider
+
+    result = asyncio.run(check_service(config, key_provider(config)))
+    print(f"# service: {result.verdict}{f' ({result.detail})' if result.detail else ''}")
     return 0
 
 

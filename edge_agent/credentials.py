@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,9 @@ class Credential:
     @property
     def is_ephemeral_token(self) -> bool:
         return self.value.startswith("auth_tokens/")
+
+
+KeyProvider = Callable[[], Credential]  # called before every connect
 
 
 def find_api_key(env: Mapping[str, str] | None = None) -> Credential | None:

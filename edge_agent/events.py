@@ -107,6 +107,33 @@ class Offline:
 
 
 @dataclass(frozen=True)
+class Online:
+    """The service is reachable again (a connection is up, or the idle probe got an answer)."""
+
+    attempts: int = 0  # failed attempts during the outage that ended
+
+
+@dataclass(frozen=True)
+class KeyRefused:
+    """The service refused the key or the model after start: the user must act."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class TurnLost:
+    """A user turn that was not (and will not be) sent or answered."""
+
+    cause: str  # offline, no_answer, audio_dropped
+    detail: str
+
+
+@dataclass(frozen=True)
+class BadServerMessage:
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reseeded:
     turns: int  # transcript lines replayed into a fresh session
 
@@ -135,6 +162,10 @@ LiveEvent = (
     | Connected
     | Disconnected
     | Offline
+    | Online
+    | KeyRefused
+    | TurnLost
+    | BadServerMessage
     | Reseeded
     | ToolResponseLost
 )
@@ -190,8 +221,9 @@ class ConversationChanged:
 
 @dataclass(frozen=True)
 class AgentError:
-    cause: str  # a short machine-readable word: offline, no_answer, tool, audio_dropped, key
+    cause: str  # a short machine-readable word: offline, no_answer, audio_dropped, tool, key
     message: str
+    turn: int | None = None  # set when a user turn was lost (0: which one is unknown)
 
 
 AgentEvent = (

@@ -8,7 +8,15 @@ from typing import Any
 
 from edge_agent.agent import Agent, State, TurnRecord
 from edge_agent.conversation import DailyBudget
-from edge_agent.events import AgentEvent, Disconnected, LiveEvent, ToolFinished, Usage
+from edge_agent.events import (
+    AgentError,
+    AgentEvent,
+    BadServerMessage,
+    Disconnected,
+    LiveEvent,
+    ToolFinished,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,17 @@ class Metrics:
             ["tool", "outcome"],
             registry=registry,
         )
+        self.turns_lost = Counter(
+            "edge_agent_turns_lost",
+            "User turns neither answered nor sent, by cause",
+            ["cause"],
+            registry=registry,
+        )
+        self.bad_messages = Counter(
+            "edge_agent_bad_server_messages",
+            "Server messages dropped as malformed",
+            registry=registry,
+        )
         self.state = Enum(
             "edge_agent_state",
             "The agent's state",
@@ -62,7 +81,7 @@ class Metrics:
         agent.state_listeners.append(lambda state: self.state.state(state.value))
         agent.turn_listeners.append(self.observe_turn)
         agent.event_listeners.append(self.observe_event)
-        agent.tools.listeners.append(self.observe_tool)
+        agent.listeners.append(self.observe_agent)
 
     def observe_turn(self, turn: TurnRecord) -> None:
         self.turns.labels(interrupted=str(turn.interrupted).lower()).inc()
@@ -74,12 +93,16 @@ class Metrics:
     def observe_event(self, event: LiveEvent) -> None:
         if isinstance(event, Disconnected):
             self.reconnects.labels(cause=event.cause.split(":")[0][:40]).inc()
+        elif isinstance(event, BadServerMessage):
+            self.bad_messages.inc()
         elif isinstance(event, Usage):
             for modality, count in event.by_modality.items():
                 self.tokens.labels(modality=modality.lower()).inc(count)
 
-    def observe_tool(self, event: AgentEvent) -> None:
-        if isinstance(event, ToolFinished):
+    def observe_agent(self, event: AgentEvent) -> None:
+        if isinstance(event, AgentError) and event.turn is not None:
+            self.turns_lost.labels(cause=event.cause).inc()
+        elif isinstance(event, ToolFinished):
             self.tool_calls.labels(tool=event.name, outcome="ok" if event.ok else "error").inc()
 
     def serve(self, port: int) -> Any:

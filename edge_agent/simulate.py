@@ -20,16 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.agent import Agent
+from edge_agent.agent import Agent, Tokens
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.config import Config
-from edge_agent.conversation import SessionLink
-from edge_agent.credentials import Credential
 from edge_agent.errors import UserError
-from edge_agent.live.session import FatalLiveError
+from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +117,10 @@ async def simulate(config: Config, options: SimulateOptions) -> dict[str, Any]:
 
 async def _simulate_against(config: Config, options: SimulateOptions) -> dict[str, Any]:
     mic = WavMicrophone(options.input, config.vad.frame_ms)
+    keys = key_provider(config, fallback=EMULATOR_KEY)
+    reachable = await check_service(config, keys)  # a refused key or model: exit 2
+    if reachable.verdict == "unreachable":
+        return _summary(None, 0, [f"the service was never reached: {reachable.detail}"])
     card: VirtualSoundCard | None = None
     speaker = Speaker(
         device_rate=MODEL_OUTPUT_RATE,
@@ -127,14 +129,10 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         clock=lambda: card.now if card else 0.0,
     )
     card = VirtualSoundCard(mic, speaker, options)
-    parts = assemble(
-        config, speaker, lambda: card.now if card else 0.0, _simulate_key(config), state_dir=None
-    )
+    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir=None)
     try:
         parts.agent.start()
-        await _drive(parts.agent, parts.on_mic_frame, card, mic, options, parts.link)
-    except FatalLiveError as exc:
-        raise UserError(str(exc)) from None
+        await _drive(parts.agent, parts.on_mic_frame, card, mic, options)
     finally:
         await parts.link.shutdown()
         if parts.camera is not None:
@@ -143,25 +141,20 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(np.concatenate(card.output).tobytes())
     agent = parts.agent
+    errors = list(agent.errors)
+    if agent.turns and parts.session.connected_at == 0.0:
+        errors.append("the service was never reached")
+    return _summary(agent, parts.session.reconnects, errors)
+
+
+def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[str, Any]:
+    tokens = agent.tokens if agent is not None else Tokens()
     return {
-        "turns": [turn.summary() for turn in agent.turns],
-        "reconnects": parts.session.reconnects,
-        "errors": agent.errors,
-        "tokens": {
-            "prompt": agent.tokens.prompt,
-            "response": agent.tokens.response,
-            "total": agent.tokens.total,
-        },
+        "turns": [turn.summary() for turn in agent.turns] if agent is not None else [],
+        "reconnects": reconnects,
+        "errors": errors,
+        "tokens": {"prompt": tokens.prompt, "response": tokens.response, "total": tokens.total},
     }
-
-
-def _simulate_key(config: Config) -> Any:
-    from edge_agent.credentials import find_api_key, run_token_command
-
-    if config.live.token_command:
-        return lambda: run_token_command(config.live.token_command)
-    key = find_api_key() or Credential("emulator", "simulate default")
-    return lambda: key
 
 
 async def _drive(
@@ -170,7 +163,6 @@ async def _drive(
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
-    link: SessionLink,
 ) -> None:
     period = card.frame_samples / 16000
     spans = list(options.ptt_spans)
@@ -178,8 +170,6 @@ async def _drive(
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
     while card.now < end_of_input or (agent.busy and card.now < limit):
-        if link.failure.done():
-            raise link.failure.result()  # a refused key or model ends the simulation
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:
             agent.on_button(True)

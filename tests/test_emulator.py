@@ -369,7 +369,7 @@ async def raw_exchange(
 SETUP = json.dumps(
     {
         "setup": {
-            "model": "models/x",
+            "model": "models/gemini-3.8-live",
             "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
         }
     }
@@ -377,11 +377,11 @@ SETUP = json.dumps(
 BAD_FRAMES = [
     (["not json"], 1007, "Invalid JSON"),
     (['{"realtime_input": {"text": "hi"}}'], 1007, "setup must come first"),
-    (['{"setup": {"model": "models/x", "bogus": 1}}'], 1007, 'Unknown name "bogus"'),
+    (['{"setup": {"model": "models/gemini-3.8-live", "bogus": 1}}'], 1007, 'Unknown name "bogus"'),
     (['{"setup": {"model": 5}}'], 1007, "setup.model"),
     (
         [
-            '{"setup": {"model": "models/x", "generation_config": '
+            '{"setup": {"model": "models/gemini-3.8-live", "generation_config": '
             '{"enable_affective_dialog": true}}}'
         ],
         1007,

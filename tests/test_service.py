@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ import pytest
 from edge_agent.logs import configure_logging
 from edge_agent.service import Notifier, Watchdog
 from tests.conftest import REPO, write_wav
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(10)
-    yield sock
-    sock.close()
 
 
 def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
@@ -45,8 +35,13 @@ def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float
     raise AssertionError(f"{wanted} never came: {seen}")
 
 
+UNREACHABLE = "https://127.0.0.1:9"
+
+
 def start_daemon(tmp_path: Path, config_text: str, **env: str) -> subprocess.Popen[str]:
     silence = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 60, np.int16))
+    if "[live]" not in config_text:  # no test reaches the internet: a closed local port
+        config_text = f'[live]\nendpoint = "{UNREACHABLE}"\n' + config_text
     config = tmp_path / "config.toml"
     config.write_text(
         f'[audio]\ninput_device = "file:{silence}"\noutput_device = "file:{tmp_path}/o.wav"\n'
@@ -73,7 +68,8 @@ def test_ready_status_watchdog_then_stopping_on_sigterm(
     daemon = start_daemon(tmp_path, "")
     seen: list[str] = []
     try:
-        assert read_until(notify_socket, "READY=1", seen) == "READY=1\nSTATUS=idle"
+        # the start-up check found no service: the state says so from the start
+        assert read_until(notify_socket, "READY=1", seen) == "READY=1\nSTATUS=offline"
         for _ in range(3):
             read_until(notify_socket, "WATCHDOG=1", seen)
         daemon.send_signal(signal.SIGTERM)
@@ -114,9 +110,11 @@ def test_sighup_reloads_and_a_bad_reload_keeps_the_running_config(
         read_until(notify_socket, "READY=1", seen)
         config.write_text(config.read_text() + "[vad]\nagressiveness = 1\n")  # broken
         daemon.send_signal(signal.SIGHUP)
-        read_until(notify_socket, "RELOADING=1", seen)
-        read_until(notify_socket, "READY=1", seen)
-        assert daemon.poll() is None  # still running, on the old config
+        refused_at = len(seen)
+        for _ in range(3):
+            read_until(notify_socket, "WATCHDOG=1", seen)
+        assert daemon.poll() is None  # still running, on the old config, untouched
+        assert not any("RELOADING" in message for message in seen[refused_at:])
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
@@ -195,7 +193,7 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     from edge_agent.audio.playback import Speaker
     from edge_agent.config import Config
     from edge_agent.credentials import Credential
-    from edge_agent.events import Disconnected, Usage
+    from edge_agent.events import BadServerMessage, Disconnected, TurnLost, Usage
     from edge_agent.metrics import start_metrics
 
     speaker = Speaker(24000)
@@ -205,6 +203,8 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     assert metrics is not None
     parts.agent.on_live_event(Usage(100, 20, 120, {"AUDIO": 110, "TEXT": 10}))
     parts.agent.on_live_event(Disconnected("1011 Internal error occurred."))
+    parts.agent.on_live_event(BadServerMessage("AttributeError"))
+    parts.agent.on_live_event(TurnLost("offline", "not sent within 12 s"))
     body = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     )
@@ -212,6 +212,8 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     assert 'edge_agent_tokens_total{modality="audio"} 110.0' in body
     assert 'edge_agent_reconnects_total{cause="1011 Internal error occurred."} 1.0' in body
     assert "edge_agent_tokens_today 120.0" in body
+    assert 'edge_agent_turns_lost_total{cause="offline"} 1.0' in body
+    assert "edge_agent_bad_server_messages_total 1.0" in body
     assert 'edge_agent_state{edge_agent_state="idle"} 1.0' in body
     assert "edge_agent_turn_first_audio_seconds_bucket" in body
 

@@ -23,6 +23,7 @@ from edge_agent.emulator.state import (
     Session,
 )
 from edge_agent.emulator.wire import WireError, close_reason, parse_client_message
+from edge_agent.live.models import ModelTraits
 
 if TYPE_CHECKING:
     from edge_agent.emulator.server import Emulator
@@ -58,6 +59,7 @@ class Connection:
         self.constrained = bool(request.match_info.get("constrained"))
         self.session: Session | None = None
         self.setup: dict[str, Any] = {}
+        self.model: ModelTraits | None = None
         self.detector: SpeechDetector | None = None
         self.turn = UserTurn()
         self.in_activity = False
@@ -122,13 +124,16 @@ class Connection:
         model = setup.get("model", "")
         if not model:
             raise WireError("Request contains an invalid argument: setup.model is required.")
-        if model.removeprefix("models/") in self.emulator.options.reject_models:
+        model_traits = self.emulator.model_traits(model)
+        if model_traits is None:
+            name = "models/" + model.removeprefix("models/")
             await self.close(
                 1008,
-                f"{model} is not found for API version {self.version}, or is not supported "
+                f"{name} is not found for API version {self.version}, or is not supported "
                 "for bidiGenerateContent.",
             )
             return
+        self.model = model_traits
         modalities = setup.get("generationConfig", {}).get("responseModalities", [])
         if len(modalities) > 1:
             raise WireError("Request contains an invalid argument.")

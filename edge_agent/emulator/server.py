@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import web
 
-from edge_agent.emulator.certs import make_server_context
+from edge_agent.emulator.certs import make_server_context, write_authority
 from edge_agent.emulator.connection import INVALID_KEY, NO_KEY, Connection
 from edge_agent.emulator.scenario import Scenario
 from edge_agent.emulator.state import Registry
@@ -23,6 +23,7 @@ from edge_agent.emulator.wire import (
     encode_for_wire,
     parse_client_message,
 )
+from edge_agent.live.models import DEFAULT_MODEL, KNOWN_MODELS, ModelTraits, traits
 
 LIVE_PATH = (
     r"/{prefix:(?:.*/)?}ws/google.ai.generativelanguage.{version:v1|v1beta|v1alpha}"
@@ -38,6 +39,7 @@ class EmulatorOptions:
     cert_dir: Path = Path(".")
     api_key: str = ""  # "" = any non-empty key
     reject_models: tuple[str, ...] = ()
+    any_model: bool = False  # accept a model the table does not know, with the default's rules
     scenario: Scenario = field(default_factory=Scenario)
     log_path: Path | None = None
     goaway_every: float = 0.0
@@ -75,19 +77,28 @@ class Emulator:
         return self.options.cert_dir / "cert.pem"
 
     async def start(self) -> None:
-        context = make_server_context(self.options.cert_dir)
-        if self.options.log_path is not None:
-            self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
+        authority, context = make_server_context()
         app = web.Application()
         app.router.add_get(LIVE_PATH, self._websocket)
         app.router.add_post("/{version:v1|v1beta|v1alpha}/auth_tokens", self._auth_tokens)
+        app.router.add_get("/{version:v1|v1beta|v1alpha}/models/{model}", self._get_model)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.options.host, self.options.port, ssl_context=context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        # only now that the port is ours: a second emulator on a busy port must not replace
+        # the certificate the running one's clients trust
+        write_authority(authority, self.options.cert_dir)
+        if self.options.log_path is not None:
+            self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
         if self.options.goaway_every > 0:
             self._timers.append(asyncio.create_task(self._every(self.options.goaway_every, True)))
         if self.options.drop_every > 0:
@@ -143,9 +154,9 @@ class Emulator:
         return ws
 
     async def _auth_tokens(self, request: web.Request) -> web.Response:
-        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
-        if not self._key_ok(key):
-            return _error(401 if key else 403, INVALID_KEY if key else NO_KEY)
+        refused = self._rest_key_error(request)
+        if refused is not None:
+            return refused
         try:
             body = await request.json()
         except json.JSONDecodeError:
@@ -170,6 +181,52 @@ class Emulator:
                 "uses": int(body.get("uses", 1)),
             }
         )
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        refused = self._rest_key_error(request)
+        if refused is not None:
+            return refused
+        name = request.match_info["model"].removeprefix("models/")
+        known = self.model_traits(name)
+        if known is None:
+            version = request.match_info["version"]
+            return _error(
+                404,
+                f"models/{name} is not found for API version {version}, or is not supported "
+                "for get. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
+        return web.json_response(
+            {
+                "name": f"models/{name}",
+                "version": known.version,
+                "displayName": known.display_name,
+                "description": f"{known.display_name} (Live API emulator)",
+                "inputTokenLimit": known.input_token_limit,
+                "outputTokenLimit": known.output_token_limit,
+                "supportedGenerationMethods": ["bidiGenerateContent", "countTokens"],
+            }
+        )
+
+    def _rest_key_error(self, request: web.Request) -> web.Response | None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+        if not key:
+            return _error(403, NO_KEY)
+        if not self._key_ok(key):
+            return _error(400, INVALID_KEY, reason="API_KEY_INVALID")
+        return None
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def model_traits(self, model: str) -> ModelTraits | None:
+        """The rules a model follows here; None when the service would not know it."""
+        name = model.removeprefix("models/")
+        if name in self.options.reject_models:
+            return None
+        known = traits(name)
+        if known is None and self.options.any_model:
+            return replace(KNOWN_MODELS[DEFAULT_MODEL], display_name=name)
+        return known
 
     # ---- credentials -----------------------------------------------------------------------
 
@@ -240,12 +297,34 @@ class Emulator:
         self._log.write(json.dumps(entry) + "\n")
 
 
-def _error(status: int, message: str) -> web.Response:
-    codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
-    return web.json_response(
-        {"error": {"code": status, "message": message, "status": codes.get(status, "UNKNOWN")}},
-        status=status,
-    )
+def _error(status: int, message: str, reason: str = "") -> web.Response:
+    """The service's JSON error shape (google.rpc.Status)."""
+    codes = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+    }
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": codes.get(status, "UNKNOWN"),
+    }
+    if reason:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ]
+    return web.json_response({"error": error}, status=status)
 
 
 def _timestamp(value: Any) -> datetime | None:

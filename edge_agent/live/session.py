@@ -16,7 +16,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,51 +25,57 @@ from google import genai
 from google.genai import errors, types
 
 from edge_agent.config import Config
-from edge_agent.credentials import Credential
+from edge_agent.credentials import Credential, KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.events import (
+    BadServerMessage,
     Connected,
     Disconnected,
     GoAway,
     InputTranscript,
     Interrupted,
+    KeyRefused,
     LiveEvent,
     ModelAudio,
     ModelText,
     Offline,
+    Online,
     OutputTranscript,
     Reseeded,
     ResumptionUpdate,
     ToolResponseLost,
     TurnComplete,
+    TurnLost,
 )
 from edge_agent.live.models import effective_api_version
 from edge_agent.live.setup import build_live_config
 from edge_agent.live.translate import events_from_message
+from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+bad_messages = RateLimitedLog(log)
 
 HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
 HANDLE_FILE = "resumption.json"
+MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 GAP_AUDIO_LIMIT_S = 30.0  # audio kept while disconnected; older audio is dropped
+JOURNAL_ITEMS = 5000  # besides its audio, the journal keeps at most this many messages
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
-STABLE_AFTER_S = 5.0  # a connection this old resets the backoff
+HISTORY_LINE_CHARS = 1000
+HEALTHY_AFTER_S = 30.0  # a connection this old (or one that answered a turn) resets the backoff
+REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
-KeyProvider = Callable[[], Credential]
-
-
-class FatalLiveError(Exception):
-    """The key or the model is refused: the user must fix the config (exit 2)."""
 
 
 class _Switch(Exception):
-    """A planned reconnect (after goAway): resume on a new socket."""
+    """A planned reconnect (after goAway, or an answer that never came): a new socket."""
 
 
 @dataclass
 class Outgoing:
     kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
     payload: Any = None
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def ends_turn(self) -> bool:
@@ -98,7 +104,11 @@ class LiveSession:
         self.connected = False
         self.connected_at = 0.0
         self.handle: str | None = self._load_handle()
-        self.handles_used: list[str] = []  # every handle a resume was attempted with
+        self.last_resume_handle: str | None = None  # the handle the last connect resumed with
+        self.offline = False  # an outage is being reported (not a single quick reconnect)
+        self._outage_attempts = 0
+        self._outage_cause = ""
+        self._served_turn = False  # the current connection completed a turn
         self._outbox: deque[Outgoing] = deque()
         self._journal: list[Outgoing] = []
         self._journal_turn_end = 0
@@ -113,6 +123,7 @@ class LiveSession:
         self._reseed = False  # the next fresh session gets the recent transcript
         self._reseed_now = False  # ... and is opened without a backoff
         self._closing = False
+        self._switch_cause = ""
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
 
@@ -135,9 +146,11 @@ class LiveSession:
     def activity_end(self) -> None:
         self._user_turn_open = False
         self._queue(Outgoing("activity_end"))
+        self._maybe_switch()  # a goAway that came while the user spoke: switch now
 
     def audio_stream_end(self) -> None:
         self._queue(Outgoing("audio_stream_end"))
+        self._maybe_switch()
 
     def send_client_content(self, turns: list[tuple[str, str]], turn_complete: bool) -> None:
         self._queue(Outgoing("content", (turns, turn_complete)))
@@ -163,12 +176,15 @@ class LiveSession:
             buffered -= seconds
             dropped += seconds
         if dropped:
-            log.warning("offline too long: dropped %.1f s of the oldest buffered audio", dropped)
+            self.on_event(
+                TurnLost("audio_dropped", f"offline too long: dropped {dropped:.1f} s of audio")
+            )
 
     # ---- the connection loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connects, serves, reconnects; returns after close(). Raises FatalLiveError."""
+        """Connects, serves, reconnects; returns only after stop(). Never raises: a refused key
+        is a state the agent shows, everything else an outage retried with backoff."""
         self._closing = False
         self._switch.clear()
         try:
@@ -177,66 +193,86 @@ class LiveSession:
             self.connected = False
 
     async def _run(self) -> None:
-        attempt = 0
+        failures = 0  # consecutive connections that failed or did not become healthy
         while not self._closing:
-            cause = ""
+            self._served_turn = False
+            key_refused = False
             try:
                 await self._connect_and_serve()
                 continue
             except _Switch:
-                cause = "goAway"
+                cause = self._switch_cause or "goAway"
             except errors.APIError as exc:
-                cause = f"{exc.code} {exc.message or exc.status or ''}".strip()
-                self._handle_api_error(exc)
+                detail = f"{exc.message or ''} {exc.details or ''}".strip() or exc.status or ""
+                cause = f"{exc.code} {detail}".strip()[:200]
+                key_refused = self._handle_api_error(exc)
             except TimeoutError:
                 cause = "no setupComplete within the connect timeout"
             except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
                 cause = f"network: {exc}"  # ssl.SSLError is an OSError: a clock before NTP
-            except ValueError as exc:
-                cause = f"malformed server message: {str(exc)[:120]}"
-            except UserError as exc:  # the token command failed
-                if not self._ever_connected:
-                    raise FatalLiveError(str(exc)) from None
+            except UserError as exc:  # no key any more, or the token command failed
                 cause = str(exc)
-                log.error("%s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server is untrusted; so is what the SDK makes of it
+                cause = f"unexpected {type(exc).__name__}: {str(exc)[:160]}"
+                log.debug("session error", exc_info=True)
             if self._closing:
                 break
+            was_connected = self.connected
+            healthy = self._served_turn or (
+                was_connected and time.monotonic() - self.connected_at >= HEALTHY_AFTER_S
+            )
             self._lost(cause)
-            if cause == "goAway" or self._reseed_now:
+            failures = 0 if healthy else failures + 1
+            if healthy and (self._switch_cause or cause == "goAway" or self._reseed_now):
                 self._reseed_now = False
-                continue
-            if self.connected_at and time.monotonic() - self.connected_at > STABLE_AFTER_S:
-                attempt = 0
-            delay = self._backoff(attempt)
-            attempt += 1
-            if cause.startswith("network") or attempt >= 3:
-                self.on_event(Offline(cause, delay))
-            log.info("reconnecting in %.1f s (%s)", delay, cause)
+                self._switch_cause = ""
+                continue  # a planned switch from a good connection: at once
+            self._switch_cause = ""
+            self._reseed_now = False
+            delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
+            if key_refused:
+                self.on_event(KeyRefused(cause))
+            elif not was_connected or failures >= 2:
+                self._report_outage(cause, delay)
+            self._expire_stale_turns()
+            log.debug("reconnecting in %.1f s (%s)", delay, cause)
             await asyncio.sleep(delay)
 
-    def _handle_api_error(self, exc: errors.APIError) -> None:
+    def _report_outage(self, cause: str, delay: float) -> None:
+        """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
+        self._outage_attempts += 1
+        if not self.offline:
+            self.offline = True
+            self._outage_cause = cause
+            log.warning("offline: %s; retrying with backoff", cause)
+            self.on_event(Offline(cause, delay))
+        elif _kind(cause) != _kind(self._outage_cause):
+            self._outage_cause = cause
+            log.info("still offline, now: %s", cause)
+            self.on_event(Offline(cause, delay))
+
+    def _handle_api_error(self, exc: errors.APIError) -> bool:
+        """True when the key or the model was refused (a slow retry, state `error`)."""
         text = f"{exc.message or ''} {exc.details or ''}"
         code = exc.code
         if (code == 1007 and "API key" in text) or (code == 1008 and "API Key" in text):
-            if not self._ever_connected:
-                raise FatalLiveError(
-                    "the Live API rejected the API key: set a valid GEMINI_API_KEY"
-                ) from None
-            log.error("the API key was rejected (%s); retrying with backoff", text.strip())
-        elif code == 1008 and "not found" in text and not self._ever_connected:
-            raise FatalLiveError(
-                f"the Live API does not know model {self.config.live.model!r}: {text.strip()}"
-            ) from None
-        elif code == 1007:
-            log.warning("the service refused the session (%s): starting a fresh one", text.strip())
+            return True  # the agent reports it once and shows `error`
+        if code == 1008 and "not found" in text:
+            return True
+        session_expired = code == 1011 and "Deadline expired" in text and not self._goaway_pending
+        if code == 1007 or session_expired:  # after a goAway it is the connection that ended
+            log.warning("the service ended the session (%s): starting a fresh one", text.strip())
             self._forget_handle()
             self._reseed, self._reseed_now = True, True
+        return False
 
-    def _backoff(self, attempt: int) -> float:
+    def _backoff(self, failures: int) -> float:
         cap = self.config.live.max_backoff_s
-        if attempt == 0:
-            return random.uniform(0.05, 0.25)  # a single drop: come back at once
-        return float(min(cap, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+        if failures <= 1:
+            return min(cap, random.uniform(0.05, 0.25))  # a single drop: come back at once
+        return float(min(cap, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.0))
 
     def _lost(self, cause: str) -> None:
         if self.connected:
@@ -249,13 +285,52 @@ class LiveSession:
             self._goaway_timer.cancel()
         self._switch.clear()
 
+    def give_up_turn(self, cause: str) -> None:
+        """The agent gave up on an answer: do not replay its turn, and try a new connection."""
+        del self._journal[: self._journal_turn_end]
+        self._journal_turn_end = 0
+        self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+        if self.connected:
+            self._switch_cause = cause
+            self._switch.set()
+
+    def _expire_stale_turns(self) -> None:
+        """Turns that ended over REPLAY_WINDOW_S ago are not sent late; each is reported lost."""
+        now = time.monotonic()
+        for queue in (self._journal, self._outbox):
+            items = list(queue)
+            kept: list[Outgoing] = []
+            turn: list[Outgoing] = []
+            for item in items:
+                if item.kind in ("tool_response", "content", "video"):
+                    kept.append(item)
+                    continue
+                turn.append(item)
+                if item.ends_turn:
+                    if now - item.at > REPLAY_WINDOW_S:
+                        age = now - item.at
+                        self.on_event(TurnLost("offline", f"not sent within {age:.0f} s"))
+                    else:
+                        kept += turn
+                    turn = []
+            kept += turn
+            if len(kept) == len(items):
+                continue
+            if queue is self._journal:
+                self._journal = kept
+                self._journal_turn_end = max(
+                    (i + 1 for i, item in enumerate(kept) if item.ends_turn), default=0
+                )
+                self._journal_audio_s = sum(item.audio_seconds for item in kept)
+            else:
+                self._outbox = deque(kept)
+
     async def _connect_and_serve(self) -> None:
         loop = asyncio.get_running_loop()
         credential = await loop.run_in_executor(None, self.key_provider)
         client = self._client(credential)
         handle = self.handle if self.config.live.session_resumption else None
-        if handle:
-            self.handles_used.append(handle)
+        self.last_resume_handle = handle
         live_config = build_live_config(self.config, self.declarations, resume_handle=handle)
         connection = client.aio.live.connect(model=self.config.live.model, config=live_config)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
@@ -292,6 +367,11 @@ class LiveSession:
         if self._ever_connected:
             self.reconnects += 1
         self.connected, self.connected_at = True, now
+        if self.offline:
+            log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
+            self.on_event(Online(self._outage_attempts))
+        self.offline, self._outage_attempts = False, 0
+        self._expire_stale_turns()
         replay = self._journal
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
@@ -304,7 +384,7 @@ class LiveSession:
         self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
         if self._ever_connected:
             kind = "resumed" if resumed else "fresh session"
-            log.info("reconnected (%s) after %.2f s", kind, gap)
+            log.debug("reconnected (%s) after %.2f s", kind, gap)
         self._ever_connected = True
         self.on_event(Connected(resumed, self.reconnects, gap))
         self._wake.set()
@@ -362,6 +442,11 @@ class LiveSession:
             self._journal_audio_s -= self._journal.pop(oldest).audio_seconds
             if oldest < self._journal_turn_end:
                 self._journal_turn_end -= 1
+        excess = len(self._journal) - JOURNAL_ITEMS
+        if excess > 0:
+            self._journal_audio_s -= sum(i.audio_seconds for i in self._journal[:excess])
+            del self._journal[:excess]
+            self._journal_turn_end = max(0, self._journal_turn_end - excess)
 
     async def _send(self, session: Any, item: Outgoing) -> None:
         kind, payload = item.kind, item.payload
@@ -397,11 +482,31 @@ class LiveSession:
             )
 
     async def _receive_loop(self, session: Any) -> None:
+        """A message the SDK cannot make sense of is dropped; the socket goes on."""
         while True:
-            async for message in session.receive():
-                for event in events_from_message(message):
-                    self._note(event)
-                    self.on_event(event)
+            try:
+                async for message in session.receive():
+                    self._deliver(message)
+            except errors.APIError as exc:
+                if exc.code is not None and 1000 <= exc.code <= 4999:
+                    raise  # the connection closed
+                self._bad_message(f"an error object: {str(exc)[:160]}")
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+
+    def _deliver(self, message: Any) -> None:
+        try:
+            events = events_from_message(message)
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+            self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+            return
+        for event in events:
+            self._note(event)
+            self.on_event(event)
+
+    def _bad_message(self, reason: str) -> None:
+        bad_messages.warning("bad", f"dropped a malformed server message ({reason})")
+        self.on_event(BadServerMessage(reason))
 
     def _note(self, event: LiveEvent) -> None:
         """Bookkeeping before the agent sees the event."""
@@ -415,10 +520,14 @@ class LiveSession:
             self._model_busy = True
         elif isinstance(event, TurnComplete | Interrupted):
             self._model_busy = False
+            self._served_turn = True
             self._maybe_switch()
         if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
-            self.handle = event.handle
-            self._save_handle()
+            if len(event.handle) <= MAX_HANDLE_CHARS:
+                self.handle = event.handle
+                self._save_handle()
+            else:
+                self._bad_message(f"a resumption handle of {len(event.handle)} characters")
         elif isinstance(event, GoAway):
             self._on_goaway(event.time_left_s)
         elif isinstance(event, InputTranscript):
@@ -428,9 +537,10 @@ class LiveSession:
 
     def _remember(self, role: str, text: str) -> None:
         if self._history and self._history[-1][0] == role:
-            self._history[-1] = (role, f"{self._history[-1][1]} {text}".strip())
+            line = f"{self._history[-1][1]} {text}".strip()
+            self._history[-1] = (role, line[-HISTORY_LINE_CHARS:])
         else:
-            self._history.append((role, text.strip()))
+            self._history.append((role, text.strip()[-HISTORY_LINE_CHARS:]))
 
     def _on_goaway(self, time_left_s: float) -> None:
         margin = min(5.0, time_left_s * 0.2)
@@ -489,6 +599,9 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
+        unsent = sum(1 for item in self._outbox if item.ends_turn)
+        for _ in range(unsent):
+            self.on_event(TurnLost("offline", "the conversation ended before it could be sent"))
         self._closing = True
         self._switch.set()
         self._outbox.clear()
@@ -497,3 +610,8 @@ class LiveSession:
 
     async def close(self) -> None:
         self.stop()
+
+
+def _kind(cause: str) -> str:
+    """"network: timed out" and "network: refused" are one outage; "1011 ..." another."""
+    return cause.split(":")[0].split(" ")[0]

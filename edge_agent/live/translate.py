@@ -80,6 +80,16 @@ def _content_events(content: types.LiveServerContent) -> list[LiveEvent]:
     return events
 
 
+MAX_TOKENS = 10**9  # more in one message is not a real count
+
+
+def _count(value: Any) -> int:
+    """A token count from the server: a non-negative integer within reason, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        return 0
+    return value
+
+
 def _usage(usage: types.UsageMetadata) -> Usage:
     by_modality: dict[str, int] = {}
     details: list[Any] = [
@@ -88,18 +98,25 @@ def _usage(usage: types.UsageMetadata) -> Usage:
     ]
     for detail in details:
         if detail.modality is not None:
-            name = str(detail.modality.value)
-            by_modality[name] = by_modality.get(name, 0) + (detail.token_count or 0)
-    prompt = usage.prompt_token_count or 0
-    response = usage.response_token_count or 0
-    return Usage(prompt, response, usage.total_token_count or prompt + response, by_modality)
+            name = str(detail.modality.value)[:32]
+            by_modality[name] = by_modality.get(name, 0) + _count(detail.token_count)
+    prompt = _count(usage.prompt_token_count)
+    response = _count(usage.response_token_count)
+    total = _count(usage.total_token_count) or prompt + response
+    return Usage(prompt, response, max(total, prompt + response), by_modality)
+
+
+MAX_DURATION_S = 24 * 3600.0
 
 
 def parse_duration(text: str | None) -> float:
-    """google.protobuf.Duration JSON ("50s", "1.5s") -> seconds."""
+    """google.protobuf.Duration JSON ("50s", "1.5s") -> seconds; nonsense -> 0, capped at a day."""
     if not text:
         return 0.0
     try:
-        return float(text.rstrip("s"))
+        seconds = float(str(text).rstrip("s"))
     except ValueError:
         return 0.0
+    if seconds != seconds:  # NaN
+        return 0.0
+    return min(max(seconds, 0.0), MAX_DURATION_S)
