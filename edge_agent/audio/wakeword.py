@@ -176,8 +176,6 @@ class WakeWord:
         self.echo_tail_s = config.audio.echo_tail_ms / 1000
         self.frame_s = config.vad.frame_ms / 1000
         self.now = 0.0  # the mic timeline: frames seen
-        self.wakes = 0
-        self.echoes = 0  # detections refused as the agent's own voice
         self._heard_at = -1e9  # the last mic detection taken (or refused as an echo)
         self._speaker_fired: dict[int, float] = {}  # model index -> when it fired on the speaker
         self._pending: tuple[int, float] | None = None  # a detection awaiting the echo verdict
@@ -227,7 +225,6 @@ class WakeWord:
         fired = self._speaker_fired.get(index, -1e9)
         if abs(fired - heard_at) <= ECHO_WINDOW_S:
             self._pending, self._heard_at = None, heard_at
-            self.echoes += 1
             log.info("wake word %r in the agent's own voice: ignored", self.models[index].name)
         elif self.now - heard_at >= ECHO_WINDOW_S:
             self._pending = None
@@ -235,7 +232,6 @@ class WakeWord:
 
     def _wake(self, index: int) -> None:
         self._heard_at = self.now
-        self.wakes += 1
         log.info("wake word: %s at %.2f s", self.models[index].wake_word, self.now)
         self.agent.wake(WAKE_SOURCE)
 
