@@ -172,6 +172,24 @@ def story(say: Say, tmp_path: Path) -> Path:
     return write_wav(tmp_path / "story.wav", soxr.resample(answer, RATE, 24000), rate=24000)
 
 
+def story_call(say: Say) -> np.ndarray:
+    return np.concatenate([silence(0.5), say("okay nabu"), silence(0.3), say("tell me a story")])
+
+
+async def with_story(
+    start_emulator: Callable[..., Any], story: Path, tmp_path: Path, audio: np.ndarray, echo: str
+) -> dict[str, Any]:
+    """simulate with the story as the answer and its echo in the mic (0.3 at 40 ms)."""
+    emulator = await start_emulator(scenario=Scenario(turns=[Turn(wav=str(story))]))
+    options = SimulateOptions(
+        input=write_wav(tmp_path / "in.wav", audio),
+        output=tmp_path / "out.wav",
+        echo_gain=0.3,
+        echo_delay_ms=40,
+    )
+    return await simulate(wake_config(emulator, audio={"echo": echo}), options)
+
+
 @pytest.mark.parametrize("echo", ["half_duplex", "aec"])
 async def test_the_wake_word_in_the_agents_own_echoed_answer_does_not_wake_it(
     start_emulator: Callable[..., Any],
@@ -182,17 +200,8 @@ async def test_the_wake_word_in_the_agents_own_echoed_answer_does_not_wake_it(
     echo: str,
 ) -> None:
     caplog.set_level(logging.INFO, "edge_agent.audio.wakeword")
-    call = np.concatenate([silence(0.5), say("okay nabu"), silence(0.3), say("tell me a story")])
-    audio = np.concatenate([call, silence(9.0)])
-    emulator = await start_emulator(scenario=Scenario(turns=[Turn(wav=str(story))]))
-    config = wake_config(emulator, audio={"echo": echo})
-    options = SimulateOptions(
-        input=write_wav(tmp_path / "in.wav", audio),
-        output=tmp_path / "out.wav",
-        echo_gain=0.3,
-        echo_delay_ms=40,
-    )
-    summary = await simulate(config, options)
+    audio = np.concatenate([story_call(say), silence(9.0)])
+    summary = await with_story(start_emulator, story, tmp_path, audio, echo)
     assert len(summary["turns"]) == 1 and not summary["turns"][0]["interrupted"]
     if echo == "half_duplex":  # the mic did hear it; the speaker's detector heard it too
         assert "in the agent's own voice: ignored" in caplog.text
@@ -209,21 +218,13 @@ async def test_a_louder_user_saying_the_word_over_the_answer_cuts_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "edge_agent.audio.wakeword")
-    call = np.concatenate([silence(0.5), say("okay nabu"), silence(0.3), say("tell me a story")])
+    call = story_call(say)
     again = say("okay nabu", "en-us+m3", 170)
     question = say("stop the story please", "en-us+m3", 170)
     audio = np.concatenate([call, silence(2.5), again, silence(0.5), question, silence(4.0)])
     again_start = (len(call) + 2.5 * RATE) / RATE
     again_end = again_start + len(again) / RATE
-    emulator = await start_emulator(scenario=Scenario(turns=[Turn(wav=str(story))]))
-    config = wake_config(emulator)
-    options = SimulateOptions(
-        input=write_wav(tmp_path / "in.wav", audio),
-        output=tmp_path / "out.wav",
-        echo_gain=0.3,
-        echo_delay_ms=40,
-    )
-    summary = await simulate(config, options)
+    summary = await with_story(start_emulator, story, tmp_path, audio, "half_duplex")
     turns = summary["turns"]
     assert len(turns) == 2 and turns[0]["interrupted"] and turns[1]["first_audio_ms"] is not None
     assert caplog.text.count("wake word: Okay Nabu") == 2  # heard over the answer's echo
