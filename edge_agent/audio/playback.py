@@ -22,8 +22,12 @@ import numpy as np
 
 from edge_agent.audio.devices import PortAudioStream
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
+from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+overflow_log = RateLimitedLog(log)
+
+MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -98,13 +102,17 @@ class Speaker:
     # ---- loop side -------------------------------------------------------------------------
 
     def play(self, pcm24: bytes) -> None:
-        samples = self._resampler.process(np.frombuffer(pcm24, dtype="<i2"))
+        whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
+        samples = self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2"))
         if self.volume != 1.0:
             samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
             self._reply_ended = False
+            if self._voice.size + len(samples) > MAX_QUEUED_S * self.device_rate:
+                overflow_log.warning("overflow", "speaker queue full: model audio dropped")
+                return
             self._voice.push(samples)
         self._wake_device()
 

@@ -62,7 +62,8 @@ GAP_AUDIO_LIMIT_S = 30.0  # audio kept while disconnected; older audio is droppe
 JOURNAL_ITEMS = 5000  # besides its audio, the journal keeps at most this many messages
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
-HEALTHY_AFTER_S = 30.0  # a connection this old (or one that answered a turn) resets the backoff
+HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
+IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 
@@ -220,11 +221,13 @@ class LiveSession:
             if self._closing:
                 break
             was_connected = self.connected
-            healthy = self._served_turn or (
-                was_connected and time.monotonic() - self.connected_at >= HEALTHY_AFTER_S
-            )
+            lived = time.monotonic() - self.connected_at if was_connected else 0.0
+            healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
-            failures = 0 if healthy else failures + 1
+            if healthy:
+                failures = 0
+            elif lived < IMMEDIATE_CLOSE_S:
+                failures += 1
             if healthy and (self._switch_cause or cause == "goAway" or self._reseed_now):
                 self._reseed_now = False
                 self._switch_cause = ""
@@ -502,7 +505,13 @@ class LiveSession:
             return
         for event in events:
             self._note(event)
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:  # what a server sends must never stop the receive loop
+                bad_messages.warning(
+                    "handler", f"{type(event).__name__} could not be handled: {exc!r:.200}"
+                )
+                log.debug("handler error", exc_info=True)
 
     def _bad_message(self, reason: str) -> None:
         bad_messages.warning("bad", f"dropped a malformed server message ({reason})")
