@@ -17,8 +17,11 @@ import soxr
 
 from edge_agent.assembly import assemble
 from edge_agent.audio.playback import Speaker
+from edge_agent.audio.wakeword import Detector, load_models
+from edge_agent.config import WakeWordConfig
 from edge_agent.credentials import Credential
 from edge_agent.emulator.scenario import Scenario, Turn
+from edge_agent.errors import UserError
 from edge_agent.simulate import SimulateOptions, simulate
 from tests.conftest import read_log, run_cli, write_wav
 from tests.test_simulate import against, loud_spans, output_samples
@@ -300,16 +303,31 @@ def test_run_imports_the_wake_word_only_when_configured(
 def test_bad_wake_word_settings_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[conversation]\nstart = "wake_word"\n[camera]\nsend = "always"\n')
-    done = run_cli("simulate", "--config", str(config))
+    done = run_cli("check", "--config", str(config))
     assert done.returncode == 2
     assert 'cannot go with [camera] send = "always"' in done.stderr.strip().splitlines()[-1]
     config.write_text('[conversation]\nstart = "wake_word"\n[wake_word]\nmodels = ["hey_nobody"]\n')
     done = run_cli("simulate", "--config", str(config))
     assert done.returncode == 2
     assert "'hey_nobody' is neither a built-in model" in done.stderr.strip().splitlines()[-1]
-    (tmp_path / "custom.json").write_text('{"model": "custom.tflite", "micro": {}}')
-    config.write_text(
-        f'[conversation]\nstart = "wake_word"\n[wake_word]\nmodels = ["{tmp_path}/custom.json"]\n'
-    )
-    done = run_cli("simulate", "--config", str(config))
-    assert done.returncode == 2 and "not a microWakeWord model" in done.stderr
+
+
+GOOD_JSON = '{"model": "w.tflite", "micro": {"probability_cutoff": 0.9, "sliding_window_size": 5}}'
+
+
+@pytest.mark.parametrize(
+    ("json_text", "tflite", "error"),
+    [
+        ("{", b"", "not a microWakeWord model"),
+        ('{"model": "w.tflite", "micro": {}}', b"", "not a microWakeWord model"),
+        (GOOD_JSON, b"not a model", "missing or not a .tflite model"),
+        (GOOD_JSON, b"xxxxTFL3 but no flatbuffer", "not a valid TFLite model"),  # was a crash
+    ],
+)
+def test_a_bad_custom_model_is_one_clear_error(
+    tmp_path: Path, json_text: str, tflite: bytes, error: str
+) -> None:
+    (tmp_path / "w.json").write_text(json_text)
+    (tmp_path / "w.tflite").write_bytes(tflite)
+    with pytest.raises(UserError, match=error):
+        Detector(load_models(WakeWordConfig(models=[str(tmp_path / "w.json")])))

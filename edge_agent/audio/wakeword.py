@@ -97,6 +97,17 @@ def _tflite_library() -> Path:
     return found
 
 
+def _check_loadable(library: Path, tflite: Path) -> None:
+    """pymicro-wakeword goes on with a model TFLite refused, and crashes: ask TFLite first."""
+    from pymicro_wakeword.wakeword import TfLiteWakeWord
+
+    lib = TfLiteWakeWord(library).lib
+    loaded = lib.TfLiteModelCreateFromFile(str(tflite.resolve()).encode())
+    if not loaded:
+        raise UserError(f"[wake_word] models: {tflite} is not a valid TFLite model")
+    lib.TfLiteModelDelete(loaded)
+
+
 class Detector:
     """One signal (the mic or the speaker): one feature frontend, a streaming model per word."""
 
@@ -104,6 +115,8 @@ class Detector:
         from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures
 
         library = _tflite_library()
+        for model in models:
+            _check_loadable(library, model.tflite)
         self.features = MicroWakeWordFeatures()
         self.models = [
             MicroWakeWord(
