@@ -83,6 +83,10 @@ async def run_daemon(
         try:
             new = reload()
             new_keys = key_provider(new, fallback)
+            if new.conversation.start == "wake_word":
+                from edge_agent.audio.wakeword import check_models
+
+                check_models(new.wake_word)  # a bad model file refuses the reload
         except UserError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None

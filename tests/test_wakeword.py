@@ -17,7 +17,7 @@ import soxr
 
 from edge_agent.assembly import assemble
 from edge_agent.audio.playback import Speaker
-from edge_agent.audio.wakeword import Detector, load_models
+from edge_agent.audio.wakeword import Detector, check_models, load_models
 from edge_agent.config import WakeWordConfig
 from edge_agent.credentials import Credential
 from edge_agent.emulator.scenario import Scenario, Turn
@@ -329,5 +329,8 @@ def test_a_bad_custom_model_is_one_clear_error(
 ) -> None:
     (tmp_path / "w.json").write_text(json_text)
     (tmp_path / "w.tflite").write_bytes(tflite)
+    config = WakeWordConfig(models=[str(tmp_path / "w.json")])
     with pytest.raises(UserError, match=error):
-        Detector(load_models(WakeWordConfig(models=[str(tmp_path / "w.json")])))
+        Detector(load_models(config))
+    with pytest.raises(UserError, match=error):
+        check_models(config)  # what a SIGHUP reload checks

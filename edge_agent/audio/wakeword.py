@@ -97,6 +97,13 @@ def _tflite_library() -> Path:
     return found
 
 
+def check_models(config: WakeWordConfig) -> None:
+    """Everything load_models and the detector would refuse, without starting one."""
+    library = _tflite_library()
+    for model in load_models(config):
+        _check_loadable(library, model.tflite)
+
+
 def _check_loadable(library: Path, tflite: Path) -> None:
     """pymicro-wakeword goes on with a model TFLite refused, and crashes: ask TFLite first."""
     from pymicro_wakeword.wakeword import TfLiteWakeWord
