@@ -22,6 +22,7 @@ from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
+from edge_agent.live.session import load_sdk
 from edge_agent.metrics import start_metrics
 from edge_agent.reachability import Reachability
 from edge_agent.service import Notifier, Watchdog
@@ -171,6 +172,7 @@ async def _run(
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -191,7 +193,8 @@ async def _run(
             changed = None
             notifier.stopping()
             log.info("stopping")
-        watchdog.cancel()
+        for task in (watchdog, sdk):
+            task.cancel()
         probe.close()
         parts.conversation.remember_on_exit()
         try:
