@@ -241,16 +241,16 @@ class Agent:
             log.info("barge-in: answer cut")
 
     def wake(self, source: str) -> None:
-        """The wake word (or a press): cut any answer, open a conversation, and make the speech
-        from this moment on a turn, even when the speech gate had already heard it start."""
+        """The wake word (or a press): cut any answer and open a conversation. Speech the gate
+        had heard start without opening a turn (the wake word itself) is dropped there: the
+        speech that follows opens the turn, so nothing said before this moment is sent, and a
+        wake word followed by silence sends no empty turn."""
         self.barge_in()
         if not self.open_conversation(source):
             return
         if self.gate.in_turn and self._open_turn is None:
+            self.gate.force_end()
             self._turn_ignored = False
-            self._start_turn(self._input_s)
-            if self.mode == "vad":
-                self.uplink.activity_start()
         self._update_state()
 
     # ---- inputs ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation."""
+"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation;
+the wake word (only when configured) taps the mic frames beside the Agent."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Assembly:
     conversation: Conversation
     camera: Camera | None
     volume: Volume
+    on_mic_frame: Callable[[bytes], None]  # the Agent's, with the wake word beside it if set
     mcp: McpTools | None = None  # start() after READY, close() at the end
 
 
@@ -68,7 +70,12 @@ def assemble(
     session.declarations = tools.declarations  # asked again before each connect
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation, camera, volume, mcp)
+    on_mic_frame: Callable[[bytes], None] = agent.on_mic_frame
+    if config.conversation.start == "wake_word":
+        from edge_agent.audio.wakeword import WakeWord
+
+        on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
+    return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp)
 
 
 def make_tool_runner(

@@ -62,11 +62,25 @@ class LiveConfig(Section):
 
 
 class ConversationConfig(Section):
-    start: Literal["speech", "button", "always"] = "speech"
+    start: Literal["speech", "button", "always", "wake_word"] = "speech"
     idle_timeout_s: float = Field(20, gt=0)
     remember_minutes: float = Field(10, ge=0)
     chimes: bool = True
     max_tokens_per_day: int = Field(0, ge=0)
+
+
+class WakeWordConfig(Section):
+    models: list[str] = Field(default_factory=lambda: ["okay_nabu"])
+    probability_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
+    sliding_window: int = Field(0, ge=0, le=100)
+    refractory_s: float = Field(2.0, ge=0.0)
+
+    @field_validator("models")
+    @classmethod
+    def _named(cls, models: list[str]) -> list[str]:
+        if not models or not all(name.strip() for name in models):
+            raise ValueError("expected at least one model name or .json path")
+        return models
 
 
 class TurnsConfig(Section):
@@ -239,6 +253,7 @@ class ServiceConfig(Section):
 class Config(Section):
     live: LiveConfig = Field(default_factory=LiveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    wake_word: WakeWordConfig = Field(default_factory=WakeWordConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     vad: VadConfig = Field(default_factory=VadConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
@@ -248,6 +263,16 @@ class Config(Section):
     web: WebConfig = Field(default_factory=WebConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="after")
+    def _nothing_before_the_wake_word(self) -> Config:
+        if self.conversation.start == "wake_word" and self.camera.send == "always":
+            raise ValueError(
+                '[conversation] start = "wake_word" cannot go with [camera] send = "always" '
+                "(the camera would stream before anyone called); "
+                'use send = "while_talking" or "in_conversation"'
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -302,6 +327,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     """The first problem as one line: which key, what is wrong, what is expected."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if not loc:  # a rule across sections names its keys itself
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return _unknown_key(loc)
     value = _lookup(data, loc)

@@ -14,6 +14,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(MCP_SETTLE_S):
                     await parts.mcp.settled()
-        await _drive(parts.agent, card, mic, options)
+        await _drive(parts.agent, parts.on_mic_frame, card, mic, options)
     finally:
         await parts.link.shutdown()
         if parts.mcp is not None:
@@ -167,6 +168,7 @@ def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[st
 
 async def _drive(
     agent: Agent,
+    on_mic_frame: Callable[[bytes], None],
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
@@ -183,7 +185,7 @@ async def _drive(
         if spans and agent.button_held and spans[0][1] <= now:
             agent.on_button(False)
             spans.pop(0)
-        agent.on_mic_frame(card.tick())
+        on_mic_frame(card.tick())
         if agent.camera is not None and not options.realtime:
             await agent.camera.settle()
         if options.realtime:
