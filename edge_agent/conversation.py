@@ -19,6 +19,7 @@ from typing import Protocol
 
 from edge_agent.config import Config
 from edge_agent.live.session import LiveSession
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,8 @@ class DailyBudget:
         self.spent += tokens
         if self.path is not None:
             with contextlib.suppress(OSError):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(
-                    json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
+                write_private(
+                    self.path, json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
                 )
 
     @property
@@ -167,8 +167,7 @@ class Conversation:
         if self._closed_path is None:
             return
         try:
-            self._closed_path.parent.mkdir(parents=True, exist_ok=True)
-            self._closed_path.write_text(json.dumps({"closed_at": time.time()}))
+            write_private(self._closed_path, json.dumps({"closed_at": time.time()}))
         except OSError as exc:
             log.warning("cannot keep the conversation's close time: %s", exc)
 

@@ -22,6 +22,7 @@ from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
+from edge_agent.live.session import load_sdk
 from edge_agent.metrics import start_metrics
 from edge_agent.reachability import Reachability
 from edge_agent.service import Notifier, Watchdog
@@ -54,6 +55,13 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
+def check_web(config: Config) -> None:
+    if config.web.enabled:  # the page's package is imported only when configured
+        from edge_agent.web import check
+
+        check(config.web)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -68,6 +76,7 @@ async def run_daemon(
     only before READY."""
     fallback = EMULATOR_KEY if use_emulator else None
     keys = key_provider(config, fallback)
+    check_web(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -83,6 +92,11 @@ async def run_daemon(
         try:
             new = reload()
             new_keys = key_provider(new, fallback)
+            check_web(new)
+            if new.conversation.start == "wake_word":
+                from edge_agent.audio.wakeword import check_models
+
+                check_models(new.wake_word)  # a bad model file refuses the reload
         except UserError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None
@@ -145,7 +159,7 @@ async def _run(
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:
-        mic.start(agent.on_mic_frame)
+        mic.start(parts.on_mic_frame)
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         await mic.close()
@@ -162,11 +176,22 @@ async def _run(
         parts.conversation.listeners.append(privacy)
         if camera is not None:
             camera.streaming_listeners.append(privacy)
-    metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
+    service = config.service
+    metrics = start_metrics(
+        agent, parts.conversation.budget, service.metrics_port, service.metrics_address
+    )
     agent.start()
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    web = None
+    if config.web.enabled:
+        from edge_agent.web import Page
+
+        web = Page(config.web, agent, parts.volume)  # starts in the background
+    if parts.mcp is not None:
+        parts.mcp.start()  # MCP servers connect in the background, after READY
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -187,13 +212,18 @@ async def _run(
             changed = None
             notifier.stopping()
             log.info("stopping")
-        watchdog.cancel()
+        for task in (watchdog, sdk):
+            task.cancel()
         probe.close()
         parts.conversation.remember_on_exit()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if web is not None:
+                    await web.close()
                 await parts.link.shutdown()
                 await mic.close()
+                if parts.mcp is not None:
+                    await parts.mcp.close()
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()

@@ -105,11 +105,12 @@ class Metrics:
         elif isinstance(event, ToolFinished):
             self.tool_calls.labels(tool=event.name, outcome="ok" if event.ok else "error").inc()
 
-    def serve(self, port: int) -> Any:
+    def serve(self, port: int, address: str) -> Any:
         from prometheus_client import start_http_server
 
-        self.server, _ = start_http_server(port, registry=self.registry)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        self.server, _ = start_http_server(port, address, registry=self.registry)
+        host = f"[{address}]" if ":" in address else address
+        log.info("metrics on http://%s:%d/metrics", host, port)
         return self.server
 
     def close(self) -> None:
@@ -118,12 +119,14 @@ class Metrics:
             self.server.server_close()
 
 
-def start_metrics(agent: Agent, budget: DailyBudget, port: int) -> Metrics | None:
+def start_metrics(
+    agent: Agent, budget: DailyBudget, port: int, address: str = "127.0.0.1"
+) -> Metrics | None:
     if not port:
         return None
     try:
         metrics = Metrics(agent, budget)
-        metrics.serve(port)
+        metrics.serve(port, address)
     except ImportError:
         log.warning(
             "metrics_port is set but prometheus-client is not installed "
@@ -131,6 +134,6 @@ def start_metrics(agent: Agent, budget: DailyBudget, port: int) -> Metrics | Non
         )
         return None
     except OSError as exc:
-        log.warning("metrics unavailable on port %d: %s", port, exc)
+        log.warning("metrics unavailable on %s port %d: %s", address, port, exc)
         return None
     return metrics

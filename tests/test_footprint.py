@@ -26,10 +26,10 @@ NOT_AT_READY = (
     "mcp",
     "edge_agent.web",
     "edge_agent.emulator",
+    "aiohttp",  # google.genai imports it when installed; both load after READY
+    "google.genai",
+    "websockets",
 )
-# google.genai imports aiohttp whenever it is installed: these go into NOT_AT_READY together
-# with google.genai and websockets once the SDK is imported after READY (issue 16).
-WITH_THE_SDK = ("aiohttp",)
 # cli.py builds the `emulator` command's arguments from edge_agent.emulator.cli (argparse and
 # asyncio only, ~1 ms); the server and its dependencies stay out.
 ALLOWED = {"edge_agent.emulator", "edge_agent.emulator.cli"}

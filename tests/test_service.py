@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,8 +200,10 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     speaker = Speaker(24000)
     parts = assemble(Config(), speaker, time.monotonic, lambda: Credential("k", "t"), tmp_path)
     port = free_port()
-    metrics = start_metrics(parts.agent, parts.conversation.budget, port)
+    service = Config().service
+    metrics = start_metrics(parts.agent, parts.conversation.budget, port, service.metrics_address)
     assert metrics is not None
+    assert metrics.server.server_address[0] == "127.0.0.1"  # not every interface by default
     parts.agent.on_live_event(Usage(100, 20, 120, {"AUDIO": 110, "TEXT": 10}))
     parts.agent.on_live_event(Disconnected("1011 Internal error occurred."))
     parts.agent.on_live_event(BadServerMessage("AttributeError"))
@@ -256,8 +259,13 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
         "StateDirectory=edge-agent",
         "DeviceAllow=char-gpiochip rw",
         "network-online.target time-sync.target",
+        "DeviceAllow=char-dma_heap rw",  # picamera2's buffers (/dev/dma_heap/* is a directory)
+        "ProcSubset=pid",  # device_status and gpiozero cope: see tests/test_field.py
     ):
         assert needed in text
+    assert "DeviceAllow=/dev/dma_heap " not in text  # a directory allows nothing
+    if "@resources" in text.split("SystemCallFilter=~", 1)[1].splitlines()[0]:
+        assert "RestrictRealtime=yes" in text  # sched_setscheduler is filtered anyway
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
@@ -265,3 +273,45 @@ def test_the_shell_scripts_pass_shellcheck() -> None:
     scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_one_turn_run_logs_both_sides_and_keeps_its_state_private(
+    tmp_path: Path, speech: Any
+) -> None:
+    """The per-turn log line, no state noise at info, and state files 0600 in a 0700 directory
+    created by the agent itself (no systemd StateDirectory=, a umask of 022)."""
+    mic = write_wav(tmp_path / "mic.wav", speech("what time is it", lead_s=0.3, gap_s=8.0))
+    state = tmp_path / "var" / "state"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{state}"\n'
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--emulator", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert daemon.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in daemon.stderr:  # the WAV ends in ~10 s; the turn is logged before that
+            lines.append(line)
+            if " turn 1:" in line:
+                break
+        for _ in range(250):  # the resumption handle follows turnComplete
+            if (state / "resumption.json").exists() and (state / "tokens.json").exists():
+                break
+            time.sleep(0.02)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        lines += daemon.communicate(timeout=15)[1].splitlines()
+    turns = [line for line in lines if " turn 1:" in line]
+    assert len(turns) == 1, lines
+    assert 'user "(' in turns[0] and 'agent "' in turns[0]  # the emulator's transcripts
+    assert not [line for line in lines if "state:" in line]
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert {"resumption.json", "tokens.json"} <= {f.name for f in state.iterdir()}
+    for saved in state.iterdir():
+        assert saved.stat().st_mode & 0o777 == 0o600, saved

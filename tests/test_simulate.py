@@ -85,7 +85,7 @@ async def test_push_to_talk_spans_are_the_turns(
     audio = speech("turn on the lights", "and the radio", gap_s=3.0, lead_s=1.0)
     wav_in = write_wav(tmp_path / "in.wav", audio)
     emulator = await start_emulator()
-    config = against(emulator, turns={"mode": "push_to_talk"})
+    config = against(emulator, turns={"mode": "push_to_talk"}, gpio={"button_pin": 17})
     spans = ((0.8, 2.6), (5.0, 6.5))
     summary = await simulate(config, SimulateOptions(input=wav_in, ptt_spans=spans))
     turns = summary["turns"]

@@ -100,6 +100,7 @@ class Speaker:
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
         self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
+        self.last_level = 0.0  # RMS of the last period pulled
         self._decay = (0, 1.0)  # (period, output level factor per period of that length)
         self._period = 0  # samples per pull, as last seen
         self._last_chunk_at: float | None = None  # arrival of the reply's previous chunk
@@ -109,9 +110,7 @@ class Speaker:
 
     def play(self, pcm24: bytes) -> None:
         whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
-        samples = self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2"))
-        if self.volume != 1.0:
-            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        samples = self._gain(self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2")))
         now = self.clock()
         with self._lock:
             if not self._reply_started:
@@ -128,9 +127,14 @@ class Speaker:
             self._voice.push(samples)
         self._wake_device()
 
+    def _gain(self, samples: np.ndarray) -> np.ndarray:
+        if self.volume == 1.0:
+            return samples
+        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)
@@ -218,6 +222,7 @@ class Speaker:
             half_life = OUTPUT_LEVEL_HALF_LIFE_S * self.device_rate
             self._decay = (count, 0.5 ** (count / half_life))
         self.output_level = max(level, self.output_level * self._decay[1])
+        self.last_level = level
         if level:
             self._quiet_samples = 0
         else:
@@ -351,7 +356,8 @@ class PortAudioOutput(PortAudioStream):
 
     def close(self) -> None:
         self._stop_supervising()
-        self._terminate()
+        with self._control:  # never beside an idle stop's Pa_StopStream: two of them hang
+            self._terminate()
 
 
 class WavOutput:

@@ -12,20 +12,16 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import websockets
-from google import genai
-from google.genai import errors, types
-
 from edge_agent.config import Config
-from edge_agent.credentials import Credential, KeyProvider
+from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.events import (
     BadServerMessage,
@@ -47,13 +43,23 @@ from edge_agent.events import (
     TurnComplete,
     TurnLost,
 )
-from edge_agent.live.models import effective_api_version
-from edge_agent.live.setup import build_live_config
-from edge_agent.live.translate import events_from_message
 from edge_agent.logs import RateLimitedLog
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 bad_messages = RateLimitedLog(log)
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
+
+
+def _wire() -> ModuleType:
+    from edge_agent.live import wire
+
+    return wire
+
+
+async def load_sdk() -> None:
+    """Imports google-genai in a worker thread; the daemon calls it right after READY."""
+    await asyncio.to_thread(_wire)
 
 HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
 HANDLE_FILE = "resumption.json"
@@ -66,6 +72,7 @@ HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) re
 IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
+Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class _Switch(Exception):
@@ -93,13 +100,13 @@ class LiveSession:
         config: Config,
         on_event: Callable[[LiveEvent], None],
         key_provider: KeyProvider,
-        declarations: Sequence[dict[str, Any]] = (),
+        declarations: Sequence[dict[str, Any]] | Declarations = (),
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
         self.key_provider = key_provider
-        self.declarations = list(declarations)
+        self.declarations = declarations  # a callable is asked again before each connect
         self.state_dir = state_dir
         self.reconnects = 0
         self.connected = False
@@ -203,21 +210,14 @@ class LiveSession:
                 continue
             except _Switch:
                 cause = self._switch_cause or "goAway"
-            except errors.APIError as exc:
-                detail = f"{exc.message or ''} {exc.details or ''}".strip() or exc.status or ""
-                cause = f"{exc.code} {detail}".strip()[:200]
-                key_refused = self._handle_api_error(exc)
             except TimeoutError:
                 cause = "no setupComplete within the connect timeout"
-            except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-                cause = f"network: {exc}"  # ssl.SSLError is an OSError: a clock before NTP
             except UserError as exc:  # no key any more, or the token command failed
                 cause = str(exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the server is untrusted; so is what the SDK makes of it
-                cause = f"unexpected {type(exc).__name__}: {str(exc)[:160]}"
-                log.debug("session error", exc_info=True)
+                cause, key_refused = self._classify(exc)
             if self._closing:
                 break
             was_connected = self.connected
@@ -256,10 +256,19 @@ class LiveSession:
             log.info("still offline, now: %s", cause)
             self.on_event(Offline(cause, delay))
 
-    def _handle_api_error(self, exc: errors.APIError) -> bool:
+    def _classify(self, exc: Exception) -> tuple[str, bool]:
+        """The cause to report, and whether the key or the model was refused."""
+        wire = _wire()
+        if isinstance(exc, wire.APIError):
+            detail = wire.error_detail(exc)
+            return f"{exc.code} {detail}".strip()[:200], self._handle_api_error(exc.code, detail)
+        if isinstance(exc, wire.NETWORK_ERRORS):
+            return f"network: {exc}", False  # ssl.SSLError is an OSError: a clock before NTP
+        log.debug("session error", exc_info=True)
+        return f"unexpected {type(exc).__name__}: {str(exc)[:160]}", False
+
+    def _handle_api_error(self, code: int | None, text: str) -> bool:
         """True when the key or the model was refused (a slow retry, state `error`)."""
-        text = f"{exc.message or ''} {exc.details or ''}"
-        code = exc.code
         if (code == 1007 and "API key" in text) or (code == 1008 and "API Key" in text):
             return True  # the agent reports it once and shows `error`
         if code == 1008 and "not found" in text:
@@ -329,13 +338,12 @@ class LiveSession:
                 self._outbox = deque(kept)
 
     async def _connect_and_serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        credential = await loop.run_in_executor(None, self.key_provider)
-        client = self._client(credential)
+        await load_sdk()
+        credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle
-        live_config = build_live_config(self.config, self.declarations, resume_handle=handle)
-        connection = client.aio.live.connect(model=self.config.live.model, config=live_config)
+        declared = self.declarations() if callable(self.declarations) else self.declarations
+        connection = _wire().connect(self.config, credential, list(declared), handle)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:
@@ -345,24 +353,6 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):  # servers can go silent: never wait on them
                     await connection.__aexit__(None, None, None)
-
-    def _client(self, credential: Credential) -> genai.Client:
-        live = self.config.live
-        args: dict[str, Any] = {
-            "ping_interval": live.ping_interval_s or None,
-            "ping_timeout": live.ping_timeout_s,
-            "close_timeout": 1.0,
-            "compression": "deflate" if live.compression else None,
-        }
-        if live.ca_file:
-            args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
-        version = "v1alpha" if credential.is_ephemeral_token else effective_api_version(self.config)
-        return genai.Client(
-            api_key=credential.value,
-            http_options=types.HttpOptions(
-                base_url=live.endpoint or None, api_version=version, async_client_args=args
-            ),
-        )
 
     def _on_connected(self, resumed: bool) -> None:
         now = time.monotonic()
@@ -429,7 +419,7 @@ class LiveSession:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._outbox[0]
-            await self._send(session, item)
+            await _wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
             if item.kind != "video":
                 self._journal.append(item)
@@ -451,56 +441,24 @@ class LiveSession:
             del self._journal[:excess]
             self._journal_turn_end = max(0, self._journal_turn_end - excess)
 
-    async def _send(self, session: Any, item: Outgoing) -> None:
-        kind, payload = item.kind, item.payload
-        if kind == "audio":
-            blob = types.Blob(data=payload, mime_type="audio/pcm;rate=16000")
-            await session.send_realtime_input(audio=blob)
-        elif kind == "video":
-            await session.send_realtime_input(
-                video=types.Blob(data=payload, mime_type="image/jpeg")
-            )
-        elif kind == "text":
-            await session.send_realtime_input(text=payload)
-        elif kind == "activity_start":
-            await session.send_realtime_input(activity_start=types.ActivityStart())
-        elif kind == "activity_end":
-            await session.send_realtime_input(activity_end=types.ActivityEnd())
-        elif kind == "audio_stream_end":
-            await session.send_realtime_input(audio_stream_end=True)
-        elif kind == "content":
-            turns, complete = payload
-            contents = [
-                types.Content(role=role, parts=[types.Part(text=text)]) for role, text in turns
-            ]
-            await session.send_client_content(turns=contents, turn_complete=complete)
-        elif kind == "tool_response":
-            call_id, name, response, scheduling = payload
-            await session.send_tool_response(
-                function_responses=[
-                    types.FunctionResponse(
-                        id=call_id, name=name, response=response, scheduling=scheduling
-                    )
-                ]
-            )
-
     async def _receive_loop(self, session: Any) -> None:
         """A message the SDK cannot make sense of is dropped; the socket goes on."""
         while True:
             try:
                 async for message in session.receive():
                     self._deliver(message)
-            except errors.APIError as exc:
-                if exc.code is not None and 1000 <= exc.code <= 4999:
-                    raise  # the connection closed
-                self._bad_message(f"an error object: {str(exc)[:160]}")
-            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+            except MALFORMED as exc:
                 self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+            except Exception as exc:
+                closed = isinstance(exc, _wire().APIError) and 1000 <= (exc.code or 0) <= 4999
+                if closed or not isinstance(exc, _wire().APIError):
+                    raise  # the connection closed, or worse: the connection loop decides
+                self._bad_message(f"an error object: {str(exc)[:160]}")
 
     def _deliver(self, message: Any) -> None:
         try:
-            events = events_from_message(message)
-        except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+            events = _wire().events_from_message(message)
+        except MALFORMED as exc:
             self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
             return
         for event in events:
@@ -587,10 +545,7 @@ class LiveSession:
             return
         record = {"handle": self.handle, "model": self.config.live.model, "saved_at": time.time()}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record), "utf-8")
-            temporary.replace(path)
+            write_private(path, json.dumps(record))
         except OSError as exc:
             log.warning("cannot keep the resumption handle in %s: %s", path, exc)
 
