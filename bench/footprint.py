@@ -4,7 +4,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
 - exec -> READY: `run` under callgrind, counters dumped (callgrind_control -d) when its READY
   datagram arrives on a NOTIFY_SOCKET this script listens on; the baseline likewise up to its
   READY line (which, unlike edge-agent's, includes connecting: it connects first).
-- idle listening: the same process, counters zeroed 5 s after READY and dumped a minute later;
+- idle listening: the same process, counters zeroed once it has settled after READY (the SDK
+  loads then) and dumped a minute later;
   the microphone is a file of room noise (sox pink noise at -45 dBFS), no conversation.
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
   after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
@@ -37,7 +38,6 @@ from edge_agent.emulator.server import Emulator, EmulatorOptions
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("default", "smart-speaker")
-SETTLE_S = 5.0
 
 
 def toml_value(value: Any) -> str:
@@ -143,6 +143,23 @@ def dumped(out: Path, number: int, timeout: float = 120) -> int:
     raise RuntimeError(f"callgrind never dumped {path}")
 
 
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, window_s: float = 5.0, busy: float = 0.5, limit_s: float = 600) -> None:
+    """Waits out what runs right after READY (the SDK loads then, slowly under valgrind): until
+    the process used less than `busy` of a core over a window."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_s(pid)
+        time.sleep(window_s)
+        if cpu_s(pid) - before < busy * window_s:
+            return
+    raise RuntimeError("the process never settled")
+
+
 def stop(process: subprocess.Popen[Any]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -168,7 +185,7 @@ def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tupl
         wait_ready(sock)
         control(process.pid, "-d")
         ready = dumped(out, 1)
-        time.sleep(SETTLE_S)
+        wait_quiet(process.pid)
         control(process.pid, "-z")
         time.sleep(idle_s)
         control(process.pid, "-d")
@@ -232,7 +249,7 @@ def baseline_figures(
         wait_line(process, "READY")
         control(process.pid, "-d")
         ready = dumped(out, 1)
-        time.sleep(SETTLE_S)
+        wait_quiet(process.pid)
         control(process.pid, "-z")
         time.sleep(idle_s)
         control(process.pid, "-d")

@@ -426,3 +426,17 @@ def test_the_jitter_buffer_adapts_to_the_delivery_it_has_seen_and_flush_stays_in
     assert speaker.underruns == 0
     assert speaker.flush() == pytest.approx(0.08)
     assert not np.any(speaker.pull(480))  # barge-in: nothing queued plays
+
+
+async def test_devices_that_take_the_model_rates_are_opened_at_them(
+    alsa_files: tuple[Path, Path],
+) -> None:
+    """rate 0: 16 kHz in and 24 kHz out where the device takes them, so soxr has nothing to do."""
+    mic_raw, _ = alsa_files
+    mic_raw.write_bytes(make_signal(16000, 0.2, 1).tobytes())
+    mic = Microphone("mic", frame_ms=20, max_seconds=0.2)
+    mic.open(lambda frame: None)
+    await mic.close()
+    assert (mic.rate, mic.channels) == (16000, 1)
+    assert PortAudioOutput("speaker").probe_rate() == 24000
+    assert PortAudioOutput("speaker", rate=44100).probe_rate() == 44100

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio.devices import AudioDevice, DeviceNotFound, PortAudioStream
+from edge_agent.audio.devices import AudioDevice, DeviceNotFound, PortAudioStream, preferred_rate
 from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,9 @@ class Microphone(PortAudioStream):
 
     def _open_stream(self) -> None:
         def parameters(chosen: AudioDevice) -> dict[str, Any]:
-            self.rate = self.requested_rate or chosen.default_rate
+            self.rate = self.requested_rate or preferred_rate(
+                self._pa, chosen, "input", MODEL_INPUT_RATE, self.requested_channels
+            )
             self.channels = self.requested_channels or self._mono_if_possible(
                 chosen.index, self.rate
             )

@@ -99,6 +99,29 @@ def select_device(
     return chosen[0]
 
 
+def preferred_rate(
+    pa: Any, device: AudioDevice, direction: Direction, model_rate: int, channels: int
+) -> int:
+    """The model's rate if the device takes it (with `channels`, 0 = mono or stereo), else its
+    default rate, which soxr converts."""
+    import pyaudio
+
+    for count in (channels,) if channels else (1, 2):
+        try:
+            pa.is_format_supported(
+                model_rate,
+                **{
+                    f"{direction}_device": device.index,
+                    f"{direction}_channels": count,
+                    f"{direction}_format": pyaudio.paInt16,
+                },
+            )
+            return model_rate
+        except ValueError:
+            continue
+    return device.default_rate
+
+
 async def keep_open(
     name: str,
     is_healthy: Callable[[], bool],

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio.devices import PortAudioStream
+from edge_agent.audio.devices import PortAudioStream, preferred_rate
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
 from edge_agent.logs import RateLimitedLog
 
@@ -263,12 +263,16 @@ class PortAudioOutput(PortAudioStream):
         self._control = threading.Lock()  # stream stop/start
 
     def probe_rate(self) -> int:
-        """The rate the device will run at (the Speaker resamples to it)."""
+        """The rate the device will run at: as configured, else the model's if the device takes
+        it, else the device's default (the Speaker resamples to it)."""
         try:
             chosen = self._find("output")
+            if self.requested_rate:
+                return self.requested_rate
+            channels = self.requested_channels or 1
+            return preferred_rate(self._pa, chosen, "output", MODEL_OUTPUT_RATE, channels)
         finally:
             self._terminate()
-        return self.requested_rate or chosen.default_rate
 
     def start(self, speaker: Speaker, supervise: bool = True) -> None:
         self._speaker = speaker
