@@ -4,8 +4,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
 - exec -> READY: `run` under callgrind, counters dumped (callgrind_control -d) when its READY
   datagram arrives on a NOTIFY_SOCKET this script listens on; the baseline likewise up to its
   READY line (which, unlike edge-agent's, includes connecting: it connects first).
-- idle listening: the same process, counters zeroed once it has settled after READY (the SDK
-  loads then) and dumped a minute later;
+- idle listening: the same process, once it has settled after READY (the SDK loads then: until
+  two 15 s windows count within 30 % of each other), a minute counted;
   the microphone is a file of room noise (sox pink noise at -45 dBFS), no conversation.
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
   after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
@@ -31,6 +31,7 @@ import tempfile
 import time
 import tomllib
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from edge_agent.emulator.server import Emulator, EmulatorOptions
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("default", "smart-speaker")
+SETTLE_WINDOW_S = 15.0
 
 
 def toml_value(value: Any) -> str:
@@ -143,23 +145,6 @@ def dumped(out: Path, number: int, timeout: float = 120) -> int:
     raise RuntimeError(f"callgrind never dumped {path}")
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(pid: int, window_s: float = 5.0, busy: float = 0.5, limit_s: float = 600) -> None:
-    """Waits out what runs right after READY (the SDK loads then, slowly under valgrind): until
-    the process used less than `busy` of a core over a window."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        before = cpu_s(pid)
-        time.sleep(window_s)
-        if cpu_s(pid) - before < busy * window_s:
-            return
-    raise RuntimeError("the process never settled")
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -167,6 +152,37 @@ def stop(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def counted(
+    process: subprocess.Popen[Any], out: Path, ready: Callable[[], None], idle_s: float
+) -> tuple[int, float]:
+    """(instructions exec -> READY, idle instructions per minute) of a process under callgrind;
+    `ready` returns when it is READY."""
+    ready()
+    control(process.pid, "-d")
+    at_ready = dumped(out, 1)
+
+    dumps = [1]
+
+    def window(seconds: float) -> int:
+        control(process.pid, "-z")
+        time.sleep(seconds)
+        control(process.pid, "-d")
+        dumps.append(dumps[-1] + 1)
+        return dumped(out, dumps[-1])
+
+    # what runs right after READY (the SDK loads then, slowly under valgrind) is waited out:
+    # until two 15 s windows count within 30 % of each other
+    previous = window(SETTLE_WINDOW_S)
+    for _ in range(40):
+        count = window(SETTLE_WINDOW_S)
+        if max(count, previous) < 1.3 * min(count, previous):
+            break
+        previous = count
+    else:
+        raise RuntimeError("the process never settled after READY")
+    return at_ready, window(idle_s) * 60 / idle_s
 
 
 def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tuple[int, float]:
@@ -182,18 +198,10 @@ def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tupl
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_ready(sock)
-        control(process.pid, "-d")
-        ready = dumped(out, 1)
-        wait_quiet(process.pid)
-        control(process.pid, "-z")
-        time.sleep(idle_s)
-        control(process.pid, "-d")
-        idle = dumped(out, 2) * 60 / idle_s
+        return counted(process, out, lambda: wait_ready(sock), idle_s)
     finally:
         stop(process)
         sock.close()
-    return ready, idle
 
 
 def smaps(pid: int) -> dict[str, float]:
@@ -233,37 +241,28 @@ def wait_line(process: subprocess.Popen[str], wanted: str) -> None:
     raise RuntimeError(f"the baseline ended before {wanted}")
 
 
+def start_baseline(emulator: Emulator, env: dict[str, str], out: Path | None) -> Any:
+    command = baseline_command(emulator)
+    return subprocess.Popen(
+        callgrind_command(out, command) if out else command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+
+
 def baseline_figures(
     emulator: Emulator, folder: Path, env: dict[str, str], idle_s: float
 ) -> dict[str, float]:
     out = folder / "callgrind-baseline.out"
-    process = subprocess.Popen(
-        callgrind_command(out, baseline_command(emulator)),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-    )
+    process = start_baseline(emulator, env, out)
     try:
-        wait_line(process, "READY")
-        control(process.pid, "-d")
-        ready = dumped(out, 1)
-        wait_quiet(process.pid)
-        control(process.pid, "-z")
-        time.sleep(idle_s)
-        control(process.pid, "-d")
-        idle = dumped(out, 2) * 60 / idle_s
+        ready, idle = counted(process, out, lambda: wait_line(process, "READY"), idle_s)
     finally:
         stop(process)
-    process = subprocess.Popen(
-        baseline_command(emulator),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-    )
+    process = start_baseline(emulator, env, None)
     try:
         wait_line(process, "READY")
         time.sleep(10)
@@ -277,17 +276,15 @@ def import_costs(config: Path, env: dict[str, str]) -> dict[str, int]:
     """Self import time (µs) per top-level package of `run` up to READY."""
     sock, address = listen(config.parent)
     command = [sys.executable, "-X", "importtime", "-m", "edge_agent", "run", "--config"]
-    process = subprocess.Popen(
-        [*command, str(config)],
-        env={**env, "NOTIFY_SOCKET": address},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = config.parent / "importtime.txt"
+    with log.open("w") as errors:  # a file, not a pipe: a full pipe would stall it before READY
+        process = subprocess.Popen(
+            [*command, str(config)], env={**env, "NOTIFY_SOCKET": address}, stderr=errors
+        )
     try:
         wait_ready(sock)
         process.send_signal(signal.SIGSTOP)  # what it imports after READY does not count
-        os.set_blocking(process.stderr.fileno(), False)  # type: ignore[union-attr]
-        text = process.stderr.read() or ""  # type: ignore[union-attr]
+        text = log.read_text()
     finally:
         process.send_signal(signal.SIGCONT)
         stop(process)

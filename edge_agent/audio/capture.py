@@ -25,7 +25,7 @@ FrameSink = Callable[[bytes], None]
 FILE_PREFIX = "file:"
 # Device blocks are shorter than VAD frames: a frame is handed on at most one block after its
 # last sample arrives. A block of a whole frame lands on whatever period the driver chose and
-# held frames ~15 ms longer on the bench (README, Performance).
+# held frames ~15 ms longer on the bench (bench/README.md).
 BLOCK_S = 0.01
 
 
