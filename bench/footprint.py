@@ -85,14 +85,16 @@ def room_noise(folder: Path, seconds: int) -> tuple[Path, Path]:
     return wav, raw
 
 
-def agent_config(folder: Path, name: str, emulator: Emulator, devices: dict[str, str]) -> Path:
+def agent_config(
+    folder: Path, name: str, emulator: Emulator, devices: dict[str, str], tag: str
+) -> Path:
     base = tomllib.loads((REPO / "config" / f"{name}.toml").read_text())
     extra = {
         "live": {"endpoint": emulator.url, "ca_file": str(emulator.cert_path)},
         "audio": devices,
         "service": {"state_dir": str(folder / "state"), "log_level": "warning"},
     }
-    return write_toml(folder / f"{name}-{len(devices)}.toml", merged(base, extra))
+    return write_toml(folder / f"{name}-{tag}.toml", merged(base, extra))
 
 
 def environment(folder: Path, raw: Path, **extra: str) -> dict[str, str]:
@@ -307,11 +309,11 @@ async def measure(folder: Path, idle_s: float, baseline: bool) -> dict[str, Any]
             files = {"input_device": f"file:{wav}", "output_device": f"file:{folder}/out.wav"}
             alsa = {"input_device": "mic", "output_device": "speaker"}
             env = environment(folder, raw)
-            file_config = agent_config(folder, name, emulator, files)
-            alsa_config = agent_config(folder, name, emulator, alsa)
+            file_config = agent_config(folder, name, emulator, files, "files")
+            alsa_config = agent_config(folder, name, emulator, alsa, "alsa")
             ready, idle = await asyncio.to_thread(agent_instructions, file_config, env, idle_s)
             memory = await asyncio.to_thread(agent_memory, alsa_config, env)
-            imports = await asyncio.to_thread(import_costs, alsa_config, env)
+            imports = await asyncio.to_thread(import_costs, file_config, env)
             results[name] = {"ready": ready, "idle": idle, **memory, "imports": imports}
         if baseline:
             env = environment(folder, raw)
