@@ -49,7 +49,7 @@ def stall() -> Iterator[tuple[float, int]]:
         yield offset + (0.2 if offset >= 0.5 / 1.5 else 0.0), samples
 
 
-PATTERNS = {"steady 2x": steady, "bursty": bursty, "stall 300 ms": stall}
+PATTERNS = {"steady 1.5x": steady, "bursty": bursty, "stall 200 ms": stall}
 
 
 def run(kind: type[Speaker], pattern: str, jitter_ms: int) -> tuple[list[float], int]:
