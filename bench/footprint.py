@@ -4,8 +4,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
 - exec -> READY: `run` under callgrind, counters dumped (callgrind_control -d) when its READY
   datagram arrives on a NOTIFY_SOCKET this script listens on; the baseline likewise up to its
   READY line (which, unlike edge-agent's, includes connecting: it connects first).
-- idle listening: the same process, once it has settled after READY (the SDK loads then: until
-  two 15 s windows count within 30 % of each other), a minute counted;
+- idle listening: the same process, once it has settled after READY (the SDK loads then: 15 s
+  windows until the count has fallen below half the busiest window's and holds), a minute;
   the microphone is a file of room noise (sox pink noise at -45 dBFS), no conversation.
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
   after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
@@ -174,14 +174,15 @@ def counted(
         dumps.append(dumps[-1] + 1)
         return dumped(out, dumps[-1])
 
-    # what runs right after READY (the SDK loads then, slowly under valgrind) is waited out:
-    # until two 15 s windows count within 30 % of each other
-    previous = window(SETTLE_WINDOW_S)
+    # what runs right after READY (the SDK loads then, over a minute under valgrind) is waited
+    # out: until the count of a 15 s window has fallen below half the busiest one's and the
+    # next window agrees with it within 30 %
+    counts = [window(SETTLE_WINDOW_S)]
     for _ in range(40):
-        count = window(SETTLE_WINDOW_S)
-        if max(count, previous) < 1.3 * min(count, previous):
+        counts.append(window(SETTLE_WINDOW_S))
+        last, before = counts[-1], counts[-2]
+        if max(last, before) < 1.3 * min(last, before) and before < 0.5 * max(counts):
             break
-        previous = count
     else:
         raise RuntimeError("the process never settled after READY")
     return at_ready, window(idle_s) * 60 / idle_s
