@@ -58,9 +58,10 @@ class Peer:
     """One connection of the daemon, as a script sees it. Sending never raises: the daemon
     closing on a case is an outcome, not a test error."""
 
-    def __init__(self, ws: ServerConnection, number: int) -> None:
+    def __init__(self, ws: ServerConnection, number: int, server: HostileServer) -> None:
         self.ws = ws
         self.number = number
+        self.server = server  # a case may take over the connections that follow its own
         self.setup: dict[str, Any] | None = None
         self.turn_ends = 0
         self.turn_ended = asyncio.Event()
@@ -200,7 +201,7 @@ class HostileServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
-        peer = Peer(ws, self.connections)
+        peer = Peer(ws, self.connections, self)
         self._peers.append(peer)
         await self.arrivals.put(peer)
         await peer.done.wait()
@@ -217,6 +218,7 @@ class HostileServer:
             "supportedGenerationMethods": ["bidiGenerateContent"],
         }
         response = connection.respond(200, json.dumps(body))
+        del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
 
@@ -346,6 +348,26 @@ def handles_then_goaway() -> Script:
     return play
 
 
+async def handle_goaway_loop(peer: Peer) -> None:
+    """25 connections in a row, each given a fresh 1 MB handle and then goAway "0s": what the
+    daemon keeps per connection shows as memory growth (test_memory_does_not_grow)."""
+    for number in range(25):
+        if number:
+            next_peer = await peer.server.next_peer(10.0)
+            if next_peer is None:
+                return
+            peer = next_peer
+            if not await peer.read_setup():
+                await peer.finish()
+                continue
+        handle = f"loop-{number:02d}-".ljust(MEGABYTE, "h")
+        update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+        await peer.send({"setupComplete": {}}, update, {"goAway": {"timeLeft": "0s"}})
+        await peer.wait_gone(3.0)
+        if number:
+            await peer.finish()
+
+
 def tool_calls(count: int) -> dict[str, Any]:
     calls = [{"id": f"call-{i}", "name": "get_time", "args": {}} for i in range(count)]
     return {"toolCall": {"functionCalls": calls}}
@@ -461,6 +483,7 @@ CASES: list[Case] = [
     ),
     # resumption and goAway
     Case("handles_1mb_x20_then_goaway", handles_then_goaway()),
+    Case("handle_1mb_goaway_loop_x25", handle_goaway_loop),
     Case(
         "resumption_wrong_types",
         frames({"sessionResumptionUpdate": {"newHandle": 123, "resumable": "yes"}}),

@@ -30,6 +30,7 @@ from tests.conftest import REPO, write_wav
 from tests.hostile_server import CASES, MEGABYTE, HostileServer, Peer, Script, answer_one_turn
 
 MEMORY_BOUND_MB = 400.0
+GROWTH_BOUND_MB = 50.0  # retained (USS) growth over one daemon's life; ~125 MB handles pass by
 WAV_SECONDS = 240  # questions every ~1.5 s for longer than the whole run
 ANSWERED = re.compile(r"turn \d+: .*first sample \+")
 WAIT_CONNECTION_S = 30.0  # generous bounds: only a broken daemon reaches them
@@ -48,6 +49,8 @@ class Outcome:
     answer_played: bool = False
     good_connections: int = 0
     seconds: float = 0.0
+    daemon_start: int = 0  # which start of the daemon played the case
+    end_uss_mb: float = 0.0  # after the good turn: what the daemon kept
     peak_rss_mb: float = 0.0
     peak_uss_mb: float = 0.0
     log: list[str] = field(default_factory=list)
@@ -189,6 +192,8 @@ class Run:
                 except TimeoutError:
                     self.current.problems.append(f"the case took over {CASE_BOUND_S:.0f} s")
                 self._sample(self.current)
+                self.current.daemon_start = self.daemon.starts
+                self.current.end_uss_mb = memory_mb(self.daemon.pid)[1]
                 self.current.seconds = time.monotonic() - started
                 self.current.log = self.daemon.lines[first_line:]
                 self.current.exit_code = self.daemon.exit_code()
@@ -315,6 +320,19 @@ def test_the_daemon_survives_and_answers_after(hostile_run: Run, name: str) -> N
     if outcome.problems:
         tail = "\n".join(line[:300] for line in outcome.log[-25:])
         pytest.fail(f"{'; '.join(outcome.problems)}\n--- daemon stderr ---\n{tail}", False)
+
+
+@pytest.mark.timeout(600)
+def test_memory_does_not_grow_with_connections(hostile_run: Run) -> None:
+    """Each good connection hands out a fresh 1 MB handle, and one case loops 25 more: a daemon
+    that keeps something per connection (or per handle) grows by about a megabyte each."""
+    growth = 0.0
+    for start in {o.daemon_start for o in hostile_run.outcomes}:
+        life = [o.end_uss_mb for o in hostile_run.outcomes if o.daemon_start == start]
+        life = [uss for uss in life if uss > 0]  # 0: the daemon had died
+        if len(life) > 1:
+            growth = max(growth, max(life) - life[0])
+    assert growth <= GROWTH_BOUND_MB, f"USS grew by {growth:.0f} MB over {len(CASES)} cases"
 
 
 @pytest.mark.timeout(600)
