@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -23,7 +23,7 @@ from edge_agent.emulator.wire import (
     encode_for_wire,
     parse_client_message,
 )
-from edge_agent.live.models import DEFAULT_MODEL, KNOWN_MODELS, ModelTraits, traits
+from edge_agent.live.models import ModelTraits, traits
 
 LIVE_PATH = (
     r"/{prefix:(?:.*/)?}ws/google.ai.generativelanguage.{version:v1|v1beta|v1alpha}"
@@ -99,10 +99,8 @@ class Emulator:
         write_authority(authority, self.options.cert_dir)
         if self.options.log_path is not None:
             self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
-        if self.options.goaway_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.goaway_every, True)))
         if self.options.drop_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.drop_every, False)))
+            self._timers.append(asyncio.create_task(self._drop_every(self.options.drop_every)))
 
     async def stop(self) -> None:
         for timer in self._timers:
@@ -121,15 +119,11 @@ class Emulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _every(self, period: float, go_away: bool) -> None:
+    async def _drop_every(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
             for connection in list(self.connections.values()):
-                if connection.session is None:
-                    continue
-                if go_away:
-                    connection._spawn(connection.go_away(self.options.goaway_time_left_s))
-                else:
+                if connection.session is not None:
                     self.log_event(connection.number, "drop")
                     connection.drop()
 
@@ -225,7 +219,15 @@ class Emulator:
             return None
         known = traits(name)
         if known is None and self.options.any_model:
-            return replace(KNOWN_MODELS[DEFAULT_MODEL], display_name=name)
+            return ModelTraits(
+                display_name=name,
+                version="0",
+                thinking_budget=True,
+                thinking_levels=("minimal", "low", "medium", "high"),
+                affective_dialog=True,
+                proactive_audio=True,
+                non_blocking_tools=True,
+            )
         return known
 
     # ---- credentials -----------------------------------------------------------------------
