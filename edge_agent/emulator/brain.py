@@ -69,19 +69,23 @@ def words(text: str) -> list[str]:
 
 def _name_words(name: str) -> set[str]:
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ")
-    return {w for w in words(spaced) if w not in STOPWORDS}
+    return set(words(spaced))
 
 
 def pick_function(text: str, declared: list[Declaration]) -> Declaration | None:
-    """The declaration the words call: the best score of name and description words."""
+    """The declaration the words call: the best score of name and description words (a word
+    of the name the user did not say counts against it: "turn on" is not turn_off_...)."""
     said = set(words(text))
     best, best_score = None, 0
     for declaration in declared:
-        description = {w for w in words(declaration.description) if w not in STOPWORDS}
+        description = {
+            w for w in words(declaration.description) if w not in STOPWORDS and len(w) > 2
+        }
         name = _name_words(declaration.name)
-        score = NAME_WEIGHT * len(said & name) + len(said & (description - name))
-        if declaration.name.lower() in text.lower():
-            score += NAME_WEIGHT * 2
+        content = name - STOPWORDS
+        score = len(said & (description - name))
+        if said & content:
+            score += NAME_WEIGHT * len(said & name) - len(content - said)
         if score > best_score:
             best, best_score = declaration, score
     return best
@@ -129,7 +133,7 @@ def _value(schema: dict[str, Any], text: str, name: str) -> Any:
 
 
 def _mentioned(key: str, text: str) -> bool:
-    return bool(_name_words(key) & set(words(text)))
+    return bool((_name_words(key) - STOPWORDS) & set(words(text)))
 
 
 def _number(schema: dict[str, Any], text: str, integer: bool) -> int | float:
@@ -153,7 +157,10 @@ def _string(text: str, name: str) -> str:
 
 def arithmetic(text: str) -> tuple[str, str] | None:
     """("print(6 * 7)", "42") for words holding a sum, else None."""
-    match = _ARITHMETIC.search(text.replace("×", "*"))
+    spelled = text.replace("×", "*")
+    for word, sign in (("times", "*"), ("plus", "+"), ("minus", "-"), ("divided by", "/")):
+        spelled = re.sub(rf"\b{word}\b", sign, spelled)
+    match = _ARITHMETIC.search(spelled)
     if match is None:
         return None
     expression = re.sub(r"\s*x\s*", " * ", match.group(1)).replace("^", "**")

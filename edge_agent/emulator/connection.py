@@ -385,7 +385,7 @@ class Connection:
         ends a willContinue stream says nothing."""
         scheduling = response.get("scheduling", "WHEN_IDLE")
         body = response.get("response") or {}
-        if scheduling == "SILENT" or not body:
+        if scheduling == "SILENT" or not any(body.values()):
             return
         turn = Turn(transcript=brain.describe_response(call.name, response))
         user_speaking = self.in_activity or (self.detector is not None and self.detector.speaking)

@@ -35,16 +35,11 @@ def setup_problem(model: str, traits: ModelTraits, setup: dict[str, Any]) -> str
     for tool in setup.get("tools", []):
         for declared in tool.get("functionDeclarations", []):
             behavior = declared.get("behavior", "UNSPECIFIED")
+            function = declared.get("name")
             if behavior == "NON_BLOCKING" and not traits.non_blocking_tools:
-                return (
-                    f"{INVALID}: function {declared.get('name')}: NON_BLOCKING is not supported "
-                    f"by {name} (synchronous function calling only)."
-                )
+                return f"{INVALID}: {name} has synchronous functions only ({function})."
             if behavior == "BLOCKING" and not traits.blocking_tools:
-                return (
-                    f"{INVALID}: function {declared.get('name')}: BLOCKING is not supported "
-                    f"by {name} (asynchronous function calling only)."
-                )
+                return f"{INVALID}: {name} has asynchronous functions only ({function})."
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from edge_agent.emulator.wire import (
     encode_for_log,
     encode_for_wire,
     parse_client_message,
+    to_camel,
 )
 from edge_agent.live.models import ModelTraits, traits
 
@@ -164,8 +166,10 @@ class Emulator:
                 setup = parse_client_message(json.dumps({"setup": setup}), "v1alpha")["setup"]
             except WireError as exc:
                 return _error(400, str(exc))
+        mask = body.get("fieldMask")
+        field_mask = tuple(to_camel_path(p) for p in str(mask).split(",") if p) if mask else None
         token = self.registry.mint_token(
-            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup
+            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup, field_mask
         )
         return web.json_response(
             {
@@ -268,7 +272,7 @@ class Emulator:
                 del self.registry.tokens[name]
             elif token.uses_left > 1:
                 token.uses_left -= 1
-        return {**setup, **token.locked_setup}
+        return lock_fields(setup, token.locked_setup, token.field_mask)
 
     # ---- I/O and log -----------------------------------------------------------------------
 
@@ -297,6 +301,43 @@ class Emulator:
             "msg": message,
         }
         self._log.write(json.dumps(entry) + "\n")
+
+
+def to_camel_path(path: str) -> str:
+    return ".".join(to_camel(part) for part in path.strip().split("."))
+
+
+def lock_fields(
+    client: dict[str, Any], locked: dict[str, Any], mask: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The token's setup wins field by field: every field it sets (no mask), or the masked
+    paths, where a masked path the token leaves unset is taken away from the client."""
+    if mask is None:
+        return _deep_merge(client, locked)
+    merged = copy.deepcopy(client)
+    for path in mask:
+        keys = path.split(".")
+        source: Any = locked
+        for key in keys:
+            source = source.get(key) if isinstance(source, dict) else None
+        target = merged
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        if source is None:
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = source
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _error(status: int, message: str, reason: str = "") -> web.Response:
