@@ -449,3 +449,23 @@ async def test_pipecat_seeded_history_then_audio_is_answered_once(
             await asyncio.wait_for(session._receive(), 1.5)
     log = read_log(emulator)
     assert sum("turnComplete" in e["msg"].get("serverContent", {}) for e in log) == 1
+
+
+async def test_url_context_metadata_and_extended_thinking_interaction_status(
+    start_emulator: Callable[..., Any],
+) -> None:
+    emulator = await start_emulator()
+    config = {**MANUAL, "tools": [{"url_context": {}}]}
+    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=config) as session:
+        await ask(session, "summarise https://example.com/news please")
+        read = contents(await collect_turn(session))
+    metadata = next(c.url_context_metadata for c in read if c.url_context_metadata)
+    assert metadata.url_metadata and metadata.url_metadata[0].retrieved_url == (
+        "https://example.com/news"
+    )
+    extended = "gemini-3.8-live-extended-thinking"
+    async with sdk_client(emulator).aio.live.connect(model=extended, config=MANUAL) as session:
+        await ask(session, "think hard")
+        messages = contents(await collect_turn(session))  # receive() ends at IDLE
+    statuses = [c.interaction_status.value for c in messages if c.interaction_status]
+    assert statuses == ["IN_PROGRESS", "IDLE"] and messages[-1].turn_complete

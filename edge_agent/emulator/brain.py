@@ -155,6 +155,10 @@ def _string(text: str, name: str) -> str:
     return stripped or name
 
 
+def urls(text: str) -> list[str]:
+    return re.findall(r"https?://[^\s\"'<>]+[^\s\"'<>.,;:!?)]", text)
+
+
 def arithmetic(text: str) -> tuple[str, str] | None:
     """("print(6 * 7)", "42") for words holding a sum, else None."""
     spelled = text.replace("×", "*")

@@ -536,6 +536,15 @@ class Connection:
                 {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": output + "\n"}},
             ]
             answer.text = f"The result is {output}."
+        elif brain.has_tool(self.setup, "urlContext") and brain.urls(said):
+            found = brain.urls(said)
+            answer.url_context = {
+                "urlMetadata": [
+                    {"retrievedUrl": url, "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS"}
+                    for url in found
+                ]
+            }
+            answer.text = f"I read {len(found)} page{'s' if len(found) > 1 else ''} for you."
         elif brain.has_tool(self.setup, "googleSearch"):
             answer.grounding = search_grounding(said)
             topic = said.rstrip("?.!")
@@ -581,6 +590,8 @@ class Connection:
         if answer is None:
             answer = reply.Answer(spec.transcript or default_answer(number))
         transcript = answer.text
+        if self.model.interaction_status:
+            await self.send({"serverContent": {"interactionStatus": "IN_PROGRESS"}})
         for content in reply.preamble(answer, one_part):
             await self.send({"serverContent": content})
         if text_mode:
@@ -611,9 +622,12 @@ class Connection:
             {"role": "model", "text": transcript},
         ]
         await self.send({"serverContent": {"generationComplete": True}})
+        done: dict[str, Any] = {"turnComplete": True}
+        if self.model.interaction_status:
+            done["interactionStatus"] = "IDLE"
         await self.send(
             {
-                "serverContent": {"turnComplete": True},
+                "serverContent": done,
                 "usageMetadata": self._usage(response_tokens, text_mode, thought_tokens),
             }
         )

@@ -21,6 +21,7 @@ class Answer:
     thought: str = ""
     code_parts: list[dict[str, Any]] = field(default_factory=list)  # executableCode, result
     grounding: dict[str, Any] | None = None
+    url_context: dict[str, Any] | None = None
 
 
 @dataclass
@@ -45,6 +46,8 @@ def preamble(answer: Answer, one_part: bool) -> list[dict[str, Any]]:
         messages = [model_turn(*parts)] if parts else []
     if answer.grounding is not None:
         messages.append({"groundingMetadata": answer.grounding})
+    if answer.url_context is not None:
+        messages.append({"urlContextMetadata": answer.url_context})
     return messages
 
 
