@@ -3,6 +3,7 @@ logs of grounding and code execution, and a spoken reply a person can listen to.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.credentials import Credential
 from edge_agent.emulator import voice
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.simulate import SimulateOptions, simulate
@@ -74,3 +76,39 @@ def test_simulate_on_the_bundled_question_writes_a_spoken_reply(tmp_path: Path) 
     start = int((turn["end_s"] + turn["first_audio_ms"] / 1000) * 24000)
     spoken = samples[start : start + 24000 * 2]  # the first 2 s of the answer
     assert voiced_share(spoken, 24000) > 0.5
+
+
+async def test_typed_what_time_is_it_calls_get_time_with_the_agents_declarations(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    from edge_agent.events import Connected, ToolCall, TurnComplete
+    from edge_agent.live.session import LiveSession
+    from edge_agent.tools.builtins import builtin_tools
+    from edge_agent.tools.registry import discover, enabled_tools
+    from tests.test_live_session import Recorder, live_config, type_turn
+
+    emulator = await start_emulator()
+    config = live_config(emulator, tmp_path)
+    tools = enabled_tools(config.tools.enabled, discover(builtin_tools([])))
+    declarations = [t.declaration(non_blocking_supported=True) for t in tools]
+    recorder = Recorder()
+    session = LiveSession(config, recorder, _credential, declarations=declarations)
+    task = asyncio.create_task(session.run())
+    try:
+        await recorder.wait_for(Connected)
+        type_turn(session, "what time is it")
+        await recorder.wait_for(ToolCall)
+        call = recorder.of(ToolCall)[0].calls[0]
+        assert call.name == "get_time" and call.args == {}
+        session.send_tool_response(call.id, call.name, {"output": {"time": "14:03"}})
+        await recorder.wait_for(TurnComplete)
+    finally:
+        await session.close()
+        task.cancel()
+    sessions = emulator.registry.sessions_by_handle.values()
+    model_said = [h["text"] for state in sessions for h in state.history]
+    assert any("time 14:03" in text for text in model_said)
+
+
+def _credential() -> Credential:
+    return Credential("test-key", "test")
