@@ -15,7 +15,7 @@ from google.genai import errors, types
 
 from edge_agent.emulator.scenario import Scenario, Turn
 from tests.conftest import read_log, sdk_client
-from tests.test_emulator import ask, audio_bytes, collect_turn, pcm_blob, raw_exchange
+from tests.test_emulator import ask, audio_bytes, collect_turn, pcm_blob, raw_exchange, stream
 
 MODEL = "gemini-3.8-live"
 AUDIO: dict[str, Any] = {"response_modalities": ["AUDIO"]}
@@ -440,10 +440,7 @@ async def test_pipecat_seeded_history_then_audio_is_answered_once(
             ],
             turn_complete=False,
         )
-        audio = speech("what can you do", gap_s=1.5)
-        step = 1600
-        for start in range(0, len(audio), step):
-            await session.send_realtime_input(audio=pcm_blob(audio[start : start + step]))
+        await stream(session, speech("what can you do", gap_s=1.5))
         assert audio_bytes(await asyncio.wait_for(collect_turn(session), 10))
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(session._receive(), 1.5)
