@@ -179,6 +179,7 @@ class Agent:
         self._connecting = True  # a conversation is open and its session is not up yet
         self._offline = False  # the service cannot be reached (an outage, not a connect)
         self._key_refused = False
+        self._called = False  # woken (wake word or press): listening before any speech
         self._offline_chimed_at = -OFFLINE_CHIME_EVERY_S
         self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
         self._open_turn: TurnRecord | None = None
@@ -200,6 +201,7 @@ class Agent:
         return True
 
     def close_conversation(self, reason: str) -> None:
+        self._called = False
         if self._open_turn is not None:
             self._open_turn = None
             self.turns.pop()
@@ -245,16 +247,17 @@ class Agent:
             log.info("barge-in: answer cut")
 
     def wake(self, source: str) -> None:
-        """The wake word (or a press): cut any answer, open a conversation, and make the speech
-        from this moment on a turn, even when the speech gate had already heard it start."""
+        """The wake word (or a press): cut any answer and open a conversation. Speech the gate
+        had heard start without opening a turn (the wake word itself) is dropped there: the
+        speech that follows opens the turn, so nothing said before this moment is sent, and a
+        wake word followed by silence sends no empty turn."""
         self.barge_in()
         if not self.open_conversation(source):
             return
+        self._called = True  # the lights say "listening" now, not when speech opens a turn
         if self.gate.in_turn and self._open_turn is None:
+            self.gate.force_end()
             self._turn_ignored = False
-            self._start_turn(self._input_s)
-            if self.mode == "vad":
-                self.uplink.activity_start()
         self._update_state()
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -352,6 +355,7 @@ class Agent:
         self.conversation.chime(name)
 
     def _start_turn(self, start_s: float) -> None:
+        self._called = False
         self.turn_count += 1
         self._open_turn = TurnRecord(self.turn_count, start_s=start_s)
         self.turns.append(self._open_turn)
@@ -610,7 +614,7 @@ class Agent:
             state = State.SPEAKING
         elif self._offline:
             state = State.OFFLINE
-        elif self._open_turn is not None:
+        elif self._open_turn is not None or (self._called and self.conversation.is_open):
             state = State.LISTENING
         elif self._awaiting_reply:
             state = State.THINKING

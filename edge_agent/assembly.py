@@ -1,4 +1,5 @@
-"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation."""
+"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation;
+the wake word (only when configured) taps the mic frames beside the Agent."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
@@ -18,8 +20,11 @@ from edge_agent.credentials import KeyProvider
 from edge_agent.live.models import traits
 from edge_agent.live.session import LiveSession
 from edge_agent.tools.builtins import builtin_tools
-from edge_agent.tools.registry import discover, enabled_tools
+from edge_agent.tools.registry import ToolSource, discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
+
+if TYPE_CHECKING:
+    from edge_agent.tools.mcp_source import McpTools
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Assembly:
     conversation: Conversation
     camera: Camera | None
     volume: Volume
+    on_mic_frame: Callable[[bytes], None]  # the Agent's, with the wake word beside it if set
+    mcp: McpTools | None = None  # start() after READY, close() at the end
 
 
 def assemble(
@@ -54,11 +61,21 @@ def assemble(
     source = make_source(config.camera)
     camera = Camera(config.camera, source, session.send_video, clock) if source else None
     volume = Volume(speaker, config.audio.volume)
-    tools = make_tool_runner(config, conversation, session, camera, volume)
-    session.declarations = tools.declarations()
+    mcp = None
+    if config.mcp.servers:
+        from edge_agent.tools.mcp_source import McpTools
+
+        mcp = McpTools(config.mcp.servers, state_dir)
+    tools = make_tool_runner(config, conversation, session, camera, volume, [mcp] if mcp else [])
+    session.declarations = tools.declarations  # asked again before each connect
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation, camera, volume)
+    on_mic_frame: Callable[[bytes], None] = agent.on_mic_frame
+    if config.conversation.start == "wake_word":
+        from edge_agent.audio.wakeword import WakeWord
+
+        on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
+    return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp)
 
 
 def make_tool_runner(
@@ -67,6 +84,7 @@ def make_tool_runner(
     session: LiveSession,
     camera: Camera | None,
     volume: Volume | None = None,
+    sources: list[ToolSource] | None = None,
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
     available = discover(builtin_tools(sorted(outputs)))
@@ -84,4 +102,5 @@ def make_tool_runner(
         session.send_tool_response,
         config.tools.timeout_s,
         non_blocking_supported=model is None or model.non_blocking_tools,
+        sources=sources or (),
     )

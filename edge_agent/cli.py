@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", metavar="F", help="config file (TOML)")
     check.add_argument(
-        "--online", action="store_true", help="also ask the service whether it takes key and model"
+        "--online",
+        action="store_true",
+        help="also ask the service whether it takes key and model, and list MCP servers' tools",
     )
     check.set_defaults(command=cmd_check)
 
@@ -178,6 +180,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"# config: {loaded.source}")
     print(f"# api key: {key_line}")
     print(f"# api version in use: {effective_api_version(config)}")
+    if config.mcp.servers:
+        from edge_agent.tools.mcp_source import check_lines
+
+        print("\n".join(check_lines(config.mcp.servers, online=args.online)))
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -61,11 +62,25 @@ class LiveConfig(Section):
 
 
 class ConversationConfig(Section):
-    start: Literal["speech", "button", "always"] = "speech"
+    start: Literal["speech", "button", "always", "wake_word"] = "speech"
     idle_timeout_s: float = Field(20, gt=0)
     remember_minutes: float = Field(10, ge=0)
     chimes: bool = True
     max_tokens_per_day: int = Field(0, ge=0)
+
+
+class WakeWordConfig(Section):
+    models: list[str] = Field(default_factory=lambda: ["okay_nabu"])
+    probability_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
+    sliding_window: int = Field(0, ge=0, le=100)
+    refractory_s: float = Field(2.0, ge=0.0)
+
+    @field_validator("models")
+    @classmethod
+    def _named(cls, models: list[str]) -> list[str]:
+        if not models or not all(name.strip() for name in models):
+            raise ValueError("expected at least one model name or .json path")
+        return models
 
 
 class TurnsConfig(Section):
@@ -162,6 +177,72 @@ class WebConfig(Section):
         return ipaddress.ip_address(self.address).is_loopback
 
 
+CREDENTIAL_REFERENCE = re.compile(r"credential:([A-Za-z0-9_.-]+)")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+TOOL_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,31})?$")
+
+
+class McpServerConfig(Section):
+    name: str
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    prefix: str = ""
+    timeout_s: float = Field(10, gt=0)
+    non_blocking: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not SERVER_NAME.match(name):
+            raise ValueError("expected 1-32 letters, digits, '-' or '_'")
+        return name
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        if not TOOL_PREFIX.match(prefix):
+            raise ValueError("expected \"\" or a letter then letters, digits or '_' (e.g. \"ha_\")")
+        return prefix
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("set either command (a stdio server) or url (Streamable HTTP or SSE)")
+        if self.url and (self.args or self.env):
+            raise ValueError("args and env are for a stdio server (command), not a url")
+        if self.command and self.headers:
+            raise ValueError("headers are for a url, not a stdio server (command)")
+        return self
+
+    def credential_names(self) -> list[str]:
+        values = [*self.env.values(), *self.headers.values()]
+        return sorted({name for v in values for name in CREDENTIAL_REFERENCE.findall(v)})
+
+
+class McpConfig(Section):
+    servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two servers are named {name!r}")
+        return servers
+
+
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -172,6 +253,7 @@ class ServiceConfig(Section):
 class Config(Section):
     live: LiveConfig = Field(default_factory=LiveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    wake_word: WakeWordConfig = Field(default_factory=WakeWordConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     vad: VadConfig = Field(default_factory=VadConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
@@ -179,7 +261,18 @@ class Config(Section):
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="after")
+    def _nothing_before_the_wake_word(self) -> Config:
+        if self.conversation.start == "wake_word" and self.camera.send == "always":
+            raise ValueError(
+                '[conversation] start = "wake_word" cannot go with [camera] send = "always" '
+                "(the camera would stream before anyone called); "
+                'use send = "while_talking" or "in_conversation"'
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -234,6 +327,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     """The first problem as one line: which key, what is wrong, what is expected."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if not loc:  # a rule across sections names its keys itself
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return _unknown_key(loc)
     value = _lookup(data, loc)
@@ -250,7 +345,11 @@ def _unknown_key(loc: list[str]) -> str:
     *parents, name = loc
     model: type[BaseModel] = Config
     for part in parents:
+        if part.isdigit():  # an entry of a list of tables: [[mcp.servers]]
+            continue
         field = model.model_fields[part].annotation
+        if get_origin(field) is list:
+            field = get_args(field)[0]
         if not (isinstance(field, type) and issubclass(field, BaseModel)):
             break
         model = field

@@ -93,6 +93,10 @@ async def run_daemon(
             new = reload()
             new_keys = key_provider(new, fallback)
             check_web(new)
+            if new.conversation.start == "wake_word":
+                from edge_agent.audio.wakeword import check_models
+
+                check_models(new.wake_word)  # a bad model file refuses the reload
         except UserError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None
@@ -155,7 +159,7 @@ async def _run(
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:
-        mic.start(agent.on_mic_frame)
+        mic.start(parts.on_mic_frame)
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         await mic.close()
@@ -183,6 +187,8 @@ async def _run(
         from edge_agent.web import Page
 
         web = Page(config.web, agent, parts.volume)  # starts in the background
+    if parts.mcp is not None:
+        parts.mcp.start()  # MCP servers connect in the background, after READY
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -213,6 +219,8 @@ async def _run(
                     await web.close()
                 await parts.link.shutdown()
                 await mic.close()
+                if parts.mcp is not None:
+                    await parts.mcp.close()
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()

@@ -42,7 +42,7 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("websockets", "google_genai", "aiohttp", "httpx"):
+    for noisy in ("websockets", "google_genai", "aiohttp", "httpx", "httpx2", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -9,10 +9,12 @@ service's latency lands on the timeline as it would on a device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 log = logging.getLogger(__name__)
 
 TAIL_LIMIT_S = 60.0  # after the input ends, wait at most this long for answers to finish
+MCP_SETTLE_S = 30.0  # at most this long for MCP servers to be tried before the input starts
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "question.wav"
 
 
@@ -131,9 +134,16 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir=None)
     try:
         parts.agent.start()
-        await _drive(parts.agent, card, mic, options)
+        if parts.mcp is not None:  # a simulation starts once MCP servers were tried
+            parts.mcp.start()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MCP_SETTLE_S):
+                    await parts.mcp.settled()
+        await _drive(parts.agent, parts.on_mic_frame, card, mic, options)
     finally:
         await parts.link.shutdown()
+        if parts.mcp is not None:
+            await parts.mcp.close()
         if parts.camera is not None:
             parts.camera.close()
     if options.output is not None:
@@ -158,6 +168,7 @@ def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[st
 
 async def _drive(
     agent: Agent,
+    on_mic_frame: Callable[[bytes], None],
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
@@ -174,7 +185,7 @@ async def _drive(
         if spans and agent.button_held and spans[0][1] <= now:
             agent.on_button(False)
             spans.pop(0)
-        agent.on_mic_frame(card.tick())
+        on_mic_frame(card.tick())
         if agent.camera is not None and not options.realtime:
             await agent.camera.settle()
         if options.realtime:

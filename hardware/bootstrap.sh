@@ -21,5 +21,5 @@ if python3 -c "import picamera2" 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv $venv_flags .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,metrics,camera]'
+.venv/bin/python -m pip install -q -e '.[dev,metrics,camera,mcp,wake]'
 echo "edge-agent installed in .venv (run .venv/bin/edge-agent --help)"

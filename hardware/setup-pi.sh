@@ -38,7 +38,7 @@ cp -a "$repo/pyproject.toml" "$repo/README.md" "$repo/edge_agent" "$prefix/"
 # apt's picamera2 and libcamera must stay visible: a pip copy cannot import libcamera
 [ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
 "$prefix/.venv/bin/python" -m pip install -q --upgrade pip
-"$prefix/.venv/bin/python" -m pip install -q "${prefix}[pi,metrics]"
+"$prefix/.venv/bin/python" -m pip install -q "${prefix}[pi,metrics,wake]"
 
 echo "== configuration in $etc"
 mkdir -p "$etc"

@@ -58,6 +58,14 @@ BAD_CONFIGS = [
     ("[live]\ncompression_target_tokens = 99999\n", "[live]: compression_target_tokens must"),
     ("[live\nmodel = 1\n", "invalid TOML"),
     (
+        "[[mcp.servers]]\nname = 'ha'\nurl = 'http://ha/api/mcp'\nheader = {}\n",
+        "[mcp] servers.0.header: unknown key (did you mean 'headers'?)",
+    ),
+    (
+        "[[mcp.servers]]\nname = 'ha'\ncommand = 'x'\nurl = 'http://ha/api/mcp'\n",
+        "[mcp] servers.0: set either command (a stdio server) or url",
+    ),
+    (
         "[tools.gpio_outputs]\nfan = 'x'\n",
         "[tools] gpio_outputs.fan: Input should be a valid integer",
     ),

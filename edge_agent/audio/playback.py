@@ -97,6 +97,7 @@ class Speaker:
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
         self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
+        self.last_level = 0.0  # RMS of the last period pulled
 
     # ---- loop side -------------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class Speaker:
         self.output_level = max(
             level, self.output_level * 0.5 ** (count / (0.2 * self.device_rate))
         )
+        self.last_level = level
         if level:
             self._quiet_samples = 0
         else:

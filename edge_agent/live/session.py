@@ -71,6 +71,7 @@ HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) re
 IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
+Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class _Switch(Exception):
@@ -98,13 +99,13 @@ class LiveSession:
         config: Config,
         on_event: Callable[[LiveEvent], None],
         key_provider: KeyProvider,
-        declarations: Sequence[dict[str, Any]] = (),
+        declarations: Sequence[dict[str, Any]] | Declarations = (),
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
         self.key_provider = key_provider
-        self.declarations = list(declarations)
+        self.declarations = declarations  # a callable is asked again before each connect
         self.state_dir = state_dir
         self.reconnects = 0
         self.connected = False
@@ -340,7 +341,8 @@ class LiveSession:
         credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle
-        connection = _wire().connect(self.config, credential, self.declarations, handle)
+        declared = self.declarations() if callable(self.declarations) else self.declarations
+        connection = _wire().connect(self.config, credential, list(declared), handle)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:

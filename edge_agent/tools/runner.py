@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ import jsonschema
 
 from edge_agent.audio.volume import Volume
 from edge_agent.events import AgentEvent, FunctionCall, ToolFinished, ToolStarted
-from edge_agent.tools.registry import Tool
+from edge_agent.tools.registry import Tool, ToolSource
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ class ToolRunner:
         respond: Respond,
         timeout_s: float,
         non_blocking_supported: bool = True,
+        sources: Sequence[ToolSource] = (),
     ) -> None:
-        self.tools = {t.name: t for t in tools}
+        self.fixed = {t.name: t for t in tools}
+        self.tools = dict(self.fixed)  # what the model was last told it may call
+        self.sources = list(sources)
+        self._clashes: set[tuple[str, str]] = set()
         self.context = context
         self.respond = respond
         self.timeout_s = timeout_s
@@ -50,7 +54,26 @@ class ToolRunner:
         self.listeners: list[Callable[[AgentEvent], None]] = []  # ToolStarted, ToolFinished
 
     def declarations(self) -> list[dict[str, Any]]:
+        """Asked before each connect: the fixed tools and what the sources offer right now."""
+        self.tools = dict(self.fixed)
+        for source in self.sources:
+            for offered in source.tools():
+                if offered.name in self.tools:
+                    self._clash(offered, self.tools[offered.name])
+                else:
+                    self.tools[offered.name] = offered
         return [t.declaration(self.non_blocking_supported) for t in self.tools.values()]
+
+    def _clash(self, offered: Tool, kept: Tool) -> None:
+        key = (offered.name, offered.origin)
+        if key not in self._clashes:  # said once, not at every session
+            self._clashes.add(key)
+            log.warning(
+                "tool %s from %s is left out: %s already has that name (set a prefix)",
+                offered.name,
+                offered.origin or "a plug-in",
+                kept.origin or "a built-in",
+            )
 
     def start(self, call: FunctionCall) -> None:
         """Runs one call in its own task; several calls in one message run concurrently."""
@@ -92,14 +115,15 @@ class ToolRunner:
         except jsonschema.ValidationError as exc:
             return {"error": f"bad arguments: {exc.message}"}
         args = (self.context,) if tool.needs_context else ()
+        timeout_s = tool.timeout_s or self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if inspect.iscoroutinefunction(tool.function):
                     result = await tool.function(*args, **call.args)
                 else:
                     result = await asyncio.to_thread(tool.function, *args, **call.args)
         except TimeoutError:
-            return {"error": f"{tool.name} did not finish within {self.timeout_s:g} s"}
+            return {"error": f"{tool.name} did not finish within {timeout_s:g} s"}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
