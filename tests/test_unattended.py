@@ -343,3 +343,37 @@ async def test_while_idle_the_service_is_probed_so_an_outage_shows_before_anyone
     finally:
         probe.close()
         await parts.link.shutdown()
+
+
+async def test_a_server_silent_after_goaway_mid_answer_is_left_at_once(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = await start_emulator(latency_ms=500)
+    async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
+        await recorder.wait_for(Connected)
+        emulator.options.silent_after_goaway = True
+        speak_turn(session)
+        await asyncio.sleep(0.1)  # the turn is on the wire, its answer not yet
+        (old,) = emulator.connections.values()
+        old._spawn(old.go_away(30.0))  # then this connection says nothing more
+        await recorder.wait_for(Connected, count=2, timeout=8)  # not at timeLeft - 5 s
+        await recorder.wait_for(TurnComplete, timeout=8)  # the turn replayed and answered
+
+
+async def test_a_refused_handle_after_an_outage_gets_a_fresh_session_at_once(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    emulator = await start_emulator()
+    port, cert_dir = emulator.port, emulator.options.cert_dir
+    config = live_config(emulator, tmp_path, max_backoff_s=30.0)
+    async with running(config) as (session, recorder, _):
+        await recorder.wait_for(Connected)
+        type_turn(session, "hello")
+        await recorder.wait_for(TurnComplete)
+        await emulator.stop()
+        await recorder.wait_for(Offline)
+        await asyncio.sleep(4.0)  # a few failed attempts: the backoff has grown
+        await start_emulator(port=port, cert_dir=cert_dir)  # knows no handle: 1007
+        speak_turn(session)  # a fresh turn keeps the retries short; the 1007 is retried at once
+        await recorder.wait_for(TurnComplete, count=2, timeout=8)
+    assert recorder.of(Connected)[-1].resumed is False
