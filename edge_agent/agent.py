@@ -77,14 +77,14 @@ class Uplink(Protocol):
     """What the Agent needs from a LiveSession."""
 
     def send_audio(self, pcm16k: bytes) -> None: ...
-    def send_text(self, text: str) -> None: ...
+    def send_text(self, text: str, turn: int = 0) -> None: ...
     def activity_start(self) -> None: ...
-    def activity_end(self) -> None: ...
-    def audio_stream_end(self) -> None: ...
+    def activity_end(self, turn: int = 0) -> None: ...
+    def audio_stream_end(self, turn: int = 0) -> None: ...
     def send_tool_response(
         self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
     ) -> None: ...
-    def give_up_turn(self, cause: str) -> None: ...
+    def reconnect(self, cause: str) -> None: ...
 
 
 @dataclass
@@ -218,12 +218,13 @@ class Agent:
         now = self._input_s
         self._start_turn(now)
         self._emit_transcript("user", text)
-        manual_activity = self.mode != "server_vad"
-        if manual_activity:
+        number = self.turn_count
+        if self.mode == "server_vad":
+            self.uplink.send_text(text, number)
+        else:  # activity detection is off: the activity brackets the text
             self.uplink.activity_start()
-        self.uplink.send_text(text)
-        if manual_activity:
-            self.uplink.activity_end()
+            self.uplink.send_text(text)
+            self.uplink.activity_end(number)
         self.conversation.activity()
         self._end_turn(now)
         self._update_state()
@@ -302,7 +303,7 @@ class Agent:
             self._button_held = False
             self._released_at = now
             if self._open_turn is not None and self.mode == "push_to_talk":
-                self.uplink.activity_end()
+                self.uplink.activity_end(self._open_turn.number)
                 self._end_turn(now)
             elif self.mode != "push_to_talk" and now - self._pressed_at >= self._long_press_s:
                 self.set_muted(not self.muted)
@@ -344,10 +345,11 @@ class Agent:
             if self.mode == "vad":
                 self.uplink.send_audio(event.pcm)
         else:
+            number = self._open_turn.number if self._open_turn is not None else 0
             if self.mode == "vad":
-                self.uplink.activity_end()
+                self.uplink.activity_end(number)
             else:
-                self.uplink.audio_stream_end()
+                self.uplink.audio_stream_end(number)
             self.conversation.activity()
             self._end_turn(event.speech_end_s)
 
@@ -362,7 +364,8 @@ class Agent:
 
     def _check_reply_timeout(self) -> None:
         """Counted only while connected and no tool call runs; a new user turn does not reset
-        it. When it fires, the turns are reported lost and the session tries a new connection."""
+        it. When it fires the session tries a new connection, which replays the turns that are
+        still fresh and reports the older ones lost."""
         if not self._awaiting_reply or self._connecting or self._offline:
             return
         now = self.clock()
@@ -371,12 +374,10 @@ class Agent:
             return
         limit = self.config.live.reply_timeout_s
         if now - self._last_sign_of_life >= limit:
-            self._awaiting_reply = self._model_streaming = False
-            while self._unanswered:
-                turn = self._unanswered.popleft()
-                message = f"turn {turn.number}: no answer within {limit:g} s"
-                self._report("no_answer", message, turn.number)
-            self.uplink.give_up_turn("no answer")
+            log.info("no sign of an answer for %g s: trying a new connection", limit)
+            self._last_sign_of_life = now
+            self._model_streaming = False
+            self.uplink.reconnect("no answer")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -458,13 +459,19 @@ class Agent:
         turn = self._reply_turn
         if turn is not None:
             turn.complete = True
-            while self._unanswered and self._unanswered.popleft() is not turn:
-                pass  # earlier turns were answered together with this one
+            while self._unanswered and (earlier := self._unanswered.popleft()) is not turn:
+                if earlier.reply_received_s is None and not earlier.interrupted:
+                    message = f"turn {earlier.number}: no answer of its own (merged into the next)"
+                    self._report("merged", message, earlier.number)
             self._maybe_log_turn(turn)
 
     def _on_TurnLost(self, event: TurnLost) -> None:
-        turn = self._unanswered.popleft() if self._unanswered else None
-        number = turn.number if turn is not None else 0  # 0: audio of a turn no longer known
+        turn = next((t for t in self._unanswered if t.number == event.turn), None)
+        if turn is None and not event.turn and self._unanswered:
+            turn = self._unanswered[0]  # a loss the session could not name: the oldest
+        if turn is not None:
+            self._unanswered.remove(turn)
+        number = turn.number if turn is not None else event.turn
         name = f"turn {number}" if number else "a turn"
         self._report(event.cause, f"{name} lost ({event.cause}): {event.detail}", number)
         self._awaiting_reply = bool(self._unanswered)

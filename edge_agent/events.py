@@ -153,6 +153,7 @@ class TurnLost:
 
     cause: str  # offline, no_answer, audio_dropped
     detail: str
+    turn: int = 0  # the agent's number for the turn, when known
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,9 @@ from edge_agent.live import session as session_module
 from edge_agent.live.probe import probe_service
 from edge_agent.live.session import LiveSession
 from edge_agent.live.translate import events_from_message
-from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import run_cli, write_wav
+from tests.conftest import run_cli
 from tests.test_live_session import Recorder, live_config, running, speak_turn, type_turn
 from tests.test_service import read_until, start_daemon
-from tests.test_simulate import against
 
 
 def closed_port() -> int:
@@ -83,25 +81,6 @@ async def test_goaway_with_no_time_left_on_every_connect_is_backed_off(
         await asyncio.sleep(3.0)
     # without backoff this server got ~15 reconnects a second
     assert 2 <= len(recorder.of(Connected)) <= 10
-
-
-async def test_a_silent_server_is_given_up_on_reported_and_reconnected(
-    start_emulator: Callable[..., Any],
-    speech: Callable[..., np.ndarray],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    wav_in = write_wav(tmp_path / "in.wav", speech("what time is it", gap_s=4.0))
-    emulator = await start_emulator()
-    config = against(emulator, live={"reply_timeout_s": 1.0})
-    caplog.set_level(logging.DEBUG, logger="edge_agent.live.session")
-    running = asyncio.create_task(simulate(config, SimulateOptions(input=wav_in)))
-    while not emulator.parsed_setups:
-        await asyncio.sleep(0.01)
-    emulator.options.latency_ms = 60_000  # the session is up; from now on the service is mute
-    summary = await running
-    assert summary["errors"] == ["turn 1: no answer within 1 s"]
-    assert "reconnecting" in caplog.text and "(no answer)" in caplog.text
 
 
 async def test_a_turn_asked_while_offline_is_sent_if_fresh_and_reported_if_stale(

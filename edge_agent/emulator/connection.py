@@ -75,6 +75,7 @@ class Connection:
         self.silent = False
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.handler: asyncio.Task[Any] | None = None  # the HTTP handler serving this socket
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -178,6 +179,11 @@ class Connection:
         if self.emulator.options.latency_ms:  # a slow service is slow to set up too
             await asyncio.sleep(self.emulator.options.latency_ms / 1000)
         await self.send({"setupComplete": {"sessionId": session.session_id}})
+
+    def cancel(self) -> None:
+        """The emulator stops: the handler ends now (serve() then cancels what it started)."""
+        if self.handler is not None:
+            self.handler.cancel()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)

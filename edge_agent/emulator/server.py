@@ -109,6 +109,7 @@ class Emulator:
             timer.cancel()
         for connection in list(self.connections.values()):
             await connection.close(1001, "emulator stopping")
+            connection.cancel()  # a handler asleep in --latency-ms would hold the stop 60 s
         if self._runner is not None:
             await self._runner.cleanup()
         if self._log is not None:
@@ -137,6 +138,7 @@ class Emulator:
         await ws.prepare(request)
         self._count += 1
         connection = Connection(self, ws, self._count, request)
+        connection.handler = asyncio.current_task()
         self.connections[connection.number] = connection
         try:
             await connection.serve()

@@ -71,7 +71,7 @@ HISTORY_LINE_CHARS = 1000
 HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
 IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
-TURN_RETRY_S = 1.0  # while a fresh turn waits to be sent, retry at least this often
+TURN_RETRY_S = 0.5  # while a fresh turn waits to be sent, retry at least this often
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 Declarations = Callable[[], Sequence[dict[str, Any]]]
@@ -85,6 +85,7 @@ class _Switch(Exception):
 class Outgoing:
     kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
     payload: Any = None
+    turn: int = 0  # on a turn's last message: the agent's number for it (0 = not said)
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -135,6 +136,7 @@ class LiveSession:
         self._closing = False
         self._switch_cause = ""
         self._last_message_at = 0.0
+        self._attempt_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
 
@@ -147,20 +149,22 @@ class LiveSession:
         if self.connected:  # a stale frame is worth nothing after a gap
             self._queue(Outgoing("video", jpeg))
 
-    def send_text(self, text: str) -> None:
-        self._queue(Outgoing("text", text))
+    def send_text(self, text: str, turn: int = 0) -> None:
+        """Inside an activity (detection off) the activityEnd ends the turn, not the text."""
+        kind = "text_in_activity" if self._user_turn_open else "text"
+        self._queue(Outgoing(kind, text, turn))
 
     def activity_start(self) -> None:
         self._user_turn_open = True
         self._queue(Outgoing("activity_start"))
 
-    def activity_end(self) -> None:
+    def activity_end(self, turn: int = 0) -> None:
         self._user_turn_open = False
-        self._queue(Outgoing("activity_end"))
+        self._queue(Outgoing("activity_end", turn=turn))
         self._maybe_switch()  # a goAway that came while the user spoke: switch now
 
-    def audio_stream_end(self) -> None:
-        self._queue(Outgoing("audio_stream_end"))
+    def audio_stream_end(self, turn: int = 0) -> None:
+        self._queue(Outgoing("audio_stream_end", turn=turn))
         self._maybe_switch()
 
     def send_client_content(self, turns: list[tuple[str, str]], turn_complete: bool) -> None:
@@ -317,19 +321,19 @@ class LiveSession:
             self._goaway_timer.cancel()
         self._switch.clear()
 
-    def give_up_turn(self, cause: str) -> None:
-        """The agent gave up on an answer: do not replay its turn, and try a new connection."""
-        del self._journal[: self._journal_turn_end]
-        self._journal_turn_end = 0
-        self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+    def reconnect(self, cause: str) -> None:
+        """An answer did not come: a new connection replays the turns that are still fresh."""
         if self.connected:
             self._switch_cause = cause
             self._switch.set()
 
-    def _expire_stale_turns(self) -> None:
-        """Turns that ended over REPLAY_WINDOW_S ago are not sent late; each is reported lost."""
-        now = time.monotonic()
+    def _expire_stale_turns(self, now: float | None = None) -> None:
+        """Turns that ended over REPLAY_WINDOW_S before `now` are not sent (again): each is
+        reported lost, as unanswered if it went out once, else as never sent."""
+        now = time.monotonic() if now is None else now
         for queue in (self._journal, self._outbox):
+            sent = queue is self._journal
+            cause, verb = ("no_answer", "no answer") if sent else ("offline", "not sent")
             items = list(queue)
             kept: list[Outgoing] = []
             turn: list[Outgoing] = []
@@ -339,9 +343,9 @@ class LiveSession:
                     continue
                 turn.append(item)
                 if item.ends_turn:
-                    if now - item.at > REPLAY_WINDOW_S:
-                        age = now - item.at
-                        self.on_event(TurnLost("offline", f"not sent within {age:.0f} s"))
+                    age = now - item.at
+                    if age > REPLAY_WINDOW_S:
+                        self.on_event(TurnLost(cause, f"{verb} within {age:.0f} s", item.turn))
                     else:
                         kept += turn
                     turn = []
@@ -358,6 +362,7 @@ class LiveSession:
                 self._outbox = deque(kept)
 
     async def _connect_and_serve(self) -> None:
+        self._attempt_at = time.monotonic()  # a turn is sent in time if its attempt began in time
         await load_sdk()
         credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
@@ -384,7 +389,7 @@ class LiveSession:
             log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
             self.on_event(Online(self._outage_attempts))
         self.offline, self._outage_attempts = False, 0
-        self._expire_stale_turns()
+        self._expire_stale_turns(self._attempt_at)
         replay = self._journal
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
@@ -598,9 +603,9 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
-        unsent = sum(1 for item in self._outbox if item.ends_turn)
-        for _ in range(unsent):
-            self.on_event(TurnLost("offline", "the conversation ended before it could be sent"))
+        for item in [item for item in self._outbox if item.ends_turn]:
+            detail = "the conversation ended before it could be sent"
+            self.on_event(TurnLost("offline", detail, item.turn))
         self._closing = True
         self._switch.set()
         self._outbox.clear()
