@@ -163,9 +163,15 @@ def start_emulator(
     )
     deadline = time.monotonic() + 10
     while True:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, text=True
-        )
+        with (log.parent / "emulator.stderr").open("a") as errors:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=environment(),
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
         assert process.stdout is not None
         line = process.stdout.readline()
         if line.startswith("listening on"):
