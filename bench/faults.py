@@ -236,11 +236,13 @@ def run_row(row: Row, wav: Path, questions: list[Question], work: Path) -> Resul
         emulator.terminate()
         emulator.wait(10)
     result.seconds = time.monotonic() - started
-    if simulate.returncode != 0:
+    try:  # simulate exits 1 when it reports a lost turn; its JSON is the summary either way
+        summary = json.loads(output)
+    except ValueError:
         result.note = f"FAILED: simulate exited {simulate.returncode} (see {folder}/simulate.log)"
         return result
     (folder / "summary.json").write_text(output)
-    count(result, json.loads(output), questions)
+    count(result, summary, questions)
     return result
 
 
