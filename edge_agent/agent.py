@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from edge_agent.conversation import Conversation
 from edge_agent.events import (
     AgentError,
     AgentEvent,
+    CodeExecution,
     Connected,
     ConnectionChanged,
     ConversationChanged,
@@ -49,6 +50,7 @@ from edge_agent.events import (
     TurnLost,
     TurnSummary,
     Usage,
+    WaitingForInput,
 )
 from edge_agent.tools.runner import ToolRunner
 
@@ -97,6 +99,8 @@ class TurnRecord:
     output_transcript: str = ""
     prompt_tokens: int = 0
     response_tokens: int = 0
+    sources: list[str] = field(default_factory=list)  # grounding: searches, pages, URLs read
+    code_results: list[str] = field(default_factory=list)  # service-side code execution output
     complete: bool = False
     logged: bool = False
 
@@ -421,7 +425,7 @@ class Agent:
         log.info("model: %s", event.text)
 
     def _on_ModelThought(self, event: ModelThought) -> None:
-        log.info("thought: %s", event.text)
+        log.debug("thought: %s", event.text)
 
     def _on_InputTranscript(self, event: InputTranscript) -> None:
         target = self._reply_turn or self._open_turn
@@ -446,6 +450,8 @@ class Agent:
 
     def _on_TurnComplete(self, event: TurnComplete) -> None:
         """An answer, or the model's choice of silence: either way the turn is answered."""
+        if event.reason and event.reason != "TURN_COMPLETE_REASON_UNSPECIFIED":
+            log.info("turn complete: %s", event.reason)
         self._model_streaming = False
         self._awaiting_reply = False
         self.speaker.end_of_reply()
@@ -483,6 +489,22 @@ class Agent:
         queries = event.metadata.get("web_search_queries") or []
         if queries:
             log.info("searched: %s", "; ".join(queries))
+        sources = event.sources
+        if sources:
+            log.info("sources: %s", ", ".join(sources))
+            if self._reply_turn is not None:
+                self._reply_turn.sources += sources
+
+    def _on_CodeExecution(self, event: CodeExecution) -> None:
+        if event.code:
+            log.info("the model runs code: %s", event.code.strip())
+            return
+        log.info("code result (%s): %s", event.outcome or "-", event.output.strip())
+        if self._reply_turn is not None:
+            self._reply_turn.code_results.append(event.output.strip())
+
+    def _on_WaitingForInput(self, event: WaitingForInput) -> None:
+        log.info("the model waits for more input")
 
     def _on_GoAway(self, event: GoAway) -> None:
         log.info("the service will close this connection in %.0f s", event.time_left_s)
@@ -560,9 +582,14 @@ class Agent:
         user, agent = (
             " ".join(text.split())[:120] for text in (turn.input_transcript, turn.output_transcript)
         )
+        used = "".join(
+            f", {name}: {'; '.join(values)}"
+            for name, values in (("sources", turn.sources), ("code results", turn.code_results))
+            if values
+        )
         log.info(
             'turn %d: user "%s" -> agent "%s"; speech %.2f-%.2f s, reply received %s, '
-            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d",
+            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d%s",
             number,
             user,
             agent,
@@ -575,12 +602,15 @@ class Agent:
             turn.response_tokens,
             age,
             self.reconnects,
+            used,
             extra={
                 "turn": number,
                 "first_audio_ms": turn.first_audio_ms,
                 "interrupted": turn.interrupted,
                 "user": user,
                 "agent": agent,
+                "sources": turn.sources,
+                "code_results": turn.code_results,
             },
         )
 

@@ -71,6 +71,8 @@ HISTORY_LINE_CHARS = 1000
 HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
 IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
+TURN_RETRY_S = 1.0  # while a fresh turn waits to be sent, retry at least this often
+GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 Declarations = Callable[[], Sequence[dict[str, Any]]]
 
@@ -132,6 +134,7 @@ class LiveSession:
         self._reseed_now = False  # ... and is opened without a backoff
         self._closing = False
         self._switch_cause = ""
+        self._last_message_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
 
@@ -202,6 +205,7 @@ class LiveSession:
 
     async def _run(self) -> None:
         failures = 0  # consecutive connections that failed or did not become healthy
+        reseeded_last = False  # a fresh session is tried at once, but not twice in a row
         while not self._closing:
             self._served_turn = False
             key_refused = False
@@ -224,16 +228,16 @@ class LiveSession:
             lived = time.monotonic() - self.connected_at if was_connected else 0.0
             healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
+            reseed_at_once = self._reseed_now and not reseeded_last
+            reseeded_last, self._reseed_now = self._reseed_now, False
             if healthy:
                 failures = 0
-            elif lived < IMMEDIATE_CLOSE_S:
+            elif lived < IMMEDIATE_CLOSE_S and not reseed_at_once:
                 failures += 1
-            if healthy and (self._switch_cause or cause == "goAway" or self._reseed_now):
-                self._reseed_now = False
-                self._switch_cause = ""
-                continue  # a planned switch from a good connection: at once
+            planned = healthy and (self._switch_cause or cause == "goAway")
             self._switch_cause = ""
-            self._reseed_now = False
+            if planned or reseed_at_once:
+                continue  # a switch from a good connection, or a fresh session: at once
             delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
             if key_refused:
                 self.on_event(KeyRefused(cause))
@@ -241,7 +245,23 @@ class LiveSession:
                 self._report_outage(cause, delay)
             self._expire_stale_turns()
             log.debug("reconnecting in %.1f s (%s)", delay, cause)
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff, cut to TURN_RETRY_S while a user turn waits that can still be sent."""
+        end = time.monotonic() + delay
+        while (now := time.monotonic()) < end:
+            if self._fresh_turn_waiting():
+                end = min(end, now + TURN_RETRY_S)
+            await asyncio.sleep(min(0.5, end - now))
+
+    def _fresh_turn_waiting(self) -> bool:
+        now = time.monotonic()
+        return any(
+            item.ends_turn and now - item.at <= REPLAY_WINDOW_S
+            for queue in (self._outbox, self._journal)
+            for item in queue
+        )
 
     def _report_outage(self, cause: str, delay: float) -> None:
         """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
@@ -456,6 +476,7 @@ class LiveSession:
                 self._bad_message(f"an error object: {str(exc)[:160]}")
 
     def _deliver(self, message: Any) -> None:
+        self._last_message_at = time.monotonic()
         try:
             events = _wire().events_from_message(message)
         except MALFORMED as exc:
@@ -515,7 +536,21 @@ class LiveSession:
         self._goaway_pending = True
         loop = asyncio.get_running_loop()
         self._goaway_timer = loop.call_later(max(0.0, time_left_s - margin), self._switch.set)
+        loop.call_later(GOAWAY_SILENCE_S, self._switch_if_silent)
         self._maybe_switch()
+
+    def _switch_if_silent(self) -> None:
+        """A server that stops talking after goAway would hold the answer until timeLeft."""
+        if not self._goaway_pending or self._switch.is_set():
+            return
+        quiet = time.monotonic() - self._last_message_at
+        if quiet >= GOAWAY_SILENCE_S:
+            log.debug("goAway then %.1f s of silence: switching now", quiet)
+            self._switch.set()
+        else:
+            asyncio.get_running_loop().call_later(
+                GOAWAY_SILENCE_S - quiet, self._switch_if_silent
+            )
 
     def _maybe_switch(self) -> None:
         if self._goaway_pending and not self._model_busy and not self._user_turn_open:
