@@ -163,9 +163,15 @@ def start_emulator(
     )
     deadline = time.monotonic() + 10
     while True:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, text=True
-        )
+        with (log.parent / "emulator.stderr").open("a") as errors:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=environment(),
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
         assert process.stdout is not None
         line = process.stdout.readline()
         if line.startswith("listening on"):
@@ -230,11 +236,13 @@ def run_row(row: Row, wav: Path, questions: list[Question], work: Path) -> Resul
         emulator.terminate()
         emulator.wait(10)
     result.seconds = time.monotonic() - started
-    if simulate.returncode not in (0, 1):  # 1: a turn was lost (reported in its errors)
+    try:  # simulate exits 1 when it reports a lost turn; its JSON is the summary either way
+        summary = json.loads(output)
+    except ValueError:
         result.note = f"FAILED: simulate exited {simulate.returncode} (see {folder}/simulate.log)"
         return result
     (folder / "summary.json").write_text(output)
-    count(result, json.loads(output), questions)
+    count(result, summary, questions)
     return result
 
 

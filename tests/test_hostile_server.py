@@ -59,7 +59,8 @@ class Outcome:
     def line(self) -> str:
         return (
             f"{self.name:30} {self.seconds:4.1f} s  rss {self.peak_rss_mb:4.0f} MB  "
-            f"uss {self.peak_uss_mb:4.0f} MB  {'; '.join(self.problems) or 'ok'}"
+            f"uss {self.peak_uss_mb:4.0f} MB  good connections {self.good_connections}  "
+            f"{'; '.join(self.problems) or 'ok'}"
         )
 
     def judge(self) -> None:
