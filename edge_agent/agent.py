@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from edge_agent.conversation import Conversation
 from edge_agent.events import (
     AgentError,
     AgentEvent,
+    CodeExecution,
     Connected,
     ConnectionChanged,
     ConversationChanged,
@@ -49,6 +50,7 @@ from edge_agent.events import (
     TurnLost,
     TurnSummary,
     Usage,
+    WaitingForInput,
 )
 from edge_agent.tools.runner import ToolRunner
 
@@ -75,14 +77,14 @@ class Uplink(Protocol):
     """What the Agent needs from a LiveSession."""
 
     def send_audio(self, pcm16k: bytes) -> None: ...
-    def send_text(self, text: str) -> None: ...
+    def send_text(self, text: str, turn: int = 0) -> None: ...
     def activity_start(self) -> None: ...
-    def activity_end(self) -> None: ...
-    def audio_stream_end(self) -> None: ...
+    def activity_end(self, turn: int = 0) -> None: ...
+    def audio_stream_end(self, turn: int = 0) -> None: ...
     def send_tool_response(
         self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
     ) -> None: ...
-    def give_up_turn(self, cause: str) -> None: ...
+    def reconnect(self, cause: str) -> None: ...
 
 
 @dataclass
@@ -97,6 +99,8 @@ class TurnRecord:
     output_transcript: str = ""
     prompt_tokens: int = 0
     response_tokens: int = 0
+    sources: list[str] = field(default_factory=list)  # grounding: searches, pages, URLs read
+    code_results: list[str] = field(default_factory=list)  # service-side code execution output
     complete: bool = False
     logged: bool = False
 
@@ -214,12 +218,13 @@ class Agent:
         now = self._input_s
         self._start_turn(now)
         self._emit_transcript("user", text)
-        manual_activity = self.mode != "server_vad"
-        if manual_activity:
+        number = self.turn_count
+        if self.mode == "server_vad":
+            self.uplink.send_text(text, number)
+        else:  # activity detection is off: the activity brackets the text
             self.uplink.activity_start()
-        self.uplink.send_text(text)
-        if manual_activity:
-            self.uplink.activity_end()
+            self.uplink.send_text(text)
+            self.uplink.activity_end(number)
         self.conversation.activity()
         self._end_turn(now)
         self._update_state()
@@ -298,7 +303,7 @@ class Agent:
             self._button_held = False
             self._released_at = now
             if self._open_turn is not None and self.mode == "push_to_talk":
-                self.uplink.activity_end()
+                self.uplink.activity_end(self._open_turn.number)
                 self._end_turn(now)
             elif self.mode != "push_to_talk" and now - self._pressed_at >= self._long_press_s:
                 self.set_muted(not self.muted)
@@ -340,10 +345,11 @@ class Agent:
             if self.mode == "vad":
                 self.uplink.send_audio(event.pcm)
         else:
+            number = self._open_turn.number if self._open_turn is not None else 0
             if self.mode == "vad":
-                self.uplink.activity_end()
+                self.uplink.activity_end(number)
             else:
-                self.uplink.audio_stream_end()
+                self.uplink.audio_stream_end(number)
             self.conversation.activity()
             self._end_turn(event.speech_end_s)
 
@@ -358,7 +364,8 @@ class Agent:
 
     def _check_reply_timeout(self) -> None:
         """Counted only while connected and no tool call runs; a new user turn does not reset
-        it. When it fires, the turns are reported lost and the session tries a new connection."""
+        it. When it fires the session tries a new connection, which replays the turns that are
+        still fresh and reports the older ones lost."""
         if not self._awaiting_reply or self._connecting or self._offline:
             return
         now = self.clock()
@@ -367,12 +374,10 @@ class Agent:
             return
         limit = self.config.live.reply_timeout_s
         if now - self._last_sign_of_life >= limit:
-            self._awaiting_reply = self._model_streaming = False
-            while self._unanswered:
-                turn = self._unanswered.popleft()
-                message = f"turn {turn.number}: no answer within {limit:g} s"
-                self._report("no_answer", message, turn.number)
-            self.uplink.give_up_turn("no answer")
+            log.info("no sign of an answer for %g s: trying a new connection", limit)
+            self._last_sign_of_life = now
+            self._model_streaming = False
+            self.uplink.reconnect("no answer")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -421,7 +426,7 @@ class Agent:
         log.info("model: %s", event.text)
 
     def _on_ModelThought(self, event: ModelThought) -> None:
-        log.info("thought: %s", event.text)
+        log.debug("thought: %s", event.text)
 
     def _on_InputTranscript(self, event: InputTranscript) -> None:
         target = self._reply_turn or self._open_turn
@@ -446,19 +451,27 @@ class Agent:
 
     def _on_TurnComplete(self, event: TurnComplete) -> None:
         """An answer, or the model's choice of silence: either way the turn is answered."""
+        if event.reason and event.reason != "TURN_COMPLETE_REASON_UNSPECIFIED":
+            log.info("turn complete: %s", event.reason)
         self._model_streaming = False
         self._awaiting_reply = False
         self.speaker.end_of_reply()
         turn = self._reply_turn
         if turn is not None:
             turn.complete = True
-            while self._unanswered and self._unanswered.popleft() is not turn:
-                pass  # earlier turns were answered together with this one
+            while self._unanswered and (earlier := self._unanswered.popleft()) is not turn:
+                if earlier.reply_received_s is None and not earlier.interrupted:
+                    message = f"turn {earlier.number}: no answer of its own (merged into the next)"
+                    self._report("merged", message, earlier.number)
             self._maybe_log_turn(turn)
 
     def _on_TurnLost(self, event: TurnLost) -> None:
-        turn = self._unanswered.popleft() if self._unanswered else None
-        number = turn.number if turn is not None else 0  # 0: audio of a turn no longer known
+        turn = next((t for t in self._unanswered if t.number == event.turn), None)
+        if turn is None and not event.turn and self._unanswered:
+            turn = self._unanswered[0]  # a loss the session could not name: the oldest
+        if turn is not None:
+            self._unanswered.remove(turn)
+        number = turn.number if turn is not None else event.turn
         name = f"turn {number}" if number else "a turn"
         self._report(event.cause, f"{name} lost ({event.cause}): {event.detail}", number)
         self._awaiting_reply = bool(self._unanswered)
@@ -483,6 +496,22 @@ class Agent:
         queries = event.metadata.get("web_search_queries") or []
         if queries:
             log.info("searched: %s", "; ".join(queries))
+        sources = event.sources
+        if sources:
+            log.info("sources: %s", ", ".join(sources))
+            if self._reply_turn is not None:
+                self._reply_turn.sources += sources
+
+    def _on_CodeExecution(self, event: CodeExecution) -> None:
+        if event.code:
+            log.info("the model runs code: %s", event.code.strip())
+            return
+        log.info("code result (%s): %s", event.outcome or "-", event.output.strip())
+        if self._reply_turn is not None:
+            self._reply_turn.code_results.append(event.output.strip())
+
+    def _on_WaitingForInput(self, event: WaitingForInput) -> None:
+        log.info("the model waits for more input")
 
     def _on_GoAway(self, event: GoAway) -> None:
         log.info("the service will close this connection in %.0f s", event.time_left_s)
@@ -560,9 +589,14 @@ class Agent:
         user, agent = (
             " ".join(text.split())[:120] for text in (turn.input_transcript, turn.output_transcript)
         )
+        used = "".join(
+            f", {name}: {'; '.join(values)}"
+            for name, values in (("sources", turn.sources), ("code results", turn.code_results))
+            if values
+        )
         log.info(
             'turn %d: user "%s" -> agent "%s"; speech %.2f-%.2f s, reply received %s, '
-            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d",
+            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d%s",
             number,
             user,
             agent,
@@ -575,12 +609,15 @@ class Agent:
             turn.response_tokens,
             age,
             self.reconnects,
+            used,
             extra={
                 "turn": number,
                 "first_audio_ms": turn.first_audio_ms,
                 "interrupted": turn.interrupted,
                 "user": user,
                 "agent": agent,
+                "sources": turn.sources,
+                "code_results": turn.code_results,
             },
         )
 

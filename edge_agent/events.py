@@ -74,7 +74,34 @@ class Usage:
 
 @dataclass(frozen=True)
 class Grounding:
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # groundingMetadata or urlContextMetadata, snake_case keys
+
+    @property
+    def sources(self) -> list[str]:
+        """Where the answer came from: the web pages it cites and the URLs it read."""
+        found = []
+        for chunk in self.metadata.get("grounding_chunks") or []:
+            web = chunk.get("web") or chunk.get("retrieved_context") or {}
+            if web.get("uri"):
+                found.append(str(web.get("title") or web["uri"]) + f" <{web['uri']}>")
+        for url in self.metadata.get("url_metadata") or []:
+            if url.get("retrieved_url"):
+                found.append(str(url["retrieved_url"]))
+        return found
+
+
+@dataclass(frozen=True)
+class CodeExecution:
+    """Code the model ran on the service side (codeExecution tool), or its result."""
+
+    code: str = ""
+    output: str = ""
+    outcome: str = ""  # with a result: OUTCOME_OK, OUTCOME_FAILED, ...
+
+
+@dataclass(frozen=True)
+class WaitingForInput:
+    """The model is not answering: it waits for more input from the user."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,7 @@ class TurnLost:
 
     cause: str  # offline, no_answer, audio_dropped
     detail: str
+    turn: int = 0  # the agent's number for the turn, when known
 
 
 @dataclass(frozen=True)
@@ -157,6 +185,8 @@ LiveEvent = (
     | ToolCallCancellation
     | Usage
     | Grounding
+    | CodeExecution
+    | WaitingForInput
     | GoAway
     | ResumptionUpdate
     | Connected

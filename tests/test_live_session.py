@@ -84,6 +84,13 @@ async def running(
             await task
 
 
+def type_turn(session: LiveSession, text: str) -> None:
+    """A typed turn as the agent sends it with activity detection off: bracketed."""
+    session.activity_start()
+    session.send_text(text)
+    session.activity_end()
+
+
 def speak_turn(session: LiveSession, seconds: float = 0.6) -> None:
     session.activity_start()
     pcm = (np.sin(np.arange(int(16000 * seconds)) / 5) * 3000).astype(np.int16).tobytes()
@@ -167,11 +174,11 @@ async def test_1007_gives_a_fresh_session_reseeded_with_the_conversation(
     emulator = await start_emulator(scenario=scenario)
     async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
         await recorder.wait_for(Connected)
-        session.send_text("what is the capital of France")
+        type_turn(session, "what is the capital of France")
         await recorder.wait_for(TurnComplete)
-        session.send_text("and of Italy")  # answered, then the service closes with 1007
+        type_turn(session, "and of Italy")  # answered, then the service closes with 1007
         await recorder.wait_for(Reseeded)
-        session.send_text("and of Spain")
+        type_turn(session, "and of Spain")
         await recorder.wait_for(TurnComplete, count=3)
     connected = recorder.of(Connected)
     assert [c.resumed for c in connected] == [False, False]
@@ -204,10 +211,10 @@ async def test_silence_after_goaway_still_switches_to_a_resumed_socket(
     emulator = await start_emulator(scenario=scenario, silent_after_goaway=True)
     async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
         await recorder.wait_for(Connected)
-        session.send_text("hello")
+        type_turn(session, "hello")
         await recorder.wait_for(TurnComplete)
         await recorder.wait_for(Connected, count=2, timeout=10)  # long before timeLeft ran out
-        session.send_text("still there?")
+        type_turn(session, "still there?")
         await recorder.wait_for(TurnComplete, count=2)  # answered on the new socket
     assert recorder.of(Connected)[1].resumed
     assert "goAway" in recorder.of(Disconnected)[0].cause
@@ -247,7 +254,7 @@ async def test_token_sessions_run_the_token_command_each_time(
     task = asyncio.create_task(session.run())
     try:
         await recorder.wait_for(Connected)
-        session.send_text("hi")
+        type_turn(session, "hi")
         await recorder.wait_for(TurnComplete)
     finally:
         await session.close()
@@ -266,7 +273,7 @@ async def test_goaway_and_drops_lose_no_turn_and_no_tool_response(
         )
     emulator = await start_emulator(
         scenario=Scenario(turns=turns),
-        goaway_every=0.7,
+        goaway_every=0.4,  # into each connection
         goaway_time_left_s=2.0,
         drop_every=1.1,
         pace=8.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -173,8 +174,8 @@ async def test_text_replies_go_to_the_transcript_and_the_speaker_stays_silent(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
 ) -> None:
     wav_in = write_wav(tmp_path / "in.wav", speech("hello there", gap_s=2.0))
-    emulator = await start_emulator()
-    config = against(emulator, live={"response_modality": "text"})
+    emulator = await start_emulator(any_model=True)  # the known models answer in audio only
+    config = against(emulator, live={"response_modality": "text", "model": "a-text-model"})
     options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
     summary = await simulate(config, options)
     assert "answer number 1" in summary["turns"][0]["output_transcript"]
@@ -226,15 +227,25 @@ def test_run_with_a_missing_device_exits_2(alsa_files: tuple[Path, Path]) -> Non
 
 
 async def test_an_answer_that_never_comes_is_given_up_and_reported(
-    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+    start_emulator: Callable[..., Any],
+    speech: Callable[..., np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """After reply_timeout_s a new connection is tried (it would replay a fresh turn); a turn
+    older than the replay window is reported lost."""
+    from edge_agent.live import session
+
+    monkeypatch.setattr(session, "REPLAY_WINDOW_S", 1.5)
     wav_in = write_wav(tmp_path / "in.wav", speech("hello", gap_s=1.0))
     emulator = await start_emulator()
-    config = against(emulator, live={"reply_timeout_s": 1.0})
+    config = against(emulator, live={"reply_timeout_s": 1.0, "connect_timeout_s": 2.0})
     running = asyncio.create_task(simulate(config, SimulateOptions(input=wav_in)))
     while not emulator.parsed_setups:
         await asyncio.sleep(0.01)
     emulator.options.latency_ms = 60_000  # the session is up; from now on the service is mute
     summary = await running
     assert summary["turns"][0]["first_audio_ms"] is None
-    assert summary["errors"] == ["turn 1: no answer within 1 s"]
+    assert len(summary["errors"]) == 1
+    assert re.fullmatch(r"turn 1 lost \(no_answer\): no answer within \d+ s", summary["errors"][0])
+    assert len(emulator.parsed_setups) >= 2  # a new connection was tried

@@ -95,7 +95,8 @@ async def run_turn(
     **emulator_options: Any,
 ) -> tuple[Any, dict[str, Any]]:
     wav_in = write_wav(tmp_path / "in.wav", speech("please do it", gap_s=3.0))
-    scenario = Scenario(turns=[Turn(tool_call=step, transcript="Done.")])
+    # a 1.5 s answer, long enough for a non-blocking tool to finish while it plays
+    scenario = Scenario(turns=[Turn(tool_call=step, transcript="Done.", reply_seconds=1.5)])
     emulator = await start_emulator(scenario=scenario, **emulator_options)
     config = against(emulator, tools={"enabled": enabled}, conversation={"idle_timeout_s": 60})
     summary = await simulate(config, SimulateOptions(input=wav_in))

@@ -33,7 +33,7 @@ def add_emulator_command(commands: Any) -> None:
     parser.add_argument(
         "--any-model",
         action="store_true",
-        help="accept models the emulator does not know (with gemini-3.8-live's rules)",
+        help="accept models the emulator does not know (they accept every option)",
     )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
@@ -41,7 +41,7 @@ def add_emulator_command(commands: Any) -> None:
         type=float,
         default=0.0,
         metavar="S",
-        help="send goAway to every connection every S wall seconds",
+        help="send goAway S wall seconds into each connection (instead of near its 10 min end)",
     )
     faults.add_argument(
         "--goaway-time-left",

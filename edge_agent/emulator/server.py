@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -22,8 +23,9 @@ from edge_agent.emulator.wire import (
     encode_for_log,
     encode_for_wire,
     parse_client_message,
+    to_camel,
 )
-from edge_agent.live.models import DEFAULT_MODEL, KNOWN_MODELS, ModelTraits, traits
+from edge_agent.live.models import ModelTraits, traits
 
 LIVE_PATH = (
     r"/{prefix:(?:.*/)?}ws/google.ai.generativelanguage.{version:v1|v1beta|v1alpha}"
@@ -99,16 +101,15 @@ class Emulator:
         write_authority(authority, self.options.cert_dir)
         if self.options.log_path is not None:
             self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
-        if self.options.goaway_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.goaway_every, True)))
         if self.options.drop_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.drop_every, False)))
+            self._timers.append(asyncio.create_task(self._drop_every(self.options.drop_every)))
 
     async def stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
         for connection in list(self.connections.values()):
             await connection.close(1001, "emulator stopping")
+            connection.cancel()  # a handler asleep in --latency-ms would hold the stop 60 s
         if self._runner is not None:
             await self._runner.cleanup()
         if self._log is not None:
@@ -121,15 +122,11 @@ class Emulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _every(self, period: float, go_away: bool) -> None:
+    async def _drop_every(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
             for connection in list(self.connections.values()):
-                if connection.session is None:
-                    continue
-                if go_away:
-                    connection._spawn(connection.go_away(self.options.goaway_time_left_s))
-                else:
+                if connection.session is not None:
                     self.log_event(connection.number, "drop")
                     connection.drop()
 
@@ -141,6 +138,7 @@ class Emulator:
         await ws.prepare(request)
         self._count += 1
         connection = Connection(self, ws, self._count, request)
+        connection.handler = asyncio.current_task()
         self.connections[connection.number] = connection
         try:
             await connection.serve()
@@ -170,8 +168,10 @@ class Emulator:
                 setup = parse_client_message(json.dumps({"setup": setup}), "v1alpha")["setup"]
             except WireError as exc:
                 return _error(400, str(exc))
+        mask = body.get("fieldMask")
+        field_mask = tuple(to_camel_path(p) for p in str(mask).split(",") if p) if mask else None
         token = self.registry.mint_token(
-            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup
+            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup, field_mask
         )
         return web.json_response(
             {
@@ -225,7 +225,15 @@ class Emulator:
             return None
         known = traits(name)
         if known is None and self.options.any_model:
-            return replace(KNOWN_MODELS[DEFAULT_MODEL], display_name=name)
+            return ModelTraits(
+                display_name=name,
+                version="0",
+                thinking_budget=True,
+                thinking_levels=("minimal", "low", "medium", "high"),
+                affective_dialog=True,
+                proactive_audio=True,
+                non_blocking_tools=True,
+            )
         return known
 
     # ---- credentials -----------------------------------------------------------------------
@@ -266,7 +274,7 @@ class Emulator:
                 del self.registry.tokens[name]
             elif token.uses_left > 1:
                 token.uses_left -= 1
-        return {**setup, **token.locked_setup}
+        return lock_fields(setup, token.locked_setup, token.field_mask)
 
     # ---- I/O and log -----------------------------------------------------------------------
 
@@ -295,6 +303,43 @@ class Emulator:
             "msg": message,
         }
         self._log.write(json.dumps(entry) + "\n")
+
+
+def to_camel_path(path: str) -> str:
+    return ".".join(to_camel(part) for part in path.strip().split("."))
+
+
+def lock_fields(
+    client: dict[str, Any], locked: dict[str, Any], mask: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The token's setup wins field by field: every field it sets (no mask), or the masked
+    paths, where a masked path the token leaves unset is taken away from the client."""
+    if mask is None:
+        return _deep_merge(client, locked)
+    merged = copy.deepcopy(client)
+    for path in mask:
+        keys = path.split(".")
+        source: Any = locked
+        for key in keys:
+            source = source.get(key) if isinstance(source, dict) else None
+        target = merged
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        if source is None:
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = source
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _error(status: int, message: str, reason: str = "") -> web.Response:

@@ -71,6 +71,8 @@ HISTORY_LINE_CHARS = 1000
 HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
 IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
+TURN_RETRY_S = 0.5  # while a fresh turn waits to be sent, retry at least this often
+GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 Declarations = Callable[[], Sequence[dict[str, Any]]]
 
@@ -83,6 +85,7 @@ class _Switch(Exception):
 class Outgoing:
     kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
     payload: Any = None
+    turn: int = 0  # on a turn's last message: the agent's number for it (0 = not said)
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -132,6 +135,8 @@ class LiveSession:
         self._reseed_now = False  # ... and is opened without a backoff
         self._closing = False
         self._switch_cause = ""
+        self._last_message_at = 0.0
+        self._attempt_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
 
@@ -144,20 +149,22 @@ class LiveSession:
         if self.connected:  # a stale frame is worth nothing after a gap
             self._queue(Outgoing("video", jpeg))
 
-    def send_text(self, text: str) -> None:
-        self._queue(Outgoing("text", text))
+    def send_text(self, text: str, turn: int = 0) -> None:
+        """Inside an activity (detection off) the activityEnd ends the turn, not the text."""
+        kind = "text_in_activity" if self._user_turn_open else "text"
+        self._queue(Outgoing(kind, text, turn))
 
     def activity_start(self) -> None:
         self._user_turn_open = True
         self._queue(Outgoing("activity_start"))
 
-    def activity_end(self) -> None:
+    def activity_end(self, turn: int = 0) -> None:
         self._user_turn_open = False
-        self._queue(Outgoing("activity_end"))
+        self._queue(Outgoing("activity_end", turn=turn))
         self._maybe_switch()  # a goAway that came while the user spoke: switch now
 
-    def audio_stream_end(self) -> None:
-        self._queue(Outgoing("audio_stream_end"))
+    def audio_stream_end(self, turn: int = 0) -> None:
+        self._queue(Outgoing("audio_stream_end", turn=turn))
         self._maybe_switch()
 
     def send_client_content(self, turns: list[tuple[str, str]], turn_complete: bool) -> None:
@@ -202,6 +209,7 @@ class LiveSession:
 
     async def _run(self) -> None:
         failures = 0  # consecutive connections that failed or did not become healthy
+        reseeded_last = False  # a fresh session is tried at once, but not twice in a row
         while not self._closing:
             self._served_turn = False
             key_refused = False
@@ -224,16 +232,16 @@ class LiveSession:
             lived = time.monotonic() - self.connected_at if was_connected else 0.0
             healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
+            reseed_at_once = self._reseed_now and not reseeded_last
+            reseeded_last, self._reseed_now = self._reseed_now, False
             if healthy:
                 failures = 0
-            elif lived < IMMEDIATE_CLOSE_S:
+            elif lived < IMMEDIATE_CLOSE_S and not reseed_at_once:
                 failures += 1
-            if healthy and (self._switch_cause or cause == "goAway" or self._reseed_now):
-                self._reseed_now = False
-                self._switch_cause = ""
-                continue  # a planned switch from a good connection: at once
+            planned = healthy and (self._switch_cause or cause == "goAway")
             self._switch_cause = ""
-            self._reseed_now = False
+            if planned or reseed_at_once:
+                continue  # a switch from a good connection, or a fresh session: at once
             delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
             if key_refused:
                 self.on_event(KeyRefused(cause))
@@ -241,7 +249,23 @@ class LiveSession:
                 self._report_outage(cause, delay)
             self._expire_stale_turns()
             log.debug("reconnecting in %.1f s (%s)", delay, cause)
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff, cut to TURN_RETRY_S while a user turn waits that can still be sent."""
+        end = time.monotonic() + delay
+        while (now := time.monotonic()) < end:
+            if self._fresh_turn_waiting():
+                end = min(end, now + TURN_RETRY_S)
+            await asyncio.sleep(min(0.5, end - now))
+
+    def _fresh_turn_waiting(self) -> bool:
+        now = time.monotonic()
+        return any(
+            item.ends_turn and now - item.at <= REPLAY_WINDOW_S
+            for queue in (self._outbox, self._journal)
+            for item in queue
+        )
 
     def _report_outage(self, cause: str, delay: float) -> None:
         """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
@@ -297,19 +321,19 @@ class LiveSession:
             self._goaway_timer.cancel()
         self._switch.clear()
 
-    def give_up_turn(self, cause: str) -> None:
-        """The agent gave up on an answer: do not replay its turn, and try a new connection."""
-        del self._journal[: self._journal_turn_end]
-        self._journal_turn_end = 0
-        self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+    def reconnect(self, cause: str) -> None:
+        """An answer did not come: a new connection replays the turns that are still fresh."""
         if self.connected:
             self._switch_cause = cause
             self._switch.set()
 
-    def _expire_stale_turns(self) -> None:
-        """Turns that ended over REPLAY_WINDOW_S ago are not sent late; each is reported lost."""
-        now = time.monotonic()
+    def _expire_stale_turns(self, now: float | None = None) -> None:
+        """Turns that ended over REPLAY_WINDOW_S before `now` are not sent (again): each is
+        reported lost, as unanswered if it went out once, else as never sent."""
+        now = time.monotonic() if now is None else now
         for queue in (self._journal, self._outbox):
+            sent = queue is self._journal
+            cause, verb = ("no_answer", "no answer") if sent else ("offline", "not sent")
             items = list(queue)
             kept: list[Outgoing] = []
             turn: list[Outgoing] = []
@@ -319,9 +343,9 @@ class LiveSession:
                     continue
                 turn.append(item)
                 if item.ends_turn:
-                    if now - item.at > REPLAY_WINDOW_S:
-                        age = now - item.at
-                        self.on_event(TurnLost("offline", f"not sent within {age:.0f} s"))
+                    age = now - item.at
+                    if age > REPLAY_WINDOW_S:
+                        self.on_event(TurnLost(cause, f"{verb} within {age:.0f} s", item.turn))
                     else:
                         kept += turn
                     turn = []
@@ -338,6 +362,7 @@ class LiveSession:
                 self._outbox = deque(kept)
 
     async def _connect_and_serve(self) -> None:
+        self._attempt_at = time.monotonic()  # a turn is sent in time if its attempt began in time
         await load_sdk()
         credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
@@ -364,7 +389,7 @@ class LiveSession:
             log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
             self.on_event(Online(self._outage_attempts))
         self.offline, self._outage_attempts = False, 0
-        self._expire_stale_turns()
+        self._expire_stale_turns(self._attempt_at)
         replay = self._journal
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
@@ -456,6 +481,7 @@ class LiveSession:
                 self._bad_message(f"an error object: {str(exc)[:160]}")
 
     def _deliver(self, message: Any) -> None:
+        self._last_message_at = time.monotonic()
         try:
             events = _wire().events_from_message(message)
         except MALFORMED as exc:
@@ -515,7 +541,21 @@ class LiveSession:
         self._goaway_pending = True
         loop = asyncio.get_running_loop()
         self._goaway_timer = loop.call_later(max(0.0, time_left_s - margin), self._switch.set)
+        loop.call_later(GOAWAY_SILENCE_S, self._switch_if_silent)
         self._maybe_switch()
+
+    def _switch_if_silent(self) -> None:
+        """A server that stops talking after goAway would hold the answer until timeLeft."""
+        if not self._goaway_pending or self._switch.is_set():
+            return
+        quiet = time.monotonic() - self._last_message_at
+        if quiet >= GOAWAY_SILENCE_S:
+            log.debug("goAway then %.1f s of silence: switching now", quiet)
+            self._switch.set()
+        else:
+            asyncio.get_running_loop().call_later(
+                GOAWAY_SILENCE_S - quiet, self._switch_if_silent
+            )
 
     def _maybe_switch(self) -> None:
         if self._goaway_pending and not self._model_busy and not self._user_turn_open:
@@ -563,9 +603,9 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
-        unsent = sum(1 for item in self._outbox if item.ends_turn)
-        for _ in range(unsent):
-            self.on_event(TurnLost("offline", "the conversation ended before it could be sent"))
+        for item in [item for item in self._outbox if item.ends_turn]:
+            detail = "the conversation ended before it could be sent"
+            self.on_event(TurnLost("offline", detail, item.turn))
         self._closing = True
         self._switch.set()
         self._outbox.clear()

@@ -7,6 +7,7 @@ from typing import Any
 from google.genai import types
 
 from edge_agent.events import (
+    CodeExecution,
     FunctionCall,
     GenerationComplete,
     GoAway,
@@ -23,6 +24,7 @@ from edge_agent.events import (
     ToolCallCancellation,
     TurnComplete,
     Usage,
+    WaitingForInput,
 )
 
 
@@ -71,10 +73,20 @@ def _content_events(content: types.LiveServerContent) -> list[LiveEvent]:
                 events.append(ModelThought(part.text))
             elif part.text:
                 events.append(ModelText(part.text))
+            elif part.executable_code is not None:
+                events.append(CodeExecution(code=part.executable_code.code or ""))
+            elif part.code_execution_result is not None:
+                result = part.code_execution_result
+                outcome = str(result.outcome.value) if result.outcome is not None else ""
+                events.append(CodeExecution(output=result.output or "", outcome=outcome))
     if content.output_transcription is not None and content.output_transcription.text:
         events.append(OutputTranscript(content.output_transcription.text))
     if content.grounding_metadata is not None:
         events.append(Grounding(content.grounding_metadata.model_dump(exclude_none=True)))
+    if content.url_context_metadata is not None:
+        events.append(Grounding(content.url_context_metadata.model_dump(exclude_none=True)))
+    if content.waiting_for_input:
+        events.append(WaitingForInput())
     if content.generation_complete:
         events.append(GenerationComplete())
     return events

@@ -66,7 +66,7 @@ async def send(session: Any, kind: str, payload: Any) -> None:
         await session.send_realtime_input(audio=blob)
     elif kind == "video":
         await session.send_realtime_input(video=types.Blob(data=payload, mime_type="image/jpeg"))
-    elif kind == "text":
+    elif kind in ("text", "text_in_activity"):
         await session.send_realtime_input(text=payload)
     elif kind == "activity_start":
         await session.send_realtime_input(activity_start=types.ActivityStart())
