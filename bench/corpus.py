@@ -231,7 +231,8 @@ def bursts(seconds: float, rng: np.random.Generator, count: int) -> np.ndarray:
             )
         elif kind == 1:
             length = float(rng.uniform(0.15, 0.35))
-            effects = ("pinknoise", "sinc", "300-3000", "fade", "q", "0.02", "-0", "0.15")
+            fade = f"{length / 2:.3f}"
+            effects = ("pinknoise", "sinc", "300-3000", "fade", "q", "0.02", "-0", fade)
             sound = at_dbfs(sox_noise(length, *effects, seed=index), float(rng.uniform(-25, -12)))
         else:
             length = 0.4

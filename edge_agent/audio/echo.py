@@ -63,6 +63,10 @@ class EchoGuard:
             near = np.frombuffer(frame, dtype="<i2")
             with self._reference_lock:
                 far = self._reference.pop(len(near))
+            if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
+                # nothing played for a while: no echo to cancel, and AEC3 left running on a
+                # silent far end takes seconds to pass the user's first words through
+                return EchoVerdict(frame, False)
             return EchoVerdict(self._canceller.process(near, far).tobytes(), False)
         if self.mode != "half_duplex":
             return EchoVerdict(frame, False)
