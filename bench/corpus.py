@@ -210,7 +210,7 @@ def babble(speech: Speech, seconds: float, rng: np.random.Generator, voices: int
     out = np.zeros(total, np.float32)
     for index in range(voices):
         voice = VOICES[(index + 2) % len(VOICES)]
-        at = int(rng.uniform(0, 1.0) * RATE)
+        at = int(rng.uniform(0, 0.2) * RATE)  # already on (a TV coming on: noise_clip "tv-on")
         while at < total:
             text = str(rng.choice(QUESTIONS + CONTINUATIONS + MONOLOGUE))
             sample = speech.say(text, voice)[: total - at]
@@ -387,6 +387,9 @@ def noise_clip(kind: str, seconds: float) -> Recipe:
             bed = bursts(seconds, rng, int(seconds / 4))
         elif kind == "music":
             bed = music(seconds, rng, SPEAKER_DBFS - 10)
+        elif kind == "tv-on":  # a quiet room, then a TV comes on and stays on
+            bed = at_dbfs(babble(speech, seconds - 20, rng), SPEAKER_DBFS - 12)
+            bed = np.concatenate([np.zeros(20 * RATE, np.float32), bed])
         elif kind == "tv":
             bed = at_dbfs(babble(speech, seconds, rng), SPEAKER_DBFS - 12)
             bed += music(seconds, rng, SPEAKER_DBFS - 20)
@@ -434,6 +437,7 @@ def recipes(quick: bool) -> list[Recipe]:
         noise_clip("music", 180),
         noise_clip("babble", 300),
         noise_clip("tv", 240),
+        noise_clip("tv-on", 120),
     ]
 
 
@@ -451,13 +455,13 @@ def write_file(path: Path, mono: np.ndarray, rng: np.random.Generator) -> None:
         wav.writeframes(pcm.tobytes())
 
 
-def build(out: Path, quick: bool = False) -> list[dict[str, object]]:
+def build(out: Path, quick: bool = False, seed: int = 1) -> list[dict[str, object]]:
     """Writes the WAVs and manifest.json into `out`; returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     speech = Speech(out / "cache")
     manifest = []
     for index, recipe in enumerate(recipes(quick)):
-        rng = np.random.default_rng(1000 + index)
+        rng = np.random.default_rng(1000 * seed + index)
         track, bed = recipe(speech, rng)
         mix = track.foreground() + bed[: track.length]
         write_file(out / f"{track.clip.name}.wav", mix, rng)
@@ -470,8 +474,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.corpus")
     parser.add_argument("--out", type=Path, required=True, help="folder for the WAVs")
     parser.add_argument("--quick", action="store_true", help="the small subset the tests run")
+    parser.add_argument("--seed", type=int, default=1, help="another seed: other pauses, noise")
     args = parser.parse_args()
-    manifest = build(args.out, args.quick)
+    manifest = build(args.out, args.quick, args.seed)
     turns = sum(len(entry["turns"]) for entry in manifest)  # type: ignore[arg-type]
     noise = sum(float(entry["noise_s"]) for entry in manifest)  # type: ignore[arg-type]
     print(f"{len(manifest)} files, {turns} expected turns, {noise / 60:.1f} min of noise")

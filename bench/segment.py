@@ -2,7 +2,8 @@
 gate cuts the corpus (bench/corpus.py) into turns.
 
 Frames go straight into EchoGuard and SpeechGate, as the Agent feeds them (48 kHz stereo is
-mixed down and resampled as the microphone does), without devices or a service. Per file: the
+mixed down and resampled to 16 kHz with soxr, as the microphone does), without devices or a
+service. Per file: the
 expected turns, the turns found, whole (one turn, start clipped by at most 150 ms), split, missed,
 merged (one turn over two expected), false (no expected turn under it), the worst clipped
 start, speech dropped inside turns, and the end of speech -> turn end (hangover included) on
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from bench.corpus import build
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
-from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
+from edge_agent.audio.resample import MODEL_INPUT_RATE, to_mono
 from edge_agent.audio.vad import SpeechGate, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
 
@@ -61,38 +63,36 @@ def read_file(path: Path) -> tuple[bytes, int, int]:
         return wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
 
 
-def gate_turns(
-    path: Path, gate: SpeechGate, guard: EchoGuard | None = None, block_ms: int = 30
-) -> list[Found]:
-    """Runs the file through the gate in device-sized blocks; turns the gate opened, with
-    a turn carried past max_turn_s (a TurnStart in the same frame as its TurnEnd) as one."""
+def gate_turns(path: Path, gate: SpeechGate, guard: EchoGuard | None = None) -> list[Found]:
+    """Runs the file through the gate frame by frame; the turns it opened, a turn carried past
+    max_turn_s (a TurnStart in the same frame as its TurnEnd) counted as one.
+
+    The file is mixed down and resampled in one piece: soxr's streaming output can differ by
+    one LSB with the memory alignment of each block, which made runs differ now and then."""
     pcm, rate, channels = read_file(path)
-    resampler = Resampler(rate, MODEL_INPUT_RATE)
-    splitter = FrameSplitter(gate.frame_ms * MODEL_INPUT_RATE // 1000)
-    block = rate * block_ms // 1000 * channels * 2
+    mono = to_mono(pcm, channels)
+    samples = np.asarray(soxr.resample(mono, rate, MODEL_INPUT_RATE, "HQ"), np.int16)
+    frame_samples = gate.frame_ms * MODEL_INPUT_RATE // 1000
     frame_s = gate.frame_ms / 1000
     turns: list[Found] = []
-    index = 0
     continued_at = -1
-    for offset in range(0, len(pcm), block):
-        mono = to_mono(pcm[offset : offset + block], channels)
-        for frame in splitter.push(resampler.process(mono)):
-            data = frame.tobytes()
-            suppressed = False
-            if guard is not None:
-                verdict = guard.check(data)
-                data, suppressed = verdict.frame, verdict.suppressed
-            index += 1
-            now = index * frame_s
-            for event in gate.feed(data, suppressed):
-                if isinstance(event, TurnStart):
-                    if continued_at == index:
-                        continue
-                    audio_start = now - len(event.preroll) / 2 / MODEL_INPUT_RATE
-                    turns.append(Found(audio_start, event.speech_start_s))
-                elif isinstance(event, TurnEnd):
-                    turns[-1].speech_end_s, turns[-1].ended_at_s = event.speech_end_s, now
-                    continued_at = index if event.reason == "max_length" else -1
+    index = 0
+    for index in range(1, len(samples) // frame_samples + 1):
+        data = samples[(index - 1) * frame_samples : index * frame_samples].tobytes()
+        suppressed = False
+        if guard is not None:
+            verdict = guard.check(data)
+            data, suppressed = verdict.frame, verdict.suppressed
+        now = index * frame_s
+        for event in gate.feed(data, suppressed):
+            if isinstance(event, TurnStart):
+                if continued_at == index:
+                    continue
+                audio_start = now - len(event.preroll) / 2 / MODEL_INPUT_RATE
+                turns.append(Found(audio_start, event.speech_start_s))
+            elif isinstance(event, TurnEnd):
+                turns[-1].speech_end_s, turns[-1].ended_at_s = event.speech_end_s, now
+                continued_at = index if event.reason == "max_length" else -1
     if turns and turns[-1].ended_at_s == 0.0:
         turns[-1].speech_end_s = turns[-1].ended_at_s = index * frame_s
     return turns

@@ -41,8 +41,12 @@ GateEvent = TurnStart | TurnAudio | TurnEnd
 
 FLOOR_RISE_DB_S = 5.0  # the noise floor follows the room's median level, up and down at this
 FLOOR_FALL_DB_S = 5.0  # pace (a louder room: a TV, a fan, a tone; a quieter one) ...
-FLOOR_RISE_IN_TURN_DB_S = 2.0  # ... and rises slower in a turn, so a monologue is not taken
+FLOOR_RISE_IN_TURN_DB_S = 1.0  # ... and rises slower in a turn, so a monologue is not taken
 # for the room, while a turn over a TV still ends when the speaker stops
+WARMUP_QUIET_FRAMES = 3  # this many frames without speech at start-up are the room
+LOUD_RUN_MS = 2000  # one speaker dips to the room's level (pauses, stops) more often than this
+WARMUP_MS = 600  # at start-up no turn opens for this long, while the room's level is learnt
+# (speech then is not lost: the first turn's pre-roll reaches back to it)
 PITCHED_FRAMES = 2  # voiced frames with a pitch peak needed before a turn opens
 CEPSTRAL_PEAK = 0.3  # noise stays under it in 99 % of frames, voiced speech often goes over
 FFT_SIZE = 1024
@@ -66,10 +70,14 @@ class SpeechGate:
         self._min_power = (32768 * 10 ** (config.min_level_dbfs / 20)) ** 2
         self._margin = 10 ** (config.noise_margin_db / 10)
         self._quiet_room_power = (32768 * 10 ** (QUIET_ROOM_DBFS / 20)) ** 2
-        self._floor = 0.0  # noise power: set by the first frame, then tracked
+        self._floor = 1.0  # the room's level (power): the median of the first second, then tracked
+        self._warmup: list[tuple[float, bool]] = []
         seconds = self.frame_ms / 1000
         self._floor_up = 10 ** (FLOOR_RISE_DB_S * seconds / 10)
         self._floor_up_in_turn = 10 ** (FLOOR_RISE_IN_TURN_DB_S * seconds / 10)
+        self._warmup_frames = WARMUP_MS // self.frame_ms
+        self._loud_run = 0
+        self._loud_run_frames = LOUD_RUN_MS // self.frame_ms
         self._floor_down = 10 ** (-FLOOR_FALL_DB_S * seconds / 10)
         self._preroll_frames = max(1, config.preroll_ms // self.frame_ms)
         lookback = max(self._preroll_frames, LOOKBACK_MS // self.frame_ms)
@@ -78,6 +86,9 @@ class SpeechGate:
         self._candidate: list[bytes] = []
         self._candidate_voiced = 0
         self._candidate_pitched = 0
+        self._candidate_power = 0.0  # of its voiced frames, summed
+        self._early: tuple[int, float] | None = None  # speech confirmed while warming up
+        self._power = 0.0  # the last frame's
         self._candidate_gap = 0  # unvoiced frames since the candidate's last voiced one
         self._min_frames = max(1, config.min_speech_ms // self.frame_ms)
         self._max_candidate = self._min_frames + int(1000 / self.frame_ms)
@@ -89,7 +100,7 @@ class SpeechGate:
         self._short_phrase_frames = config.short_phrase_ms // self.frame_ms
         self._max_frames = int(config.max_turn_s * 1000 / self.frame_ms)
         self._frames_seen = 0
-        self._last_samples = np.zeros(0, np.float32)
+        self._last_samples = np.zeros(0, np.int16)
         self._in_turn = False
         self._turn_frames = 0
         self._silent_frames = 0
@@ -107,16 +118,32 @@ class SpeechGate:
         return frames * self.frame_ms / 1000
 
     def _voiced(self, frame: bytes, samples: np.ndarray) -> bool:
-        """Loud enough over the noise floor (and the absolute minimum) and speech to webrtcvad;
-        a frame that is not updates the floor (while in a turn only those do)."""
-        power = float(np.dot(samples, samples)) / len(samples)
-        if self._floor == 0.0:
-            self._floor = max(power, 1.0)
+        """Loud enough over the room's level (and the absolute minimum) and speech to webrtcvad;
+        every frame then moves the room's level (the speaker's own voice only slowly)."""
+        wide = samples.astype(np.int64)  # exact (a float dot's rounding depends on alignment)
+        power = self._power = float(np.dot(wide, wide)) / len(wide)
+        warming = self._frames_seen <= self._warmup_frames
         loud = power > self._min_power and power > self._floor * self._margin
-        voiced = loud and bool(self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE))
-        up = self._floor_up_in_turn if self._in_turn else self._floor_up
-        self._floor = max(1.0, self._floor * (up if power > self._floor else self._floor_down))
+        heard = (loud or warming) and self._vad.is_speech(self._for_vad(frame, samples), 16000)
+        voiced = loud and bool(heard)
+        if warming:  # candidates form (no turn opens yet) while the room's level is learnt
+            self._warm_up(power, bool(heard))
+            return voiced
+        up, down = self._floor_up, self._floor_down
+        self._loud_run = self._loud_run + 1 if loud else 0
+        if self._in_turn and loud and self._loud_run < self._loud_run_frames:
+            up = self._floor_up_in_turn  # the speaker's own voice moves the room level slowly;
+            # loud without a dip for seconds is no one speaker (a TV came on): it moves it fast
+        self._floor = max(1.0, self._floor * (up if power > self._floor else down))
         return voiced
+
+    def _warm_up(self, power: float, speech: bool) -> None:
+        """Start-up: the room's level is the median of the frames webrtcvad does not take for
+        speech (someone talking as the agent starts), or of all frames (a TV already on)."""
+        self._warmup.append((power, speech))
+        quiet = [p for p, s in self._warmup if not s]
+        heard = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else [p for p, _ in self._warmup]
+        self._floor = max(1.0, float(np.median(heard)))
 
     def _for_vad(self, frame: bytes, samples: np.ndarray) -> bytes:
         """webrtcvad's models start out tuned for ordinary levels: a quiet room's frames are
@@ -125,23 +152,36 @@ class SpeechGate:
         if self._floor >= self._quiet_room_power:
             return frame
         gain = min(MAX_VAD_GAIN, math.sqrt(self._quiet_room_power / self._floor))
-        return np.clip(samples * gain, -32768, 32767).astype("<i2").tobytes()
+        louder = samples.astype(np.float32) * gain
+        return bytes(np.clip(louder, -32768, 32767).astype("<i2").tobytes())
 
     def is_speech(self, frame: bytes) -> bool:
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        return self._voiced(frame, samples)
+        return self._voiced(frame, np.frombuffer(frame, dtype="<i2"))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
         """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
         index = self._frames_seen
         self._frames_seen += 1
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+        samples = np.frombuffer(frame, dtype="<i2")
         voiced = self._voiced(frame, samples) and not suppressed
         if self._in_turn:
             return self._inside(frame, voiced, index)
         events = self._outside(frame, samples, voiced, index)
         self._last_samples = samples
+        if self._frames_seen == self._warmup_frames + 1 and not events:
+            events = self._after_warmup()
         return events
+
+    def _after_warmup(self) -> list[GateEvent]:
+        """Speech heard while the room's level was learnt opens its turn now, if it stands out
+        from the room as learnt (the agent started while someone talked; not a TV already on)."""
+        early, self._early = self._early, None
+        if early is None or early[1] <= self._floor * self._margin:
+            return []
+        if self._frames_seen - early[0] > len(self._preroll) + len(self._candidate):
+            return []
+        self._near_miss = early[0]
+        return [self._open()]
 
     def _outside(
         self, frame: bytes, samples: np.ndarray, voiced: bool, index: int
@@ -156,8 +196,15 @@ class SpeechGate:
         self._candidate_gap = 0 if voiced else self._candidate_gap + 1
         if voiced and self._candidate_pitched < PITCHED_FRAMES:
             self._candidate_pitched += pitched(self._last_samples, samples)
-        if self._candidate_voiced >= self._min_frames and self._candidate_pitched >= PITCHED_FRAMES:
-            return [self._open()]
+        self._candidate_power += self._power if voiced else 0.0
+        settled = self._frames_seen > self._warmup_frames
+        confirmed = self._candidate_pitched >= PITCHED_FRAMES
+        if confirmed and self._candidate_voiced >= self._min_frames:
+            if settled:
+                return [self._open()]
+            if self._early is None:
+                power = self._candidate_power / self._candidate_voiced
+                self._early = (self._candidate_start, power)
         too_long = len(self._candidate) > self._max_candidate
         if too_long or self._candidate_gap > max(
             2, self._min_frames // 2
@@ -167,20 +214,23 @@ class SpeechGate:
             for old in self._candidate:
                 self._preroll.append(old)
             self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+            self._candidate_power = 0.0
         return []
 
     def _open(self) -> TurnStart:
         """The pre-roll reaches back to a speech-like burst just before ("so ... what is")."""
-        first = self._candidate_start
-        if self._near_miss is not None and first - self._near_miss < len(self._preroll):
+        onset = self._candidate_start if self._candidate else self._frames_seen
+        first = onset
+        if self._near_miss is not None and onset - self._near_miss < len(self._preroll):
             first = self._near_miss
-        keep = min(len(self._preroll), self._candidate_start - first + self._preroll_frames)
+        keep = min(len(self._preroll), onset - first + self._preroll_frames)
         audio = b"".join([*list(self._preroll)[len(self._preroll) - keep :], *self._candidate])
         start = TurnStart(audio, self._seconds(first))
         self._near_miss = None
         self._turn_frames = len(self._candidate)
         self._preroll.clear()
         self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+        self._candidate_power = 0.0
         self._in_turn, self._silent_frames = True, 0
         return start
 
