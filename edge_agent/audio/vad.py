@@ -39,18 +39,16 @@ class TurnEnd:
 
 GateEvent = TurnStart | TurnAudio | TurnEnd
 
-FLOOR_RISE_DB_S = 5.0  # the noise floor follows the room's median level, up and down at this
-FLOOR_FALL_DB_S = 5.0  # pace (a louder room: a TV, a fan, a tone; a quieter one) ...
-FLOOR_RISE_IN_TURN_DB_S = 1.0  # ... and rises slower in a turn, so a monologue is not taken
-# for the room, while a turn over a TV still ends when the speaker stops
-WARMUP_QUIET_FRAMES = 3  # this many frames without speech at start-up are the room
-LOUD_RUN_MS = 2000  # one speaker dips to the room's level (pauses, stops) more often than this
-WARMUP_MS = 600  # at start-up no turn opens for this long, while the room's level is learnt
-# (speech then is not lost: the first turn's pre-roll reaches back to it)
+# The room's level (a frame's power), against which speech is judged:
+WARMUP_MS = 600  # learnt at start-up (no turn opens meanwhile; speech heard then is kept) ...
+WARMUP_QUIET_FRAMES = 3  # ... from frames webrtcvad does not take for speech, if this many
+FLOOR_RISE_DB_S = 5.0  # then it follows the room's median level up and down at this pace,
+FLOOR_FALL_DB_S = 5.0
+FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
+LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
 PITCHED_FRAMES = 2  # voiced frames with a pitch peak needed before a turn opens
 CEPSTRAL_PEAK = 0.3  # noise stays under it in 99 % of frames, voiced speech often goes over
 FFT_SIZE = 1024
-
 LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
 QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
 MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
@@ -70,7 +68,7 @@ class SpeechGate:
         self._min_power = (32768 * 10 ** (config.min_level_dbfs / 20)) ** 2
         self._margin = 10 ** (config.noise_margin_db / 10)
         self._quiet_room_power = (32768 * 10 ** (QUIET_ROOM_DBFS / 20)) ** 2
-        self._floor = 1.0  # the room's level (power): the median of the first second, then tracked
+        self._floor = 1.0  # the room's level (power)
         self._warmup: list[tuple[float, bool]] = []
         seconds = self.frame_ms / 1000
         self._floor_up = 10 ** (FLOOR_RISE_DB_S * seconds / 10)
@@ -124,7 +122,8 @@ class SpeechGate:
         power = self._power = float(np.dot(wide, wide)) / len(wide)
         warming = self._frames_seen <= self._warmup_frames
         loud = power > self._min_power and power > self._floor * self._margin
-        heard = (loud or warming) and self._vad.is_speech(self._for_vad(frame, samples), 16000)
+        asked = loud or warming
+        heard = asked and self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE)
         voiced = loud and bool(heard)
         if warming:  # candidates form (no turn opens yet) while the room's level is learnt
             self._warm_up(power, bool(heard))
@@ -154,9 +153,6 @@ class SpeechGate:
         gain = min(MAX_VAD_GAIN, math.sqrt(self._quiet_room_power / self._floor))
         louder = samples.astype(np.float32) * gain
         return bytes(np.clip(louder, -32768, 32767).astype("<i2").tobytes())
-
-    def is_speech(self, frame: bytes) -> bool:
-        return self._voiced(frame, np.frombuffer(frame, dtype="<i2"))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
         """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
