@@ -368,7 +368,6 @@ def monologue_clip(voice: int, sentences: int) -> Recipe:
         ]
         pauses = [float(rng.uniform(0.3, 0.6)) for _ in chunks[1:]]
         track.turn(chunks, pauses)
-        track.clip.turns[-1].single = False
         track.gap()
         return track, room(track.length / RATE, -62, voice)
 

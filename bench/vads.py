@@ -10,9 +10,7 @@ as it would in the daemon, and the gate asks for the latest verdict.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import soxr
 
 from bench.corpus import RATE, at_dbfs, sox_noise
+from bench.pi import callgrind
 from bench.segment import ensure_corpus, evaluate, read_file, totals
 from edge_agent.audio.resample import to_mono
 from edge_agent.audio.vad import GateEvent, SpeechGate
@@ -114,19 +113,6 @@ for index in range(frames):
 """
 
 
-def callgrind_total(command: list[str], out: Path) -> int:
-    subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    match = re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no totals in {out}")
-    return int(match.group(1))
-
-
 def listening_cost(audio: np.ndarray, vad: str, folder: Path, code: Path) -> float:
     """Instructions per minute of listening: a 60 s and a 120 s run, the difference."""
     raw = folder / "listen.raw"
@@ -134,7 +120,7 @@ def listening_cost(audio: np.ndarray, vad: str, folder: Path, code: Path) -> flo
     script = folder / "listen.py"
     script.write_text(LISTEN_SCRIPT)
     counts = [
-        callgrind_total(
+        callgrind(
             [sys.executable, str(script), str(raw), str(seconds), str(code), vad],
             folder / f"listen-{vad}-{seconds}.out",
         )
