@@ -175,3 +175,21 @@ def test_the_corpus_subset_meets_the_targets(quick_corpus: Path) -> None:
     assert result.latency_median_ms is not None and result.latency_median_ms <= 800
     assert result.whole_share >= 0.97
     assert result.false_per_10_min <= 1.0
+
+
+async def test_the_agent_streams_a_continued_turn_without_a_gap(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    sentences = ["we walked along the ridge until the sun went down behind the peaks"] * 2
+    audio = speech(*sentences, gap_s=3.0, lead_s=1.0)
+    emulator = await start_emulator()
+    config = against(emulator, vad={"max_turn_s": 2.0})
+    await simulate(config, SimulateOptions(input=write_wav(tmp_path / "in.wav", audio)))
+    sent = [e["msg"]["realtimeInput"] for e in read_log(emulator) if "realtimeInput" in e["msg"]]
+    kinds = [next(iter(m)) for m in sent]
+    assert kinds.count("activityStart") >= 3 and kinds.count("activityEnd") == kinds.count(
+        "activityStart"
+    )
+    audio_bytes = sum(int(m["audio"]["data"].strip("<> bytes")) for m in sent if "audio" in m)
+    spoken_s = len(speech(sentences[0], gap_s=0, lead_s=0)) / 16000
+    assert audio_bytes / 32000 >= 2 * spoken_s  # every word of both sentences went out
