@@ -113,8 +113,10 @@ for index in range(frames):
 """
 
 
-def listening_cost(audio: np.ndarray, vad: str, folder: Path, code: Path) -> float:
-    """Instructions per minute of listening: a 60 s and a 120 s run, the difference."""
+def listening_cost(
+    audio: np.ndarray, vad: str, folder: Path, code: Path, lengths: tuple[int, int] = (60, 120)
+) -> float:
+    """Instructions per minute of listening: the difference of a short and a long run."""
     raw = folder / "listen.raw"
     np.clip(audio, -32768, 32767).astype("<i2").tofile(raw)
     script = folder / "listen.py"
@@ -124,9 +126,9 @@ def listening_cost(audio: np.ndarray, vad: str, folder: Path, code: Path) -> flo
             [sys.executable, str(script), str(raw), str(seconds), str(code), vad],
             folder / f"listen-{vad}-{seconds}.out",
         )
-        for seconds in (60, 120)
+        for seconds in lengths
     ]
-    return float(counts[1] - counts[0])
+    return float(counts[1] - counts[0]) * 60 / (lengths[1] - lengths[0])
 
 
 def listening_inputs(folder: Path) -> dict[str, np.ndarray]:
@@ -145,7 +147,11 @@ def main() -> None:
     parser.add_argument(
         "--before", type=Path, help="a checkout of the old gate: its listening cost too"
     )
+    parser.add_argument(
+        "--short", action="store_true", help="10 and 20 s runs (Silero takes minutes per run)"
+    )
     args = parser.parse_args()
+    lengths = (10, 20) if args.short else (60, 120)
     folder = args.corpus or Path(tempfile.gettempdir()) / "edge-agent-segment-full"
     manifest = ensure_corpus(folder, quick=False)
     available = []
@@ -175,7 +181,7 @@ def main() -> None:
         rows.insert(0, ("before", args.before.resolve()))
     print(f"{'instructions per minute of listening':38}" + "".join(f"{k:>14}" for k in inputs))
     for name, code in rows:
-        cells = [listening_cost(audio, name, work, code) for audio in inputs.values()]
+        cells = [listening_cost(audio, name, work, code, lengths) for audio in inputs.values()]
         label = "webrtcvad, old gate" if name == "before" else name
         print(f"{label:38}" + "".join(f"{c:14.3e}" for c in cells))
     shutil.rmtree(work, ignore_errors=True)
