@@ -4,7 +4,6 @@ segmentation corpus (bench/corpus.py) scored by bench/segment.py."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,9 +160,8 @@ async def test_server_vad_waits_for_the_configured_silence(
 
 
 @pytest.fixture(scope="module")
-def quick_corpus() -> Path:
-    folder = Path(tempfile.gettempdir()) / "edge-agent-segment-quick"
-    return folder
+def quick_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corpus")  # made afresh: a stale one would hide a change
 
 
 def test_the_corpus_subset_meets_the_targets(quick_corpus: Path) -> None:
