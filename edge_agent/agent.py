@@ -8,8 +8,9 @@ talks back through the LiveSession and the Speaker it was given.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -20,30 +21,46 @@ from edge_agent.camera import Camera
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation
 from edge_agent.events import (
+    AgentError,
+    AgentEvent,
+    CodeExecution,
     Connected,
+    ConnectionChanged,
+    ConversationChanged,
     Disconnected,
     GoAway,
     Grounding,
     InputTranscript,
     Interrupted,
+    KeyRefused,
     LiveEvent,
     ModelAudio,
     ModelText,
     ModelThought,
     Offline,
+    Online,
     OutputTranscript,
     Reseeded,
+    StateChanged,
     ToolCall,
     ToolCallCancellation,
     ToolResponseLost,
+    TranscriptDelta,
     TurnComplete,
+    TurnLost,
+    TurnSummary,
     Usage,
+    WaitingForInput,
 )
 from edge_agent.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 
 DOUBLE_PRESS_S = 0.5
+TURNS_KEPT = 1000  # turn records kept for summaries; older ones are dropped
+TRANSCRIPT_CHARS = 4000  # per turn and side
+OFFLINE_CHIME_EVERY_S = 60.0
+MODEL_OUTPUT = (ModelAudio, ModelText, ModelThought, OutputTranscript, ToolCall)
 
 
 class State(Enum):
@@ -60,16 +77,19 @@ class Uplink(Protocol):
     """What the Agent needs from a LiveSession."""
 
     def send_audio(self, pcm16k: bytes) -> None: ...
+    def send_text(self, text: str) -> None: ...
     def activity_start(self) -> None: ...
     def activity_end(self) -> None: ...
     def audio_stream_end(self) -> None: ...
     def send_tool_response(
         self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
     ) -> None: ...
+    def give_up_turn(self, cause: str) -> None: ...
 
 
 @dataclass
 class TurnRecord:
+    number: int
     start_s: float
     end_s: float | None = None
     reply_received_s: float | None = None
@@ -79,6 +99,8 @@ class TurnRecord:
     output_transcript: str = ""
     prompt_tokens: int = 0
     response_tokens: int = 0
+    sources: list[str] = field(default_factory=list)  # grounding: searches, pages, URLs read
+    code_results: list[str] = field(default_factory=list)  # service-side code execution output
     complete: bool = False
     logged: bool = False
 
@@ -136,7 +158,13 @@ class Agent:
         self.state_listeners: list[Callable[[State], None]] = []
         self.turn_listeners: list[Callable[[TurnRecord], None]] = []  # a turn is done
         self.event_listeners: list[Callable[[LiveEvent], None]] = []
-        self.turns: list[TurnRecord] = []
+        self.listeners: list[Callable[[AgentEvent], None]] = []  # capabilities beside the Agent
+        tools.listeners.append(self._emit)
+        conversation.listeners.append(
+            lambda is_open, reason: self._emit(ConversationChanged(is_open, reason))
+        )
+        self.turns: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
+        self.turn_count = 0
         self.tokens = Tokens()
         self.errors: list[str] = []
         self.reconnects = 0
@@ -148,17 +176,94 @@ class Agent:
         self._released_at = -10.0
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._awaiting_reply = False  # a turn ended, its answer has not completed
+        self._unanswered: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
         self._last_sign_of_life = 0.0  # the last model output (or turn end) while awaiting
         self._model_streaming = False
-        self._offline = True
+        self._connecting = True  # a conversation is open and its session is not up yet
+        self._offline = False  # the service cannot be reached (an outage, not a connect)
+        self._key_refused = False
+        self._called = False  # woken (wake word or press): listening before any speech
+        self._offline_chimed_at = -OFFLINE_CHIME_EVERY_S
         self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
         self._open_turn: TurnRecord | None = None
 
-    # ---- inputs ----------------------------------------------------------------------------
+    # ---- commands (for the capabilities beside the Agent: wake word, page, event stream) ----
 
     def start(self) -> None:
         if self.conversation.always:
-            self._open_conversation("always on")
+            self.open_conversation("always on")
+
+    def open_conversation(self, reason: str) -> bool:
+        """False when the daily budget refuses it."""
+        if self.conversation.is_open:
+            return True
+        if not self.conversation.open(reason):
+            return False
+        self._connecting = True  # until the session is up
+        self._update_state()
+        return True
+
+    def close_conversation(self, reason: str) -> None:
+        self._called = False
+        if self._open_turn is not None:
+            self._open_turn = None
+            self.turns.pop()
+        self.barge_in()
+        self.conversation.close(reason)
+        self._update_state()
+
+    def send_text(self, text: str) -> bool:
+        """A typed question, answered like a spoken one; opens a conversation if none is open."""
+        text = text.strip()
+        if not text or not self.open_conversation("text"):
+            return False
+        self.barge_in()
+        now = self._input_s
+        self._start_turn(now)
+        self._emit_transcript("user", text)
+        manual_activity = self.mode != "server_vad"
+        if manual_activity:
+            self.uplink.activity_start()
+        self.uplink.send_text(text)
+        if manual_activity:
+            self.uplink.activity_end()
+        self.conversation.activity()
+        self._end_turn(now)
+        self._update_state()
+        return True
+
+    def set_muted(self, muted: bool) -> None:
+        if muted == self.muted:
+            return
+        self.muted = muted
+        log.info("microphone %s", "muted" if muted else "unmuted")
+        self._play_chime("done" if muted else "listening")
+        self._update_state()
+
+    def barge_in(self) -> None:
+        """The user talks over the answer: silence it now, do not wait for the service."""
+        if self.speaker.speaking or self._model_streaming:
+            self.speaker.flush()
+            if self._reply_turn is not None:
+                self._reply_turn.interrupted = True
+            self._model_streaming = False
+            log.info("barge-in: answer cut")
+
+    def wake(self, source: str) -> None:
+        """The wake word (or a press): cut any answer and open a conversation. Speech the gate
+        had heard start without opening a turn (the wake word itself) is dropped there: the
+        speech that follows opens the turn, so nothing said before this moment is sent, and a
+        wake word followed by silence sends no empty turn."""
+        self.barge_in()
+        if not self.open_conversation(source):
+            return
+        self._called = True  # the lights say "listening" now, not when speech opens a turn
+        if self.gate.in_turn and self._open_turn is None:
+            self.gate.force_end()
+            self._turn_ignored = False
+        self._update_state()
+
+    # ---- inputs ----------------------------------------------------------------------------
 
     def on_mic_frame(self, frame: bytes) -> None:
         self._input_s += self._frame_s
@@ -193,9 +298,9 @@ class Agent:
             elif self.mode == "push_to_talk":
                 self._ptt_press()
             elif not self.conversation.is_open:
-                self._open_conversation("button")
+                self.open_conversation("button")
             else:
-                self._barge_in()  # in vad mode the button is a manual override
+                self.barge_in()  # in vad mode the button is a manual override
         elif not pressed and self._button_held:
             self._button_held = False
             self._released_at = now
@@ -203,7 +308,7 @@ class Agent:
                 self.uplink.activity_end()
                 self._end_turn(now)
             elif self.mode != "push_to_talk" and now - self._pressed_at >= self._long_press_s:
-                self._toggle_mute()
+                self.set_muted(not self.muted)
         self._update_state()
 
     @property
@@ -212,41 +317,25 @@ class Agent:
 
     def _ptt_press(self) -> None:
         was_open = self.conversation.is_open
-        if not self._open_conversation("button"):
+        if not self.open_conversation("button"):
             return
         if was_open:
             self._play_chime("listening")
-        self._barge_in()
+        self.barge_in()
         self._start_turn(self._input_s)
         self.uplink.activity_start()
 
     def _double_press(self) -> None:
-        if self._open_turn is not None:
-            self._open_turn = None
-            self.turns.pop()
-        self._barge_in()
-        self.conversation.close("double press")
+        self.close_conversation("double press")
 
-    def _toggle_mute(self) -> None:
-        self.muted = not self.muted
-        log.info("microphone %s", "muted" if self.muted else "unmuted")
-        self._play_chime("done" if self.muted else "listening")
-
-    def _open_conversation(self, reason: str) -> bool:
-        if self.conversation.is_open:
-            return True
-        if not self.conversation.open(reason):
-            return False
-        self._offline = True  # until the session is up
-        return True
 
     def _gate_event(self, event: TurnStart | TurnAudio | TurnEnd) -> None:
         if isinstance(event, TurnStart):
-            opens = self.conversation.config.start != "button" or self.conversation.is_open
-            self._turn_ignored = not (opens and self._open_conversation("speech"))
+            opens = self.conversation.config.start == "speech" or self.conversation.is_open
+            self._turn_ignored = not (opens and self.open_conversation("speech"))
             if self._turn_ignored:
                 return
-            self._barge_in()
+            self.barge_in()
             self._start_turn(event.speech_start_s)
             self.conversation.activity()
             if self.mode == "vad":
@@ -270,18 +359,28 @@ class Agent:
         self.conversation.chime(name)
 
     def _start_turn(self, start_s: float) -> None:
-        self._open_turn = TurnRecord(start_s=start_s)
+        self._called = False
+        self.turn_count += 1
+        self._open_turn = TurnRecord(self.turn_count, start_s=start_s)
         self.turns.append(self._open_turn)
 
     def _check_reply_timeout(self) -> None:
-        if not self._awaiting_reply or self._offline:
+        """Counted only while connected and no tool call runs; a new user turn does not reset
+        it. When it fires, the turns are reported lost and the session tries a new connection."""
+        if not self._awaiting_reply or self._connecting or self._offline:
+            return
+        now = self.clock()
+        if self.tools.running:
+            self._last_sign_of_life = now
             return
         limit = self.config.live.reply_timeout_s
-        if self.clock() - self._last_sign_of_life >= limit:
+        if now - self._last_sign_of_life >= limit:
             self._awaiting_reply = self._model_streaming = False
-            number = len(self.turns)
-            log.warning("turn %d: no answer within %g s; giving up", number, limit)
-            self.errors.append(f"turn {number}: no answer within {limit:g} s")
+            while self._unanswered:
+                turn = self._unanswered.popleft()
+                message = f"turn {turn.number}: no answer within {limit:g} s"
+                self._report("no_answer", message, turn.number)
+            self.uplink.give_up_turn("no answer")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -289,23 +388,20 @@ class Agent:
             return
         turn.end_s = end_s
         self._open_turn = None
+        if not self._awaiting_reply:
+            self._last_sign_of_life = self.clock()
         self._awaiting_reply = True
-        self._last_sign_of_life = self.clock()
+        self._unanswered.append(turn)
         self._reply_turn = turn
-
-    def _barge_in(self) -> None:
-        """The user talks over the answer: silence it now, do not wait for the service."""
-        if self.speaker.speaking or self._model_streaming:
-            self.speaker.flush()
-            if self._reply_turn is not None:
-                self._reply_turn.interrupted = True
-            self._model_streaming = False
-            log.info("barge-in: answer cut")
+        if self._offline and self.clock() - self._offline_chimed_at >= OFFLINE_CHIME_EVERY_S:
+            self._offline_chimed_at = self.clock()
+            self._play_chime("offline")
 
     # ---- Live events -----------------------------------------------------------------------
 
     def on_live_event(self, event: LiveEvent) -> None:
-        self._last_sign_of_life = self.clock()
+        if isinstance(event, MODEL_OUTPUT):
+            self._last_sign_of_life = self.clock()
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
@@ -328,21 +424,26 @@ class Agent:
             if turn.reply_received_s is None:
                 turn.reply_received_s = self.clock()
             if self.text_replies:
-                turn.output_transcript += event.text
+                turn.output_transcript = _capped(turn.output_transcript + event.text)
+                self._emit(TranscriptDelta("agent", event.text, turn.number))
         log.info("model: %s", event.text)
 
     def _on_ModelThought(self, event: ModelThought) -> None:
-        log.info("thought: %s", event.text)
+        log.debug("thought: %s", event.text)
 
     def _on_InputTranscript(self, event: InputTranscript) -> None:
         target = self._reply_turn or self._open_turn
         if target is not None:
-            target.input_transcript += event.text
-        log.info("user said: %s", event.text)
+            target.input_transcript = _capped(target.input_transcript + event.text)
+            self._emit(TranscriptDelta("user", event.text, target.number))
+        log.debug("user said: %s", event.text)
 
     def _on_OutputTranscript(self, event: OutputTranscript) -> None:
         if self._reply_turn is not None:
-            self._reply_turn.output_transcript += event.text + " "
+            self._reply_turn.output_transcript = _capped(
+                f"{self._reply_turn.output_transcript}{event.text} "
+            )
+            self._emit(TranscriptDelta("agent", event.text, self._reply_turn.number))
 
     def _on_Interrupted(self, event: Interrupted) -> None:
         if self.speaker.speaking or self._model_streaming:  # also after turnComplete
@@ -352,15 +453,27 @@ class Agent:
         self._model_streaming = False
 
     def _on_TurnComplete(self, event: TurnComplete) -> None:
+        """An answer, or the model's choice of silence: either way the turn is answered."""
+        if event.reason and event.reason != "TURN_COMPLETE_REASON_UNSPECIFIED":
+            log.info("turn complete: %s", event.reason)
         self._model_streaming = False
         self._awaiting_reply = False
         self.speaker.end_of_reply()
         turn = self._reply_turn
         if turn is not None:
             turn.complete = True
+            while self._unanswered and self._unanswered.popleft() is not turn:
+                pass  # earlier turns were answered together with this one
             self._maybe_log_turn(turn)
 
-    def _on_Usage(self, event: Usage) -> None:
+    def _on_TurnLost(self, event: TurnLost) -> None:
+        turn = self._unanswered.popleft() if self._unanswered else None
+        number = turn.number if turn is not None else 0  # 0: audio of a turn no longer known
+        name = f"turn {number}" if number else "a turn"
+        self._report(event.cause, f"{name} lost ({event.cause}): {event.detail}", number)
+        self._awaiting_reply = bool(self._unanswered)
+
+    def _on_Usage(self, event: Usage) -> None:  # numbers already checked by translate
         self.conversation.add_tokens(event.total_tokens)
         self.tokens.prompt += event.prompt_tokens
         self.tokens.response += event.response_tokens
@@ -380,12 +493,29 @@ class Agent:
         queries = event.metadata.get("web_search_queries") or []
         if queries:
             log.info("searched: %s", "; ".join(queries))
+        sources = event.sources
+        if sources:
+            log.info("sources: %s", ", ".join(sources))
+            if self._reply_turn is not None:
+                self._reply_turn.sources += sources
+
+    def _on_CodeExecution(self, event: CodeExecution) -> None:
+        if event.code:
+            log.info("the model runs code: %s", event.code.strip())
+            return
+        log.info("code result (%s): %s", event.outcome or "-", event.output.strip())
+        if self._reply_turn is not None:
+            self._reply_turn.code_results.append(event.output.strip())
+
+    def _on_WaitingForInput(self, event: WaitingForInput) -> None:
+        log.info("the model waits for more input")
 
     def _on_GoAway(self, event: GoAway) -> None:
         log.info("the service will close this connection in %.0f s", event.time_left_s)
 
     def _on_Connected(self, event: Connected) -> None:
-        self._offline = False
+        self._connecting = self._offline = self._key_refused = False
+        self._emit(ConnectionChanged("online"))
         self.reconnects = event.reconnects
         if self.session_started_s is None or not event.resumed:
             self.session_started_s = self.clock()
@@ -398,16 +528,30 @@ class Agent:
         self._model_streaming = False
 
     def _on_Offline(self, event: Offline) -> None:
-        if not self._offline:
+        """LiveSession (or the idle probe) logs the outage; here it becomes a state and a chime."""
+        if not self._offline and self.conversation.is_open:
+            self._offline_chimed_at = self.clock()
             self._play_chime("offline")
         self._offline = True
-        log.warning("offline (%s); retrying in %.1f s", event.cause, event.retry_in_s)
+        self._emit(ConnectionChanged("offline", event.cause))
+
+    def _on_Online(self, event: Online) -> None:
+        if self._offline or self._key_refused:
+            self._offline = self._key_refused = False
+            self._emit(ConnectionChanged("online"))
+
+    def _on_KeyRefused(self, event: KeyRefused) -> None:
+        if not self._key_refused:
+            self._key_refused = True
+            self._play_chime("error")
+            self._report("key", f"the service refused the key or the model: {event.detail}")
+            self._emit(ConnectionChanged("error", event.detail))
 
     def _on_Reseeded(self, event: Reseeded) -> None:
         log.info("fresh session re-seeded with %d transcript lines", event.turns)
 
     def _on_ToolResponseLost(self, event: ToolResponseLost) -> None:
-        self.errors.append(f"tool response for {event.name} lost with its session")
+        self._report("tool", f"tool response for {event.name} lost with its session")
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -428,9 +572,10 @@ class Agent:
             self._log_turn(turn)
             for listener in self.turn_listeners:
                 listener(turn)
+            self._emit(TurnSummary(turn.number, turn.summary()))
 
     def _log_turn(self, turn: TurnRecord) -> None:
-        number = self.turns.index(turn) + 1
+        number = turn.number
         received = (
             f"+{(turn.reply_received_s - turn.end_s) * 1000:.0f} ms"
             if turn.reply_received_s is not None and turn.end_s is not None
@@ -438,10 +583,20 @@ class Agent:
         )
         first = f"+{turn.first_audio_ms:.0f} ms" if turn.first_audio_ms is not None else "-"
         age = self.clock() - (self.session_started_s or self.clock())
+        user, agent = (
+            " ".join(text.split())[:120] for text in (turn.input_transcript, turn.output_transcript)
+        )
+        used = "".join(
+            f", {name}: {'; '.join(values)}"
+            for name, values in (("sources", turn.sources), ("code results", turn.code_results))
+            if values
+        )
         log.info(
-            "turn %d: speech %.2f-%.2f s, reply received %s, first sample %s, interrupted %s, "
-            "tokens %d/%d, session age %.0f s, reconnects %d",
+            'turn %d: user "%s" -> agent "%s"; speech %.2f-%.2f s, reply received %s, '
+            "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d%s",
             number,
+            user,
+            agent,
             turn.start_s,
             turn.end_s or 0.0,
             received,
@@ -451,22 +606,29 @@ class Agent:
             turn.response_tokens,
             age,
             self.reconnects,
+            used,
             extra={
                 "turn": number,
                 "first_audio_ms": turn.first_audio_ms,
                 "interrupted": turn.interrupted,
+                "user": user,
+                "agent": agent,
+                "sources": turn.sources,
+                "code_results": turn.code_results,
             },
         )
 
     def _update_state(self) -> None:
-        if self._open_turn is not None:
-            state = State.LISTENING
+        if self._key_refused:
+            state = State.ERROR
         elif self.speaker.speaking or (self._model_streaming and not self.text_replies):
             state = State.SPEAKING
+        elif self._offline:
+            state = State.OFFLINE
+        elif self._open_turn is not None or (self._called and self.conversation.is_open):
+            state = State.LISTENING
         elif self._awaiting_reply:
             state = State.THINKING
-        elif self._offline and self.conversation.is_open:
-            state = State.OFFLINE
         elif self.muted:
             state = State.MUTED
         else:
@@ -475,6 +637,25 @@ class Agent:
             self.state = state
             for listener in self.state_listeners:
                 listener(state)
+            self._emit(StateChanged(state.value))
+
+    def _emit(self, event: AgentEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def _emit_transcript(self, role: str, text: str) -> None:
+        turn = self._open_turn or self._reply_turn
+        if turn is not None:
+            if role == "user":
+                turn.input_transcript = _capped(turn.input_transcript + text)
+            self._emit(TranscriptDelta(role, text, turn.number))
+
+    def _report(self, cause: str, message: str, lost_turn: int | None = None) -> None:
+        """A turn that cannot be answered (lost_turn: its number), or another fault."""
+        log.warning("%s", message)
+        if len(self.errors) < TURNS_KEPT:
+            self.errors.append(message)
+        self._emit(AgentError(cause, message, lost_turn))
 
     @property
     def button_held(self) -> bool:
@@ -488,6 +669,10 @@ class Agent:
     @property
     def awaiting_service(self) -> bool:
         """Waiting on the network: simulate's clock then runs at real-time pace."""
-        if self._offline and self.conversation.is_open:
+        if (self._connecting or self._offline) and self.conversation.is_open:
             return True
         return self._awaiting_reply and self.speaker.buffered_s < 0.5
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS]

@@ -1,4 +1,5 @@
-"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation."""
+"""Wires the parts the daemon and simulate share: Speaker -> Agent <-> LiveSession, Conversation;
+the wake word (only when configured) taps the mic frames beside the Agent."""
 
 from __future__ import annotations
 
@@ -6,18 +7,24 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
+from edge_agent.audio.volume import Volume
 from edge_agent.camera import Camera, make_source
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
+from edge_agent.credentials import KeyProvider
 from edge_agent.live.models import traits
-from edge_agent.live.session import KeyProvider, LiveSession
+from edge_agent.live.session import LiveSession
 from edge_agent.tools.builtins import builtin_tools
-from edge_agent.tools.registry import discover, enabled_tools
+from edge_agent.tools.registry import ToolSource, discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
+
+if TYPE_CHECKING:
+    from edge_agent.tools.mcp_source import McpTools
 
 
 @dataclass
@@ -27,6 +34,9 @@ class Assembly:
     link: SessionLink
     conversation: Conversation
     camera: Camera | None
+    volume: Volume
+    on_mic_frame: Callable[[bytes], None]  # the Agent's, with the wake word beside it if set
+    mcp: McpTools | None = None  # start() after READY, close() at the end
 
 
 def assemble(
@@ -47,18 +57,34 @@ def assemble(
             speaker.chime(chime(name, speaker.device_rate))
 
     budget = DailyBudget(config.conversation.max_tokens_per_day, state_dir, dt.date.today)
-    conversation = Conversation(config, link, clock, play_chime, budget)
+    conversation = Conversation(config, link, clock, play_chime, budget, state_dir)
     source = make_source(config.camera)
     camera = Camera(config.camera, source, session.send_video, clock) if source else None
-    tools = make_tool_runner(config, conversation, session, camera)
-    session.declarations = tools.declarations()
+    volume = Volume(speaker, config.audio.volume)
+    mcp = None
+    if config.mcp.servers:
+        from edge_agent.tools.mcp_source import McpTools
+
+        mcp = McpTools(config.mcp.servers, state_dir)
+    tools = make_tool_runner(config, conversation, session, camera, volume, [mcp] if mcp else [])
+    session.declarations = tools.declarations  # asked again before each connect
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
-    return Assembly(agent, session, link, conversation, camera)
+    on_mic_frame: Callable[[bytes], None] = agent.on_mic_frame
+    if config.conversation.start == "wake_word":
+        from edge_agent.audio.wakeword import WakeWord
+
+        on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
+    return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp)
 
 
 def make_tool_runner(
-    config: Config, conversation: Conversation, session: LiveSession, camera: Camera | None
+    config: Config,
+    conversation: Conversation,
+    session: LiveSession,
+    camera: Camera | None,
+    volume: Volume | None = None,
+    sources: list[ToolSource] | None = None,
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
     available = discover(builtin_tools(sorted(outputs)))
@@ -67,6 +93,7 @@ def make_tool_runner(
         capture_frame=camera.capture_one if camera is not None else None,
         send_frame=session.send_video,
         gpio_outputs=outputs,
+        volume=volume,
     )
     model = traits(config.live.model)
     return ToolRunner(
@@ -75,4 +102,5 @@ def make_tool_runner(
         session.send_tool_response,
         config.tools.timeout_s,
         non_blocking_supported=model is None or model.non_blocking_tools,
+        sources=sources or (),
     )

@@ -1,4 +1,5 @@
-"""`edge-agent run | simulate | emulator | check | devices | token` (see CONTRACT.md)."""
+"""`edge-agent run | simulate | emulator | check | test-audio | devices | token`
+(see docs/interface.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 import tomli_w
 
 from edge_agent import __version__
-from edge_agent.config import load_config
+from edge_agent.config import Config, load_config
 from edge_agent.credentials import HOW_TO_SET, find_api_key
 from edge_agent.errors import EXIT_USER_ERROR, UserError
 
@@ -30,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `edge-agent check | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the config and print it (secrets redacted); opens no device"
     )
     check.add_argument("--config", metavar="F", help="config file (TOML)")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the service whether it takes key and model, and list MCP servers' tools",
+    )
     check.set_defaults(command=cmd_check)
+
+    test_audio = commands.add_parser(
+        "test-audio",
+        help="record from the microphone, show its level and what the speech gate hears, "
+        "play it back and a tone; says what is wrong",
+    )
+    test_audio.add_argument("--config", metavar="F", help="config file (TOML)")
+    test_audio.add_argument(
+        "--seconds", type=float, default=4.0, metavar="S", help="how long to record (default 4)"
+    )
+    test_audio.set_defaults(command=cmd_test_audio)
 
     devices = commands.add_parser(
         "devices", help="list audio inputs/outputs, cameras and the GPIO pin factory"
@@ -143,6 +164,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         echo_gain=gain,
         echo_delay_ms=delay,
     )
+    if options.output is not None:  # found out now, not after the whole run
+        folder = options.output.parent
+        if not folder.is_dir():
+            raise UserError(f"--output: no directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"--output: {folder} is not writable")
     ptt_config = config.turns.mode == "push_to_talk" or config.conversation.start == "button"
     if options.ptt_spans and not ptt_config:
         print(
@@ -157,7 +184,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except DeviceNotFound as exc:
         raise UserError(f"--input: {exc}") from None
     print(dump(summary) if args.json else format_summary(summary))
-    return 0
+    return 1 if summary["errors"] else 0  # never reached, or a turn lost
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -175,9 +202,51 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"# config: {loaded.source}")
     print(f"# api key: {key_line}")
     print(f"# api version in use: {effective_api_version(config)}")
+    if config.mcp.servers:
+        from edge_agent.tools.mcp_source import check_lines
+
+        print("\n".join(check_lines(config.mcp.servers, online=args.online)))
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
+    if args.online:
+        return _check_online(config)
+    return 0
+
+
+def _check_online(config: Config) -> int:
+    """The start-up check on demand: exit 2 when the key or the model is refused."""
+    import asyncio
+
+    from edge_agent.startup import check_service, key_provider
+
+    result = asyncio.run(check_service(config, key_provider(config)))
+    print(f"# service: {result.verdict}{f' ({result.detail})' if result.detail else ''}")
+    return 0
+
+
+def cmd_test_audio(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edge_agent.audio.check import test_audio
+    from edge_agent.logs import configure_logging
+
+    config = load_config(args.config).config
+    configure_logging(config.service.log_format, "warning")
+    if not 0 < args.seconds <= 60:
+        raise UserError("--seconds: between 0 and 60")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    report = asyncio.run(test_audio(config, args.seconds, say))
+    for note in report.notes:
+        say(f"note: {note}")
+    for problem in report.problems:
+        say(f"problem: {problem}")
+    if report.problems:
+        return EXIT_USER_ERROR
+    say("ok: the microphone hears and the speaker plays (listen for your voice, then a tone)")
     return 0
 
 
@@ -234,6 +303,9 @@ def _pin_factory_name() -> str:
         from gpiozero.exc import BadPinFactory
     except ImportError:
         return "gpiozero not installed"
+    from edge_agent.gpio import teach_gpiozero
+
+    teach_gpiozero()
     chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
     try:
         factory = Device._default_pin_factory()

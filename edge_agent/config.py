@@ -1,15 +1,26 @@
-"""The one TOML schema (see CONTRACT.md): plain data, validated with pydantic."""
+"""The one TOML schema (see docs/interface.md): plain data, validated with pydantic."""
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.errors import UserError
 
@@ -17,8 +28,31 @@ SYSTEM_CONFIG = Path("/etc/edge-agent/config.toml")
 DEFAULT_MODEL = "gemini-3.8-live"
 
 
+SPI0_PINS = (7, 10, 11)  # CE1, MOSI, SCLK: the APA102 ring on the ReSpeaker HATs
+
+
+def _bcm_pin(pin: int) -> int:
+    if not 0 <= pin <= 27:
+        raise ValueError("BCM pins are 0..27")
+    return pin
+
+
+Pin = Annotated[int, AfterValidator(_bcm_pin)]
+
+
+def _ip_address(address: str) -> str:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError("expected an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::1") from None
+    return address
+
+
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LiveConfig(Section):
@@ -48,9 +82,24 @@ class LiveConfig(Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     ping_interval_s: float = Field(30.0, ge=0)
     ping_timeout_s: float = Field(60.0, gt=0)
-    max_backoff_s: float = Field(60.0, gt=0)
+    max_backoff_s: float = Field(60.0, ge=0.1)
     reply_timeout_s: float = Field(20.0, gt=0)
     compression: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _secure_url(cls, endpoint: str) -> str:
+        parts = urlsplit(endpoint)
+        if endpoint and (parts.scheme not in ("https", "wss") or not parts.hostname):
+            raise ValueError('expected an https:// or wss:// URL, or "" for the Gemini API')
+        return endpoint
+
+    @field_validator("ca_file")
+    @classmethod
+    def _existing_file(cls, ca_file: str) -> str:
+        if ca_file and not Path(ca_file).is_file():
+            raise ValueError('no such file; give a PEM CA certificate\'s path, or ""')
+        return ca_file
 
     @model_validator(mode="after")
     def _target_below_trigger(self) -> LiveConfig:
@@ -60,11 +109,25 @@ class LiveConfig(Section):
 
 
 class ConversationConfig(Section):
-    start: Literal["speech", "button", "always"] = "speech"
+    start: Literal["speech", "button", "always", "wake_word"] = "speech"
     idle_timeout_s: float = Field(20, gt=0)
     remember_minutes: float = Field(10, ge=0)
     chimes: bool = True
     max_tokens_per_day: int = Field(0, ge=0)
+
+
+class WakeWordConfig(Section):
+    models: list[str] = Field(default_factory=lambda: ["okay_nabu"])
+    probability_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
+    sliding_window: int = Field(0, ge=0, le=100)
+    refractory_s: float = Field(2.0, ge=0.0)
+
+    @field_validator("models")
+    @classmethod
+    def _named(cls, models: list[str]) -> list[str]:
+        if not models or not all(name.strip() for name in models):
+            raise ValueError("expected at least one model name or .json path")
+        return models
 
 
 class TurnsConfig(Section):
@@ -114,16 +177,16 @@ class CameraConfig(Section):
 
 
 class GpioConfig(Section):
-    button_pin: int = Field(0, ge=0)
+    button_pin: Pin = 0
     button_mode: Literal["hold", "toggle"] = "hold"
     button_pull_up: bool = True
     long_press_s: float = Field(2.0, gt=0)
     poll_ms: int = Field(0, ge=0)
-    led_pin: int = Field(0, ge=0)
-    rgb_pins: list[int] = Field(default_factory=list)
+    led_pin: Pin = 0
+    rgb_pins: list[Pin] = Field(default_factory=list)
     ring: Literal["none", "apa102"] = "none"
     ring_leds: int = Field(12, ge=1)
-    privacy_led_pin: int = Field(0, ge=0)
+    privacy_led_pin: Pin = 0
     required: bool = False
 
     @field_validator("rgb_pins")
@@ -141,26 +204,142 @@ class ToolsConfig(Section):
     google_search: bool = False
     code_execution: bool = False
     timeout_s: float = Field(10, gt=0)
-    gpio_outputs: dict[str, int] = Field(default_factory=dict)
+    gpio_outputs: dict[str, Pin] = Field(default_factory=dict)
+
+
+class WebConfig(Section):
+    enabled: bool = False
+    address: IpAddress = "127.0.0.1"
+    port: int = Field(8780, ge=1, le=65535)
+    credential: str = Field("web-token", pattern=r"^[A-Za-z0-9_.@-]+$")
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+
+CREDENTIAL_REFERENCE = re.compile(r"credential:([A-Za-z0-9_.-]+)")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+TOOL_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,31})?$")
+
+
+class McpServerConfig(Section):
+    name: str
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    prefix: str = ""
+    timeout_s: float = Field(10, gt=0)
+    non_blocking: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not SERVER_NAME.match(name):
+            raise ValueError("expected 1-32 letters, digits, '-' or '_'")
+        return name
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        if not TOOL_PREFIX.match(prefix):
+            raise ValueError("expected \"\" or a letter then letters, digits or '_' (e.g. \"ha_\")")
+        return prefix
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("set either command (a stdio server) or url (Streamable HTTP or SSE)")
+        if self.url and (self.args or self.env):
+            raise ValueError("args and env are for a stdio server (command), not a url")
+        if self.command and self.headers:
+            raise ValueError("headers are for a url, not a stdio server (command)")
+        return self
+
+    def credential_names(self) -> list[str]:
+        values = [*self.env.values(), *self.headers.values()]
+        return sorted({name for v in values for name in CREDENTIAL_REFERENCE.findall(v)})
+
+
+class McpConfig(Section):
+    servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two servers are named {name!r}")
+        return servers
 
 
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_address: IpAddress = "127.0.0.1"
     state_dir: str = "/var/lib/edge-agent"
 
 
 class Config(Section):
     live: LiveConfig = Field(default_factory=LiveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    wake_word: WakeWordConfig = Field(default_factory=WakeWordConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     vad: VadConfig = Field(default_factory=VadConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.conversation.start == "wake_word" and self.camera.send == "always":
+            raise ValueError(
+                '[conversation] start = "wake_word" cannot go with [camera] send = "always" '
+                "(the camera would stream before anyone called); "
+                'use send = "while_talking" or "in_conversation"'
+            )
+        if self.turns.mode == "push_to_talk" and not self.gpio.button_pin:
+            raise ValueError(
+                "[turns] mode: push_to_talk needs a button: set [gpio] button_pin "
+                '(e.g. 17), or mode = "vad"'
+            )
+        taken: dict[int, str] = {}
+        for pin, name in _pins_in_use(self):
+            if pin in taken:
+                raise ValueError(f"{name}: GPIO{pin} is already {taken[pin]}; choose another pin")
+            taken[pin] = name
+        return self
+
+
+def _pins_in_use(config: Config) -> list[tuple[int, str]]:
+    gpio = config.gpio
+    named = [
+        (gpio.button_pin, "[gpio] button_pin"),
+        (gpio.led_pin, "[gpio] led_pin"),
+        *((pin, "[gpio] rgb_pins") for pin in gpio.rgb_pins),
+        (gpio.privacy_led_pin, "[gpio] privacy_led_pin"),
+    ]
+    used = [(pin, name) for pin, name in named if pin]
+    if gpio.ring == "apa102":
+        used = [(pin, "[gpio] ring (SPI0)") for pin in SPI0_PINS] + used
+    outputs = config.tools.gpio_outputs.items()
+    return used + [(pin, f"[tools] gpio_outputs.{name}") for name, pin in outputs]
 
 
 @dataclass(frozen=True)
@@ -189,6 +368,11 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
         return LoadedConfig(parse_config(packaged_default_text(), origin), origin)
     try:
         text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+            "save it as UTF-8 TOML"
+        ) from None
     except FileNotFoundError:
         raise UserError(f"config file {path} not found") from None
     except OSError as exc:
@@ -215,6 +399,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     """The first problem as one line: which key, what is wrong, what is expected."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
+    if not loc:  # a rule across sections names its keys itself
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return _unknown_key(loc)
     value = _lookup(data, loc)
@@ -231,7 +417,11 @@ def _unknown_key(loc: list[str]) -> str:
     *parents, name = loc
     model: type[BaseModel] = Config
     for part in parents:
+        if part.isdigit():  # an entry of a list of tables: [[mcp.servers]]
+            continue
         field = model.model_fields[part].annotation
+        if get_origin(field) is list:
+            field = get_args(field)[0]
         if not (isinstance(field, type) and issubclass(field, BaseModel)):
             break
         model = field

@@ -12,16 +12,19 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from edge_agent.config import Config
 from edge_agent.live.session import LiveSession
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 
 BUDGET_FILE = "tokens.json"
+CLOSED_FILE = "conversation.json"  # when the last conversation closed, for a resume after restart
 
 
 class Link(Protocol):
@@ -59,9 +62,8 @@ class DailyBudget:
         self.spent += tokens
         if self.path is not None:
             with contextlib.suppress(OSError):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(
-                    json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
+                write_private(
+                    self.path, json.dumps({"day": self.day.isoformat(), "tokens": self.spent})
                 )
 
     @property
@@ -78,6 +80,7 @@ class Conversation:
         clock: Callable[[], float],
         chime: Callable[[str], None],
         budget: DailyBudget,
+        state_dir: Path | None = None,
     ) -> None:
         self.config = config.conversation
         self.link = link
@@ -88,9 +91,10 @@ class Conversation:
         self.tokens = 0  # in the current conversation
         self.count = 0
         self._last_activity = 0.0
-        self._closed_at: float | None = None
+        self._closed_path = state_dir / CLOSED_FILE if state_dir is not None else None
+        self._closed_at: float | None = self._load_closed_at()
         self._end_requested = False
-        self.listeners: list[Callable[[bool], None]] = []  # told True on open, False on close
+        self.listeners: list[Callable[[bool, str], None]] = []  # (open, reason)
 
     @property
     def always(self) -> bool:
@@ -117,7 +121,7 @@ class Conversation:
         self.activity()
         self.chime("listening")
         for listener in self.listeners:
-            listener(True)
+            listener(True, reason)
         log.info(
             "conversation %d opened (%s%s)",
             self.count,
@@ -132,9 +136,10 @@ class Conversation:
         self.link.close()
         self.is_open = False
         self._closed_at = self.clock()
+        self._save_closed_at()
         self.chime("done")
         for listener in self.listeners:
-            listener(False)
+            listener(False, reason)
         log.info(
             "conversation %d closed (%s): %d tokens, %d today",
             self.count,
@@ -142,6 +147,29 @@ class Conversation:
             self.tokens,
             self.budget.spent,
         )
+
+    def remember_on_exit(self) -> None:
+        """The daemon stops: a conversation open now may be resumed after the restart."""
+        if self.is_open:
+            self._closed_at = self.clock()
+            self._save_closed_at()
+
+    def _load_closed_at(self) -> float | None:
+        if self._closed_path is None:
+            return None
+        try:
+            wall = float(json.loads(self._closed_path.read_text("utf-8"))["closed_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return self.clock() - max(0.0, time.time() - wall)
+
+    def _save_closed_at(self) -> None:
+        if self._closed_path is None:
+            return
+        try:
+            write_private(self._closed_path, json.dumps({"closed_at": time.time()}))
+        except OSError as exc:
+            log.warning("cannot keep the conversation's close time: %s", exc)
 
     def activity(self) -> None:
         """Speech either way (the user's or the model's) keeps the conversation open."""
@@ -165,29 +193,45 @@ class Conversation:
 
 
 class SessionLink:
-    """Runs a LiveSession while a conversation is open. The driver awaits `failure`."""
+    """Runs a LiveSession while a conversation is open; a session that dies is started again."""
+
+    RESTART_AFTER_S = 5.0
 
     def __init__(self, session: LiveSession) -> None:
         self.session = session
         self.task: asyncio.Task[None] | None = None
-        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._open = False
 
     def open(self, resume: bool) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()  # a closing run still in its backoff sleep
         if not resume:
             self.session.forget_session()
+        self._open = True
+        self._start()
+
+    def _start(self) -> None:
         self.task = asyncio.create_task(self.session.run())
         self.task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and not self.failure.done():
-            self.failure.set_result(task.exception())  # type: ignore[arg-type]
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("the live session stopped unexpectedly (%r); restarting", error)
+        if self._open:
+            asyncio.get_running_loop().call_later(self.RESTART_AFTER_S, self._restart)
+
+    def _restart(self) -> None:
+        if self._open and (self.task is None or self.task.done()):
+            self._start()
 
     def close(self) -> None:
+        self._open = False
         self.session.stop()
 
     async def shutdown(self) -> None:
+        self._open = False
         self.session.stop()
         if self.task is not None:
             self.task.cancel()

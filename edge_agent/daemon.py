@@ -8,38 +8,27 @@ import logging
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from edge_agent.agent import Agent
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
 from edge_agent.audio.devices import DeviceNotFound
 from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
-from edge_agent.credentials import HOW_TO_SET, Credential, find_api_key, run_token_command
+from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.gpio import start_gpio
-from edge_agent.live.session import KeyProvider
+from edge_agent.live.probe import ProbeResult
+from edge_agent.live.session import load_sdk
 from edge_agent.metrics import start_metrics
+from edge_agent.reachability import Reachability
 from edge_agent.service import Notifier, Watchdog
+from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
 log = logging.getLogger(__name__)
-
-
-def key_provider(config: Config, emulator: bool) -> KeyProvider:
-    """Checked before any device opens: no key is a user error (exit 2)."""
-    if config.live.token_command:
-        command = config.live.token_command
-        return lambda: run_token_command(command)
-    key = find_api_key()
-    if key is None:
-        if emulator:
-            key = Credential("emulator", "built-in emulator")
-        else:
-            raise UserError(f"no Gemini API key: {HOW_TO_SET}")
-    log.info("api key from %s", key.source)
-    return lambda: key
 
 
 @contextlib.asynccontextmanager
@@ -66,6 +55,13 @@ def open_output(config: Config) -> tuple[PortAudioOutput | WavOutput, int]:
     return output, output.probe_rate()
 
 
+def check_web(config: Config) -> None:
+    if config.web.enabled:  # the page's package is imported only when configured
+        from edge_agent.web import check
+
+        check(config.web)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -76,8 +72,11 @@ async def run_daemon(
     stop: asyncio.Event | None = None,
     reload: ConfigLoader | None = None,
 ) -> int:
-    """Runs until SIGINT/SIGTERM (or `stop`); SIGHUP reloads. Exit 2 problems raise UserError."""
-    keys = key_provider(config, use_emulator)
+    """Runs until SIGINT/SIGTERM (or `stop`); SIGHUP reloads. Exit 2 problems raise UserError,
+    only before READY."""
+    fallback = EMULATOR_KEY if use_emulator else None
+    keys = key_provider(config, fallback)
+    check_web(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -85,22 +84,47 @@ async def run_daemon(
     signals = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set, signal.SIGHUP: reloading.set}
     for signum, handler in signals.items():
         loop.add_signal_handler(signum, handler)
+
+    def try_reload() -> tuple[Config, KeyProvider] | None:
+        """A refused or unchanged file changes nothing."""
+        if reload is None:
+            return None
+        try:
+            new = reload()
+            new_keys = key_provider(new, fallback)
+            check_web(new)
+            if new.conversation.start == "wake_word":
+                from edge_agent.audio.wakeword import check_models
+
+                check_models(new.wake_word)  # a bad model file refuses the reload
+        except UserError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return None
+        if new == config:
+            log.info("reload: the configuration is unchanged")
+            return None
+        return new, new_keys
+
+    first = True
     try:
         while True:
             async with maybe_emulator(config, use_emulator) as running:
-                outcome = await _run(running, keys, stop, reloading, notifier)
-            if outcome == "stop" or reload is None:
+                if first:
+                    reachable = await check_service(running, keys)
+                    first = False
+                changed = await _run(
+                    running, keys, stop, reloading, notifier, try_reload, reachable
+                )
+            if changed is None:
                 return 0
-            reloading.clear()
-            try:
-                config = reload()
-                keys = key_provider(config, use_emulator)
-                log.info("configuration reloaded")
-            except UserError as exc:
-                log.error("reload refused, keeping the running configuration: %s", exc)
+            config, keys = changed
+            log.info("configuration reloaded")
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+Reloader = Callable[[], tuple[Config, KeyProvider] | None]
 
 
 async def _run(
@@ -109,8 +133,10 @@ async def _run(
     stop: asyncio.Event,
     reloading: asyncio.Event,
     notifier: Notifier,
-) -> str:
-    """Runs the agent until it must stop ("stop") or reload its configuration ("reload")."""
+    try_reload: Reloader,
+    reachable: ProbeResult,
+) -> tuple[Config, KeyProvider] | None:
+    """Runs the agent until it must stop (None) or restart with a reloaded configuration."""
     started = time.monotonic()
 
     def clock() -> float:
@@ -129,11 +155,11 @@ async def _run(
     )
     parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
     agent = parts.agent
-    agent.state_listeners.append(lambda state: log.info("state: %s", state.value))
+    agent.state_listeners.append(lambda state: log.debug("state: %s", state.value))
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
     try:
-        mic.start(agent.on_mic_frame)
+        mic.start(parts.on_mic_frame)
         output.start(speaker)
     except (DeviceNotFound, OSError) as exc:
         await mic.close()
@@ -144,48 +170,81 @@ async def _run(
         agent.state_listeners.append(lambda state: lights.show(state.value))
         camera = parts.camera
 
-        def privacy(_: bool) -> None:  # lit while the microphone uplink or the camera is live
+        def privacy(*_: object) -> None:  # lit while the microphone uplink or the camera is live
             lights.privacy(parts.conversation.is_open or bool(camera and camera.window_open))
 
         parts.conversation.listeners.append(privacy)
         if camera is not None:
             camera.streaming_listeners.append(privacy)
-    metrics = start_metrics(agent, parts.conversation.budget, config.service.metrics_port)
+    service = config.service
+    metrics = start_metrics(
+        agent, parts.conversation.budget, service.metrics_port, service.metrics_address
+    )
     agent.start()
+    probe = Reachability(config, keys, agent, parts.conversation)
+    probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
+    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    web = None
+    if config.web.enabled:
+        from edge_agent.web import Page
+
+        web = Page(config.web, agent, parts.volume)  # starts in the background
+    if parts.mcp is not None:
+        parts.mcp.start()  # MCP servers connect in the background, after READY
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
-    waits: list[asyncio.Future[Any]] = [
-        parts.link.failure,
-        asyncio.ensure_future(stop.wait()),
-        asyncio.ensure_future(reloading.wait()),
-    ]
+    changed = None
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if parts.link.failure.done():
-            raise UserError(str(parts.link.failure.result()))
+        while changed is None and not stop.is_set():
+            await _first_of(stop.wait(), reloading.wait())
+            if reloading.is_set() and not stop.is_set():
+                reloading.clear()
+                changed = try_reload()
+        if changed is not None:
+            await _first_of(stop.wait(), _until_idle(agent))  # let the answer finish
     finally:
-        outcome = "reload" if reloading.is_set() and not stop.is_set() else "stop"
-        if outcome == "reload":
+        if changed is not None and not stop.is_set():
             notifier.reloading()
             log.info("reloading the configuration")
         else:
+            changed = None
             notifier.stopping()
             log.info("stopping")
-        for waiting in [*waits[1:], watchdog]:
-            waiting.cancel()
+        for task in (watchdog, sdk):
+            task.cancel()
+        probe.close()
+        parts.conversation.remember_on_exit()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if web is not None:
+                    await web.close()
                 await parts.link.shutdown()
                 await mic.close()
+                if parts.mcp is not None:
+                    await parts.mcp.close()
         except TimeoutError:
             log.warning("stop took longer than %.0f s; leaving anyway", STOP_BOUND_S)
         output.close()
         for part in (button, lights, metrics, parts.camera):
             if part is not None:
                 part.close()
-    return outcome
+    return changed
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _until_idle(agent: Agent) -> None:
+    while agent.busy:
+        await asyncio.sleep(0.1)
 
 
 def _open_microphone(config: Config) -> Any:

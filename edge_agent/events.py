@@ -74,7 +74,34 @@ class Usage:
 
 @dataclass(frozen=True)
 class Grounding:
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # groundingMetadata or urlContextMetadata, snake_case keys
+
+    @property
+    def sources(self) -> list[str]:
+        """Where the answer came from: the web pages it cites and the URLs it read."""
+        found = []
+        for chunk in self.metadata.get("grounding_chunks") or []:
+            web = chunk.get("web") or chunk.get("retrieved_context") or {}
+            if web.get("uri"):
+                found.append(str(web.get("title") or web["uri"]) + f" <{web['uri']}>")
+        for url in self.metadata.get("url_metadata") or []:
+            if url.get("retrieved_url"):
+                found.append(str(url["retrieved_url"]))
+        return found
+
+
+@dataclass(frozen=True)
+class CodeExecution:
+    """Code the model ran on the service side (codeExecution tool), or its result."""
+
+    code: str = ""
+    output: str = ""
+    outcome: str = ""  # with a result: OUTCOME_OK, OUTCOME_FAILED, ...
+
+
+@dataclass(frozen=True)
+class WaitingForInput:
+    """The model is not answering: it waits for more input from the user."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,33 @@ class Offline:
 
 
 @dataclass(frozen=True)
+class Online:
+    """The service is reachable again (a connection is up, or the idle probe got an answer)."""
+
+    attempts: int = 0  # failed attempts during the outage that ended
+
+
+@dataclass(frozen=True)
+class KeyRefused:
+    """The service refused the key or the model after start: the user must act."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class TurnLost:
+    """A user turn that was not (and will not be) sent or answered."""
+
+    cause: str  # offline, no_answer, audio_dropped
+    detail: str
+
+
+@dataclass(frozen=True)
+class BadServerMessage:
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reseeded:
     turns: int  # transcript lines replayed into a fresh session
 
@@ -130,11 +184,84 @@ LiveEvent = (
     | ToolCallCancellation
     | Usage
     | Grounding
+    | CodeExecution
+    | WaitingForInput
     | GoAway
     | ResumptionUpdate
     | Connected
     | Disconnected
     | Offline
+    | Online
+    | KeyRefused
+    | TurnLost
+    | BadServerMessage
     | Reseeded
     | ToolResponseLost
+)
+
+
+# ---- what the Agent tells the capabilities beside it (lights, page, event stream, metrics) ----
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: str  # idle listening thinking speaking muted offline error
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    role: str  # "user" or "agent"
+    text: str
+    turn: int  # the turn's number since start (1-based)
+
+
+@dataclass(frozen=True)
+class TurnSummary:
+    turn: int
+    summary: dict[str, Any]  # the fields of one turn in `simulate --json`
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    call_id: str
+    name: str
+    args: dict[str, Any]  # secret values already redacted
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    call_id: str
+    name: str
+    ok: bool
+    result: str  # shortened, for display
+
+
+@dataclass(frozen=True)
+class ConnectionChanged:
+    status: str  # "online", "offline", "error" (the key was refused)
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationChanged:
+    open: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentError:
+    cause: str  # a short machine-readable word: offline, no_answer, audio_dropped, tool, key
+    message: str
+    turn: int | None = None  # set when a user turn was lost (0: which one is unknown)
+
+
+AgentEvent = (
+    StateChanged
+    | TranscriptDelta
+    | TurnSummary
+    | ToolStarted
+    | ToolFinished
+    | ConnectionChanged
+    | ConversationChanged
+    | AgentError
 )

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.config import GpioConfig
@@ -16,6 +18,7 @@ from edge_agent.errors import UserError
 
 log = logging.getLogger(__name__)
 
+DEVICE_TREE = Path("/sys/firmware/devicetree/base")  # /proc/device-tree points here
 BUTTON_BOUNCE_S = 0.02
 # (on seconds, off seconds) for a single LED; None = steady on, () = off, "pulse" = breathe
 LED_PATTERNS: dict[str, Any] = {
@@ -36,10 +39,6 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "offline": (1.0, 0.4, 0.0),
     "error": (1.0, 0.0, 0.0),
 }
-
-
-class GpioUnavailable(Exception):
-    pass
 
 
 class PushToTalk:
@@ -155,20 +154,22 @@ class StatusLights:
         self.state = "idle"
 
     def start(self) -> None:
+        """Sets up each configured part on its own: one that fails is one log line, the others
+        work. With `[gpio] required = true` the first failure is a UserError instead."""
         from gpiozero import LED, PWMLED, RGBLED
 
-        if self.config.led_pin:
-            self.led = PWMLED(self.config.led_pin)
-        if self.config.rgb_pins:
-            red, green, blue = self.config.rgb_pins
-            self.rgb = RGBLED(red, green, blue)
-        if self.config.ring == "apa102":
-            try:
-                self.ring = Apa102Ring(self.spi_opener(), self.config.ring_leds)
-            except (ImportError, OSError) as exc:
-                raise GpioUnavailable(f"APA102 ring on SPI: {exc}") from exc
-        if self.config.privacy_led_pin:
-            self.privacy_led = LED(self.config.privacy_led_pin)
+        config = self.config
+        if config.led_pin:
+            self.led = _part(f"status LED on GPIO{config.led_pin}", config, PWMLED, config.led_pin)
+        if config.rgb_pins:
+            pins = "/".join(map(str, config.rgb_pins))
+            self.rgb = _part(f"RGB LED on GPIO{pins}", config, RGBLED, *config.rgb_pins)
+        if config.ring == "apa102":
+            spi = _part("APA102 ring on SPI0", config, self.spi_opener)
+            self.ring = Apa102Ring(spi, config.ring_leds) if spi is not None else None
+        if config.privacy_led_pin:
+            pin = config.privacy_led_pin
+            self.privacy_led = _part(f"privacy LED on GPIO{pin}", config, LED, pin)
 
     def show(self, state: str) -> None:
         self.state = state
@@ -197,28 +198,75 @@ class StatusLights:
                 part.close()
 
 
+def teach_gpiozero() -> None:
+    """gpiozero finds the board's revision in /proc/device-tree or /proc/cpuinfo, which the
+    unit's ProcSubset=pid hides (every pin would fail); /sys has the same device tree."""
+    from gpiozero.exc import PinUnknownPi
+    from gpiozero.pins.local import LocalPiFactory
+
+    original = LocalPiFactory._get_revision
+    if getattr(original, "reads_sys", False):
+        return
+
+    def _get_revision(factory: Any) -> int:
+        try:
+            return int(original(factory))
+        except (OSError, PinUnknownPi):
+            data = (DEVICE_TREE / "system" / "linux,revision").read_bytes()
+            revision = f"{struct.unpack('>L', data[:4])[0]:x}"
+            return int(revision[-4:] if revision.startswith("100") else revision, 16)  # overvolted
+
+    _get_revision.reads_sys = True  # type: ignore[attr-defined]
+    LocalPiFactory._get_revision = _get_revision
+
+
 def start_gpio(
     config: GpioConfig,
     on_button: Callable[[bool], None],
     spi_opener: Callable[[], SpiBus] = open_spi,
 ) -> tuple[PushToTalk | None, StatusLights | None]:
-    """Starts what is configured. Trouble is one log line (or exit 2 with `required = true`)."""
+    """Starts what is configured, part by part (see StatusLights.start)."""
+    teach_gpiozero()
     button = PushToTalk(config, on_button) if config.button_pin else None
+    if (
+        button is not None
+        and _part(f"button on GPIO{config.button_pin}", config, button.start) is None
+    ):
+        button = None
     wanted = config.led_pin or config.rgb_pins or config.ring != "none" or config.privacy_led_pin
     lights = StatusLights(config, spi_opener) if wanted else None
-    try:
-        if button is not None:
-            button.start()
-        if lights is not None:
-            lights.start()
-    except Exception as exc:  # gpiozero raises many kinds: no pin factory, pin in use, bad pin
-        message = f"GPIO unavailable ({type(exc).__name__}: {exc})"
-        for part in (button, lights):
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    part.close()
-        if config.required:
-            raise UserError(f"{message}; [gpio] required = true") from None
-        log.warning("%s; running without button and lights", message)
-        return None, None
+    if lights is not None:
+        lights.start()
     return button, lights
+
+
+def _part(name: str, config: GpioConfig, make: Callable[..., Any], *args: Any) -> Any:
+    """make(*args), or None and one log line naming the part and the fix."""
+    try:
+        made = make(*args)
+    except Exception as exc:  # gpiozero raises many kinds: no pin factory, pin in use, bad pin
+        message = f"{name} unavailable: {describe(exc)}"
+        if config.required:
+            raise UserError(f"{message} ([gpio] required = true)") from None
+        log.warning("%s; running without it", message)
+        return None
+    return True if made is None else made
+
+
+def describe(exc: Exception) -> str:
+    """What went wrong with a GPIO or SPI part, and what fixes it."""
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse
+
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ImportError) and "spidev" in str(exc):
+        return f"{text} (install it: sudo apt install python3-spidev)"
+    if isinstance(exc, FileNotFoundError) and "spidev" in str(exc.filename):
+        fix = "enable SPI: dtparam=spi=on in /boot/firmware/config.txt, then reboot"
+        return f"{exc.filename} missing ({fix})"
+    if isinstance(exc, PermissionError):
+        return f"{text} (add the user to the gpio and spi groups: sudo usermod -aG gpio,spi USER)"
+    if isinstance(exc, GPIOPinInUse):
+        return f"{text} (the pin is in use by another part or program: choose another pin)"
+    if isinstance(exc, BadPinFactory):
+        return f"{text} (not a Raspberry Pi, or lgpio missing: sudo apt install python3-lgpio)"
+    return text

@@ -8,7 +8,15 @@ from typing import Any
 
 from edge_agent.agent import Agent, State, TurnRecord
 from edge_agent.conversation import DailyBudget
-from edge_agent.events import Disconnected, LiveEvent, Usage
+from edge_agent.events import (
+    AgentError,
+    AgentEvent,
+    BadServerMessage,
+    Disconnected,
+    LiveEvent,
+    ToolFinished,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,17 @@ class Metrics:
             ["tool", "outcome"],
             registry=registry,
         )
+        self.turns_lost = Counter(
+            "edge_agent_turns_lost",
+            "User turns neither answered nor sent, by cause",
+            ["cause"],
+            registry=registry,
+        )
+        self.bad_messages = Counter(
+            "edge_agent_bad_server_messages",
+            "Server messages dropped as malformed",
+            registry=registry,
+        )
         self.state = Enum(
             "edge_agent_state",
             "The agent's state",
@@ -62,7 +81,7 @@ class Metrics:
         agent.state_listeners.append(lambda state: self.state.state(state.value))
         agent.turn_listeners.append(self.observe_turn)
         agent.event_listeners.append(self.observe_event)
-        agent.tools.result_listeners.append(self.observe_tool)
+        agent.listeners.append(self.observe_agent)
 
     def observe_turn(self, turn: TurnRecord) -> None:
         self.turns.labels(interrupted=str(turn.interrupted).lower()).inc()
@@ -74,18 +93,24 @@ class Metrics:
     def observe_event(self, event: LiveEvent) -> None:
         if isinstance(event, Disconnected):
             self.reconnects.labels(cause=event.cause.split(":")[0][:40]).inc()
+        elif isinstance(event, BadServerMessage):
+            self.bad_messages.inc()
         elif isinstance(event, Usage):
             for modality, count in event.by_modality.items():
                 self.tokens.labels(modality=modality.lower()).inc(count)
 
-    def observe_tool(self, name: str, ok: bool) -> None:
-        self.tool_calls.labels(tool=name, outcome="ok" if ok else "error").inc()
+    def observe_agent(self, event: AgentEvent) -> None:
+        if isinstance(event, AgentError) and event.turn is not None:
+            self.turns_lost.labels(cause=event.cause).inc()
+        elif isinstance(event, ToolFinished):
+            self.tool_calls.labels(tool=event.name, outcome="ok" if event.ok else "error").inc()
 
-    def serve(self, port: int) -> Any:
+    def serve(self, port: int, address: str) -> Any:
         from prometheus_client import start_http_server
 
-        self.server, _ = start_http_server(port, registry=self.registry)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        self.server, _ = start_http_server(port, address, registry=self.registry)
+        host = f"[{address}]" if ":" in address else address
+        log.info("metrics on http://%s:%d/metrics", host, port)
         return self.server
 
     def close(self) -> None:
@@ -94,12 +119,14 @@ class Metrics:
             self.server.server_close()
 
 
-def start_metrics(agent: Agent, budget: DailyBudget, port: int) -> Metrics | None:
+def start_metrics(
+    agent: Agent, budget: DailyBudget, port: int, address: str = "127.0.0.1"
+) -> Metrics | None:
     if not port:
         return None
     try:
         metrics = Metrics(agent, budget)
-        metrics.serve(port)
+        metrics.serve(port, address)
     except ImportError:
         log.warning(
             "metrics_port is set but prometheus-client is not installed "
@@ -107,6 +134,6 @@ def start_metrics(agent: Agent, budget: DailyBudget, port: int) -> Metrics | Non
         )
         return None
     except OSError as exc:
-        log.warning("metrics unavailable on port %d: %s", port, exc)
+        log.warning("metrics unavailable on %s port %d: %s", address, port, exc)
         return None
     return metrics

@@ -9,30 +9,31 @@ service's latency lands on the timeline as it would on a device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_agent.agent import Agent
+from edge_agent.agent import Agent, Tokens
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.config import Config
-from edge_agent.conversation import SessionLink
-from edge_agent.credentials import Credential
 from edge_agent.errors import UserError
-from edge_agent.live.session import FatalLiveError
+from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
 log = logging.getLogger(__name__)
 
 TAIL_LIMIT_S = 60.0  # after the input ends, wait at most this long for answers to finish
+MCP_SETTLE_S = 30.0  # at most this long for MCP servers to be tried before the input starts
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "question.wav"
 
 
@@ -118,6 +119,10 @@ async def simulate(config: Config, options: SimulateOptions) -> dict[str, Any]:
 
 async def _simulate_against(config: Config, options: SimulateOptions) -> dict[str, Any]:
     mic = WavMicrophone(options.input, config.vad.frame_ms)
+    keys = key_provider(config, fallback=EMULATOR_KEY)
+    reachable = await check_service(config, keys)  # a refused key or model: exit 2
+    if reachable.verdict == "unreachable":
+        return _summary(None, 0, [f"the service was never reached: {reachable.detail}"])
     card: VirtualSoundCard | None = None
     speaker = Speaker(
         device_rate=MODEL_OUTPUT_RATE,
@@ -126,49 +131,47 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         clock=lambda: card.now if card else 0.0,
     )
     card = VirtualSoundCard(mic, speaker, options)
-    parts = assemble(
-        config, speaker, lambda: card.now if card else 0.0, _simulate_key(config), state_dir=None
-    )
+    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir=None)
     try:
         parts.agent.start()
-        await _drive(parts.agent, card, mic, options, parts.link)
-    except FatalLiveError as exc:
-        raise UserError(str(exc)) from None
+        if parts.mcp is not None:  # a simulation starts once MCP servers were tried
+            parts.mcp.start()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MCP_SETTLE_S):
+                    await parts.mcp.settled()
+        await _drive(parts.agent, parts.on_mic_frame, card, mic, options)
     finally:
         await parts.link.shutdown()
+        if parts.mcp is not None:
+            await parts.mcp.close()
         if parts.camera is not None:
             parts.camera.close()
     if options.output is not None:
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(np.concatenate(card.output).tobytes())
     agent = parts.agent
+    errors = list(agent.errors)
+    if agent.turns and parts.session.connected_at == 0.0:
+        errors.append("the service was never reached")
+    return _summary(agent, parts.session.reconnects, errors)
+
+
+def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[str, Any]:
+    tokens = agent.tokens if agent is not None else Tokens()
     return {
-        "turns": [turn.summary() for turn in agent.turns],
-        "reconnects": parts.session.reconnects,
-        "errors": agent.errors,
-        "tokens": {
-            "prompt": agent.tokens.prompt,
-            "response": agent.tokens.response,
-            "total": agent.tokens.total,
-        },
+        "turns": [turn.summary() for turn in agent.turns] if agent is not None else [],
+        "reconnects": reconnects,
+        "errors": errors,
+        "tokens": {"prompt": tokens.prompt, "response": tokens.response, "total": tokens.total},
     }
-
-
-def _simulate_key(config: Config) -> Any:
-    from edge_agent.credentials import find_api_key, run_token_command
-
-    if config.live.token_command:
-        return lambda: run_token_command(config.live.token_command)
-    key = find_api_key() or Credential("emulator", "simulate default")
-    return lambda: key
 
 
 async def _drive(
     agent: Agent,
+    on_mic_frame: Callable[[bytes], None],
     card: VirtualSoundCard,
     mic: WavMicrophone,
     options: SimulateOptions,
-    link: SessionLink,
 ) -> None:
     period = card.frame_samples / 16000
     spans = list(options.ptt_spans)
@@ -176,15 +179,13 @@ async def _drive(
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
     while card.now < end_of_input or (agent.busy and card.now < limit):
-        if link.failure.done():
-            raise link.failure.result()  # a refused key or model ends the simulation
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:
             agent.on_button(True)
         if spans and agent.button_held and spans[0][1] <= now:
             agent.on_button(False)
             spans.pop(0)
-        agent.on_mic_frame(card.tick())
+        on_mic_frame(card.tick())
         if agent.camera is not None and not options.realtime:
             await agent.camera.settle()
         if options.realtime:

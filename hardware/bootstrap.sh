@@ -12,7 +12,7 @@ $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install
     python3 python3-venv python3-dev gcc \
     portaudio19-dev libasound2-dev alsa-utils \
     espeak-ng sox jackd2 libasound2-plugins \
-    shellcheck systemd >/dev/null
+    shellcheck systemd chromium chromium-driver >/dev/null
 
 # On a Pi with a camera, picamera2 comes from apt: keep the system site packages visible.
 venv_flags=""
@@ -21,5 +21,5 @@ if python3 -c "import picamera2" 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv $venv_flags .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,metrics,camera]'
+.venv/bin/python -m pip install -q -e '.[dev,metrics,camera,mcp,wake]'
 echo "edge-agent installed in .venv (run .venv/bin/edge-agent --help)"

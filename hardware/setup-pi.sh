@@ -1,18 +1,109 @@
 #!/bin/sh
-# Installs edge-agent as a systemd service on Raspberry Pi OS 64-bit (Bookworm or later).
-# Run from a clone of the repository:  sudo sh hardware/setup-pi.sh [PROFILE]
-#   PROFILE: smart-speaker (default), kiosk, push-to-talk, or a path to a config file.
-# Safe to run again: it updates the code and the unit and keeps an existing config and key.
+# Installs or upgrades edge-agent as a systemd service on Raspberry Pi OS 64-bit (Bookworm or
+# later). From a clone of the repository:  sudo sh hardware/setup-pi.sh [OPTIONS] [PROFILE]
+#   PROFILE            smart-speaker (default), kiosk, push-to-talk, or a path to a config file
+#   --board NAME       respeaker | voice-bonnet | i2s-amp | usb: install the named ALSA PCMs
+#                      edge_mic and edge_speaker for that board (see hardware/wiring.md)
+#   --card ID          the board's ALSA card id, when it is not found (`arecord -l`)
+#   --alsa-default     also make the board every program's default sound device
+#   --credential NAME  add LoadCredential=NAME:/etc/edge-agent/NAME to the unit (repeatable);
+#                      the value comes from that file or from the environment variable NAME
+#                      upper-cased with - as _ (e.g. web-token from WEB_TOKEN)
+#   --print-alsa       print the ALSA configuration for --board and exit (needs no root)
+# Safe to run again: it upgrades the code and the unit in place and keeps the config and the
+# keys (GEMINI_API_KEY, when set, replaces the stored key).
 set -eu
+
+usage() {
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+fail() {
+    echo "setup-pi: $*" >&2
+    exit 2
+}
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+prefix=/opt/edge-agent
+etc=/etc/edge-agent
+profile=smart-speaker
+board=""
+card=""
+alsa_default=no
+credentials=""
+print_alsa=no
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --board | --card | --credential) [ $# -ge 2 ] || usage ;;
+    esac
+    case "$1" in
+        --board) board=$2; shift 2 ;;
+        --card) card=$2; shift 2 ;;
+        --alsa-default) alsa_default=yes; shift ;;
+        --credential)
+            case "$2" in
+                "" | *[!a-z0-9-]*) fail "credential names are lower-case letters, digits and -: $2" ;;
+            esac
+            credentials="$credentials $2"
+            shift 2
+            ;;
+        --print-alsa) print_alsa=yes; shift ;;
+        -h | --help) usage ;;
+        -*) echo "setup-pi: unknown option $1" >&2; usage ;;
+        *) profile=$1; shift ;;
+    esac
+done
+
+# The card id of a board: the one present now, else the name its overlay usually gives it.
+find_card() {
+    case "$1" in
+        respeaker | voice-bonnet) ids="seeed2micvoicec wm8960soundcard" ;;
+        i2s-amp) ids="sndrpigooglevoi" ;;
+        *) ids="" ;;
+    esac
+    for dir in /proc/asound/card[0-9]*; do
+        [ -f "$dir/id" ] || continue
+        id=$(cat "$dir/id")
+        if [ "$1" = usb ]; then
+            if [ -f "$dir/usbid" ]; then echo "$id"; return; fi
+        else
+            for wanted in $ids; do
+                if [ "$id" = "$wanted" ]; then echo "$id"; return; fi
+            done
+        fi
+    done
+    echo "${ids%% *}"
+}
+
+alsa_config() {
+    sed -e "s/@CARD@/$card/g" -e "s/@BOARD@/$board/g" "$repo/hardware/asound.conf" |
+        if [ "$alsa_default" = yes ]; then cat; else sed '/^# ---- only with --alsa-default/,$d'; fi
+}
+
+if [ -n "$board" ]; then
+    case "$board" in
+        respeaker | voice-bonnet | i2s-amp | usb) ;;
+        *) fail "unknown board '$board' (respeaker, voice-bonnet, i2s-amp, usb)" ;;
+    esac
+    [ -n "$card" ] || card=$(find_card "$board")
+    [ -n "$card" ] || fail "no USB sound card found: plug it in, or give --card ID (arecord -l)"
+    case "$card" in *[!A-Za-z0-9_-]*) fail "not an ALSA card id: $card" ;; esac
+elif [ "$alsa_default" = yes ] || [ "$print_alsa" = yes ]; then
+    fail "--alsa-default and --print-alsa need --board"
+fi
+if [ "$print_alsa" = yes ]; then
+    alsa_config
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "run as root: sudo sh $0 $*" >&2
     exit 2
 fi
-repo=$(cd "$(dirname "$0")/.." && pwd)
-profile=${1:-smart-speaker}
-prefix=/opt/edge-agent
-etc=/etc/edge-agent
+case "$profile" in
+    */*) [ -f "$profile" ] || fail "no config file $profile" ;;
+    *) [ -f "$repo/config/$profile.toml" ] || fail "no profile $profile (smart-speaker, kiosk, push-to-talk)" ;;
+esac
 
 echo "== system packages"
 apt-get update -qq
@@ -34,11 +125,15 @@ done
 
 echo "== code and Python environment in $prefix"
 mkdir -p "$prefix"
+rm -rf "$prefix/edge_agent" # modules removed upstream must not linger
 cp -a "$repo/pyproject.toml" "$repo/README.md" "$repo/edge_agent" "$prefix/"
 # apt's picamera2 and libcamera must stay visible: a pip copy cannot import libcamera
 [ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
 "$prefix/.venv/bin/python" -m pip install -q --upgrade pip
-"$prefix/.venv/bin/python" -m pip install -q "${prefix}[pi,metrics]"
+"$prefix/.venv/bin/python" -m pip install -q "${prefix}[pi,metrics,wake]"
+# the same version number would be skipped: always put this copy of the code in place
+"$prefix/.venv/bin/python" -m pip install -q --force-reinstall --no-deps "$prefix"
+"$prefix/.venv/bin/edge-agent" --version
 
 echo "== configuration in $etc"
 mkdir -p "$etc"
@@ -47,28 +142,92 @@ if [ ! -f "$etc/config.toml" ]; then
         */*) cp "$profile" "$etc/config.toml" ;;
         *) cp "$repo/config/$profile.toml" "$etc/config.toml" ;;
     esac
+    if [ -n "$board" ] && ! grep -q '^input_device' "$etc/config.toml"; then
+        if grep -q '^\[audio\]' "$etc/config.toml"; then
+            sed -i '/^\[audio\]/a input_device = "edge_mic"\noutput_device = "edge_speaker"' \
+                "$etc/config.toml"
+        else
+            printf '\n[audio]\ninput_device = "edge_mic"\noutput_device = "edge_speaker"\n' \
+                >>"$etc/config.toml"
+        fi
+    fi
     echo "   wrote $etc/config.toml from $profile"
+else
+    echo "   kept $etc/config.toml"
 fi
 "$prefix/.venv/bin/edge-agent" check --config "$etc/config.toml" >/dev/null
-if [ ! -s "$etc/gemini-api-key" ]; then
-    if [ -n "${GEMINI_API_KEY:-}" ]; then
-        umask 077
-        printf '%s\n' "$GEMINI_API_KEY" > "$etc/gemini-api-key"
-        echo "   stored the key from GEMINI_API_KEY in $etc/gemini-api-key (root only)"
-    else
-        echo "   no key yet: put it in $etc/gemini-api-key (chmod 600), then restart the service"
-    fi
-fi
-chmod 600 "$etc/gemini-api-key" 2>/dev/null || true
 
-if [ ! -f /etc/asound.conf ]; then
-    cp "$repo/hardware/asound.conf" /etc/asound.conf
-    echo "   installed /etc/asound.conf (edit it for your board; see hardware/README.md)"
+umask 077
+if [ -n "${GEMINI_API_KEY:-}" ]; then # a key given now replaces the stored one
+    printf '%s\n' "$GEMINI_API_KEY" >"$etc/gemini-api-key"
+    echo "   stored the key from GEMINI_API_KEY in $etc/gemini-api-key (root only)"
+fi
+token_command=no
+if "$prefix/.venv/bin/edge-agent" check --config "$etc/config.toml" 2>/dev/null |
+    grep -q '^token_command = "[^"]'; then
+    token_command=yes
+    touch "$etc/gemini-api-key" # LoadCredential= needs the file; tokens come from the command
+fi
+[ ! -f "$etc/gemini-api-key" ] || chmod 600 "$etc/gemini-api-key"
+
+for name in $credentials; do
+    file="$etc/$name"
+    variable=$(printf '%s' "$name" | tr 'a-z-' 'A-Z_')
+    value=$(printenv "$variable" || true)
+    if [ -n "$value" ]; then
+        printf '%s\n' "$value" >"$file"
+        echo "   stored $name from $variable in $file (root only)"
+    elif [ ! -s "$file" ]; then
+        fail "credential $name: put it in $file (chmod 600) or set $variable, then run again"
+    fi
+    chmod 600 "$file"
+done
+umask 022
+
+echo "== sound"
+if [ -f /etc/asound.conf ] && grep -q '^# edge-agent: named ALSA PCMs' /etc/asound.conf; then
+    mv /etc/asound.conf /etc/asound.conf.edge-agent-old # an earlier version took the default over
+    echo "   moved an earlier /etc/asound.conf of edge-agent to /etc/asound.conf.edge-agent-old"
+fi
+if [ -n "$board" ]; then
+    mkdir -p /etc/alsa/conf.d
+    alsa_config >/etc/alsa/conf.d/60-edge-agent.conf
+    what="edge_mic and edge_speaker on card $card"
+    [ "$alsa_default" = no ] || what="$what, also the system default"
+    echo "   /etc/alsa/conf.d/60-edge-agent.conf: $what"
+else
+    echo "   no --board: the config's devices are used as they are (edge-agent devices lists them)"
 fi
 
 echo "== systemd unit"
 install -m 0644 "$repo/systemd/edge-agent.service" /etc/systemd/system/edge-agent.service
+dropin=/etc/systemd/system/edge-agent.service.d/credentials.conf
+for name in $credentials; do
+    line="LoadCredential=$name:$etc/$name"
+    mkdir -p "$(dirname "$dropin")"
+    [ -f "$dropin" ] || printf '[Service]\n' >"$dropin"
+    grep -qxF "$line" "$dropin" || printf '%s\n' "$line" >>"$dropin"
+done
+[ ! -f "$dropin" ] || echo "   credentials: $(grep -c '^LoadCredential=' "$dropin") in $dropin"
 systemctl daemon-reload
 systemctl enable edge-agent.service >/dev/null
-systemctl restart edge-agent.service
-echo "edge-agent is running: journalctl -u edge-agent -f"
+
+if [ ! -s "$etc/gemini-api-key" ] && [ "$token_command" = no ]; then
+    echo "edge-agent is installed but NOT started: it has no API key." >&2
+    echo "   put the key in $etc/gemini-api-key (chmod 600), or set [live] token_command," >&2
+    echo "   then: sudo systemctl restart edge-agent" >&2
+    exit 2
+fi
+
+echo "== starting (waits for READY)"
+systemctl restart edge-agent.service || true
+state=$(systemctl show -p ActiveState --value edge-agent.service)
+status=$(systemctl show -p StatusText --value edge-agent.service)
+if [ "$state" = active ]; then
+    echo "edge-agent is running (${status:-no status yet}): journalctl -u edge-agent -f"
+else
+    result=$(systemctl show -p Result --value edge-agent.service)
+    echo "edge-agent did not start: $state ($result). Its last words:" >&2
+    journalctl -u edge-agent.service -n 5 --no-pager -o cat >&2 || true
+    exit 1
+fi

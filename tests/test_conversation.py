@@ -155,3 +155,24 @@ async def test_always_mode_opens_at_start(
     config = against(emulator, conversation={"start": "always", "idle_timeout_s": 0.5})
     await simulate(config, SimulateOptions(input=wav_in))
     assert connections(emulator) == [1] and client_closes(emulator) == [1]  # closed at the end
+
+
+async def test_a_wake_shows_listening_at_once_before_any_speech(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    import time
+
+    from edge_agent.assembly import assemble
+    from edge_agent.audio.playback import Speaker
+    from edge_agent.credentials import Credential
+
+    emulator = await start_emulator()
+    config = against(emulator, conversation={"start": "button"})
+    parts = assemble(config, Speaker(24000), time.monotonic, lambda: Credential("k", "t"), None)
+    try:
+        parts.agent.wake("wake word")
+        assert parts.agent.state.value == "listening"
+        parts.agent.close_conversation("test")
+        assert parts.agent.state.value != "listening"
+    finally:
+        await parts.link.shutdown()

@@ -27,6 +27,13 @@ AUTOMATIC = build_live_config(config_from_dict({"turns": {"mode": "server_vad"}}
 LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 
 
+async def ask(session: Any, text: str) -> None:
+    """A typed turn: with activity detection off, activityStart/activityEnd bracket it."""
+    await session.send_realtime_input(activity_start=types.ActivityStart())
+    await session.send_realtime_input(text=text)
+    await session.send_realtime_input(activity_end=types.ActivityEnd())
+
+
 def pcm_blob(samples: np.ndarray, rate: int = 16000) -> types.Blob:
     return types.Blob(data=samples.astype("<i2").tobytes(), mime_type=f"audio/pcm;rate={rate}")
 
@@ -74,10 +81,11 @@ async def test_manual_turn_is_answered_in_full(start_emulator: Callable[..., Any
         messages = await collect_turn(session)
         assert (await resumable_handle(session)).startswith("handle-")
     pcm = audio_bytes(messages)
-    assert 1.3 < len(pcm) / 2 / 24000 < 1.7
+    assert 1.5 < len(pcm) / 2 / 24000 < 4.0  # espeak-ng saying the answer's 7 words
     contents = [m.server_content for m in messages if m.server_content]
     assert any(c.input_transcription and c.input_transcription.text for c in contents)
-    assert "".join(c.output_transcription.text + " " for c in contents if c.output_transcription)
+    said = [c.output_transcription.text for c in contents if c.output_transcription]
+    assert " ".join(said) == "This is the emulator's answer number 1." and len(said) >= 4
     kinds = [k for c in contents for k in ("generation_complete", "turn_complete") if getattr(c, k)]
     assert kinds == ["generation_complete", "turn_complete"]
     usage = messages[-1].usage_metadata
@@ -138,18 +146,23 @@ async def test_audio_stream_end_closes_the_turn_at_once(
 
 
 async def test_text_input_and_client_content_are_turns(start_emulator: Callable[..., Any]) -> None:
-    emulator = await start_emulator()
+    emulator = await start_emulator(any_model=True)  # the known models answer in audio only
     text_config = build_live_config(config_from_dict({"live": {"response_modality": "text"}}))
-    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=text_config) as session:
-        await session.send_realtime_input(text="What time is it?")
+    async with sdk_client(emulator).aio.live.connect(
+        model="a-text-model", config=text_config
+    ) as session:
+        await ask(session, "What time is it?")
         first = await collect_turn(session)
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="And the date?")]),
             turn_complete=True,
         )
         second = await collect_turn(session)
-    texts = [m.text for m in first + second if m.text]
-    assert len(texts) == 2 and not audio_bytes(first + second)
+    assert not audio_bytes(first + second)
+    for number, turn in enumerate((first, second), 1):
+        pieces = [m.text for m in turn if m.text]
+        assert len(pieces) > 1  # streamed a few words at a time, as the service does
+        assert "".join(pieces) == f"This is the emulator's answer number {number}."
 
 
 async def test_user_speech_interrupts_the_answer(start_emulator: Callable[..., Any]) -> None:
@@ -174,8 +187,7 @@ async def test_no_interruption_lets_the_answer_finish(start_emulator: Callable[.
     )
     emulator = await start_emulator()
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=config) as session:
-        await session.send_realtime_input(activity_start=types.ActivityStart())
-        await session.send_realtime_input(activity_end=types.ActivityEnd())
+        await ask(session, "tell me a story")
         await session.send_realtime_input(activity_start=types.ActivityStart())
         messages = await collect_turn(session)
     assert not any(m.server_content and m.server_content.interrupted for m in messages)
@@ -195,7 +207,7 @@ async def test_tool_call_waits_for_a_response_with_its_id(
     )
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="what time is it")
+        await ask(session, "what time is it")
         call = None
         async for message in session.receive():
             if message.tool_call:
@@ -217,7 +229,7 @@ async def test_wrong_tool_response_id_closes_1007(start_emulator: Callable[..., 
     scenario = Scenario(turns=[Turn(tool_call=ToolCallStep(name="get_time"))])
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="time?")
+        await ask(session, "time?")
         async for message in session.receive():
             if message.tool_call:
                 break
@@ -235,7 +247,7 @@ async def test_tool_call_cancellation(start_emulator: Callable[..., Any]) -> Non
     scenario = Scenario(turns=[Turn(tool_call=ToolCallStep(name="slow", cancel_after_ms=50))])
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="do the slow thing")
+        await ask(session, "do the slow thing")
         call_id, cancelled = None, None
         async for message in session.receive():
             if message.tool_call:
@@ -252,7 +264,7 @@ async def test_non_blocking_call_answers_without_waiting(
     scenario = Scenario(turns=[Turn(tool_call=ToolCallStep(name="lights", non_blocking=True))])
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="lights on")
+        await ask(session, "lights on")
         messages = await collect_turn(session)
         call = next(m.tool_call.function_calls[0] for m in messages if m.tool_call)
         assert audio_bytes(messages)  # answered before any response
@@ -271,12 +283,12 @@ async def test_resumption_keeps_history_and_turn_count(start_emulator: Callable[
     emulator = await start_emulator()
     client = sdk_client(emulator)
     async with client.aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="first")
+        await ask(session, "first")
         await collect_turn(session)
         handle = await resumable_handle(session)
     resumed = build_live_config(config_from_dict({}), resume_handle=handle)
     async with client.aio.live.connect(model=MODEL, config=resumed) as session:
-        await session.send_realtime_input(text="second")
+        await ask(session, "second")
         messages = await collect_turn(session)
     state = emulator.registry.sessions_by_handle[handle]
     assert state.turn_count == 2 and [h["role"] for h in state.history] == ["user", "model"] * 2
@@ -294,7 +306,7 @@ async def test_resume_while_the_old_socket_is_open_is_refused(
     emulator = await start_emulator()
     client = sdk_client(emulator)
     async with client.aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="first")
+        await ask(session, "first")
         await collect_turn(session)
         handle = await resumable_handle(session)
         resumed = build_live_config(config_from_dict({}), resume_handle=handle)
@@ -319,7 +331,7 @@ async def test_a_turn_without_activity_end_before_a_drop_is_discarded(
     emulator = await start_emulator()
     client = sdk_client(emulator)
     async with client.aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="first")
+        await ask(session, "first")
         await collect_turn(session)
         handle = await resumable_handle(session)
         await session.send_realtime_input(activity_start=types.ActivityStart())
@@ -369,7 +381,7 @@ async def raw_exchange(
 SETUP = json.dumps(
     {
         "setup": {
-            "model": "models/x",
+            "model": "models/gemini-3.8-live",
             "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
         }
     }
@@ -377,11 +389,11 @@ SETUP = json.dumps(
 BAD_FRAMES = [
     (["not json"], 1007, "Invalid JSON"),
     (['{"realtime_input": {"text": "hi"}}'], 1007, "setup must come first"),
-    (['{"setup": {"model": "models/x", "bogus": 1}}'], 1007, 'Unknown name "bogus"'),
+    (['{"setup": {"model": "models/gemini-3.8-live", "bogus": 1}}'], 1007, 'Unknown name "bogus"'),
     (['{"setup": {"model": 5}}'], 1007, "setup.model"),
     (
         [
-            '{"setup": {"model": "models/x", "generation_config": '
+            '{"setup": {"model": "models/gemini-3.8-live", "generation_config": '
             '{"enable_affective_dialog": true}}}'
         ],
         1007,
@@ -408,7 +420,7 @@ async def test_bad_frames_close_that_connection_only(start_emulator: Callable[..
         for frames, code, reason in BAD_FRAMES:
             got_code, got_reason = await raw_exchange(emulator, frames)
             assert got_code == code and reason in got_reason, (frames[-1][:60], got_reason)
-        await healthy.send_realtime_input(text="still there?")
+        await ask(healthy, "still there?")
         assert (await collect_turn(healthy))[-1].server_content.turn_complete
 
 
@@ -433,7 +445,7 @@ async def test_fuzzed_frames_never_crash_the_server(start_emulator: Callable[...
         code, _ = await raw_exchange(emulator, [SETUP, frame, SETUP])
         assert code in (1007, 1000, None)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="ok?")
+        await ask(session, "ok?")
         assert audio_bytes(await collect_turn(session))
 
 
@@ -453,7 +465,7 @@ async def test_goaway_then_close_on_the_scaled_clock(start_emulator: Callable[..
     scenario = Scenario(turns=[Turn(go_away=GoAwayStep(time_left_s=10))])
     emulator = await start_emulator(scenario=scenario, clock_scale=50)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="hi")
+        await ask(session, "hi")
         await collect_turn(session)
         await resumable_handle(session)
         message = await session._receive()
@@ -471,7 +483,7 @@ async def test_scenario_close_with_code_and_reason(start_emulator: Callable[...,
     )
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="hi")
+        await ask(session, "hi")
         with pytest.raises(errors.APIError) as caught:
             await collect_turn(session)
     assert caught.value.code == 1011 and "Internal error occurred." in str(caught.value)
@@ -484,9 +496,9 @@ async def test_scenario_interruption_and_wav_reply(
     scenario = Scenario(turns=[Turn(wav=str(wav)), Turn(interrupt_after_s=0.3)])
     emulator = await start_emulator(scenario=scenario)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="one")
+        await ask(session, "one")
         first = await collect_turn(session)
-        await session.send_realtime_input(text="two")
+        await ask(session, "two")
         second = await collect_turn(session)
     assert abs(len(audio_bytes(first)) / 2 - 24000) < 50
     assert any(m.server_content and m.server_content.interrupted for m in second)
@@ -522,7 +534,7 @@ async def test_faults_drop_goaway_silence_and_no_setup_complete(
     emulator = await start_emulator(goaway_every=0.2, silent_after_goaway=True)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
         assert (await asyncio.wait_for(session._receive(), 5)).go_away is not None
-        await session.send_realtime_input(text="anyone?")
+        await ask(session, "anyone?")
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(session._receive(), 0.5)
 
@@ -536,7 +548,7 @@ async def test_faults_drop_goaway_silence_and_no_setup_complete(
 async def test_latency_fault_delays_answers(start_emulator: Callable[..., Any]) -> None:
     emulator = await start_emulator(latency_ms=300)
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="hi")
+        await ask(session, "hi")
         await collect_turn(session)
     log = read_log(emulator)
     asked = next(e["t"] for e in log if "realtimeInput" in e["msg"])
@@ -558,7 +570,7 @@ async def test_ephemeral_token_session(start_emulator: Callable[..., Any]) -> No
     assert token.name and token.name.startswith("auth_tokens/")
     token_client = sdk_client(emulator, token.name, version="v1alpha")
     async with token_client.aio.live.connect(model=MODEL, config=MANUAL) as session:
-        await session.send_realtime_input(text="hi")
+        await ask(session, "hi")
         assert audio_bytes(await collect_turn(session))
     with pytest.raises(errors.APIError):  # one use only
         async with token_client.aio.live.connect(model=MODEL, config=MANUAL):

@@ -186,6 +186,54 @@ def test_apa102_frame_layout() -> None:
     assert len(frame) == 4 + 20 * 4 + 2  # end frame: one bit per two LEDs, rounded up
 
 
+async def test_a_broken_ring_leaves_the_button_and_the_leds_working(
+    mock_pins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def spi_off() -> Any:  # dtparam=spi=on forgotten: the device node is not there
+        raise FileNotFoundError(2, "No such file or directory", "/dev/spidev0.1")
+
+    caplog.set_level(logging.INFO)
+    events: list[bool] = []
+    config = GpioConfig(button_pin=17, led_pin=25, ring="apa102", privacy_led_pin=26)
+    button, lights = start_gpio(config, events.append, spi_opener=spi_off)
+    assert button is not None and lights is not None
+    failures = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 1, failures
+    assert "ring" in failures[0] and "dtparam=spi=on" in failures[0]
+    mock_pins.pin(17).drive_low()
+    await settle()
+    mock_pins.pin(17).drive_high()
+    await settle()
+    assert events == [True, False]  # the button works without the ring
+    lights.show("listening")
+    lights.privacy(True)
+    assert mock_pins.pin(25).state == 1 and mock_pins.pin(26).state == 1
+    button.close()
+    lights.close()
+
+
+async def test_each_failing_part_is_one_line_with_its_fix(
+    mock_pins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gpiozero import LED
+
+    def no_spidev() -> Any:
+        raise ImportError("No module named 'spidev'")
+
+    caplog.set_level(logging.WARNING)
+    held = LED(25)  # another program holds the status LED's pin
+    config = GpioConfig(button_pin=17, led_pin=25, ring="apa102")
+    button, lights = start_gpio(config, lambda pressed: None, spi_opener=no_spidev)
+    lines = [r.message for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "status LED on GPIO25" in lines[0] and "in use" in lines[0]
+    assert "ring" in lines[1] and "python3-spidev" in lines[1]
+    assert button is not None
+    for part in (button, lights, held):
+        if part is not None:
+            part.close()
+
+
 async def test_no_gpio_is_one_line_unless_required(
     mock_pins: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -195,14 +243,43 @@ async def test_no_gpio_is_one_line_unless_required(
     held = LED(17)  # the pin is already in use
     button, lights = start_gpio(GpioConfig(button_pin=17), lambda pressed: None)
     assert button is None and lights is None
-    assert len([r for r in caplog.records if "GPIO unavailable" in r.message]) == 1
-    with pytest.raises(UserError, match="required = true"):
+    assert len([r for r in caplog.records if "button on GPIO17" in r.message]) == 1
+    with pytest.raises(UserError, match=r"button on GPIO17.*required = true"):
         start_gpio(GpioConfig(button_pin=17, required=True), lambda pressed: None)
     held.close()
-    button, _ = start_gpio(GpioConfig(button_pin=999), lambda pressed: None)  # a bad pin
-    assert button is None
+    with pytest.raises(ValueError, match=r"BCM pins are 0\.\.27"):  # a bad pin never gets here
+        GpioConfig(button_pin=999)
 
 
 def test_a_config_with_gpio_keys_validates() -> None:
     config = config_from_dict({"gpio": {"button_pin": 17, "rgb_pins": [1, 2, 3]}})
     assert config.gpio.rgb_pins == [1, 2, 3]
+
+
+def test_run_with_a_broken_ring_keeps_the_button(tmp_path: Path) -> None:
+    """The real command line on gpiozero's mock pins; the ring's SPI is not there."""
+    import signal
+    import socket
+
+    from tests.test_service import read_until, start_daemon
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(10)
+        daemon = start_daemon(
+            tmp_path,
+            '[gpio]\nbutton_pin = 17\nring = "apa102"\nled_pin = 25\n',
+            GPIOZERO_PIN_FACTORY="mock",
+            GPIOZERO_MOCK_PIN_CLASS="mockpwmpin",
+        )
+        try:
+            read_until(notify, "READY=1", [])
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=15)
+    assert daemon.returncode == 0, stderr
+    assert "button on GPIO17 (hold, edges)" in stderr
+    ring = [line for line in stderr.splitlines() if "ring" in line]
+    assert len(ring) == 1 and "spi" in ring[0].lower(), ring
+    assert "button" not in ring[0]  # only the ring is gone
+    assert "Traceback" not in stderr

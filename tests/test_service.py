@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,15 +24,6 @@ import pytest
 from edge_agent.logs import configure_logging
 from edge_agent.service import Notifier, Watchdog
 from tests.conftest import REPO, write_wav
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(10)
-    yield sock
-    sock.close()
 
 
 def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
@@ -45,8 +36,13 @@ def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float
     raise AssertionError(f"{wanted} never came: {seen}")
 
 
+UNREACHABLE = "https://127.0.0.1:9"
+
+
 def start_daemon(tmp_path: Path, config_text: str, **env: str) -> subprocess.Popen[str]:
     silence = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 60, np.int16))
+    if "[live]" not in config_text:  # no test reaches the internet: a closed local port
+        config_text = f'[live]\nendpoint = "{UNREACHABLE}"\n' + config_text
     config = tmp_path / "config.toml"
     config.write_text(
         f'[audio]\ninput_device = "file:{silence}"\noutput_device = "file:{tmp_path}/o.wav"\n'
@@ -73,7 +69,8 @@ def test_ready_status_watchdog_then_stopping_on_sigterm(
     daemon = start_daemon(tmp_path, "")
     seen: list[str] = []
     try:
-        assert read_until(notify_socket, "READY=1", seen) == "READY=1\nSTATUS=idle"
+        # the start-up check found no service: the state says so from the start
+        assert read_until(notify_socket, "READY=1", seen) == "READY=1\nSTATUS=offline"
         for _ in range(3):
             read_until(notify_socket, "WATCHDOG=1", seen)
         daemon.send_signal(signal.SIGTERM)
@@ -114,9 +111,11 @@ def test_sighup_reloads_and_a_bad_reload_keeps_the_running_config(
         read_until(notify_socket, "READY=1", seen)
         config.write_text(config.read_text() + "[vad]\nagressiveness = 1\n")  # broken
         daemon.send_signal(signal.SIGHUP)
-        read_until(notify_socket, "RELOADING=1", seen)
-        read_until(notify_socket, "READY=1", seen)
-        assert daemon.poll() is None  # still running, on the old config
+        refused_at = len(seen)
+        for _ in range(3):
+            read_until(notify_socket, "WATCHDOG=1", seen)
+        assert daemon.poll() is None  # still running, on the old config, untouched
+        assert not any("RELOADING" in message for message in seen[refused_at:])
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
@@ -195,16 +194,20 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     from edge_agent.audio.playback import Speaker
     from edge_agent.config import Config
     from edge_agent.credentials import Credential
-    from edge_agent.events import Disconnected, Usage
+    from edge_agent.events import BadServerMessage, Disconnected, TurnLost, Usage
     from edge_agent.metrics import start_metrics
 
     speaker = Speaker(24000)
     parts = assemble(Config(), speaker, time.monotonic, lambda: Credential("k", "t"), tmp_path)
     port = free_port()
-    metrics = start_metrics(parts.agent, parts.conversation.budget, port)
+    service = Config().service
+    metrics = start_metrics(parts.agent, parts.conversation.budget, port, service.metrics_address)
     assert metrics is not None
+    assert metrics.server.server_address[0] == "127.0.0.1"  # not every interface by default
     parts.agent.on_live_event(Usage(100, 20, 120, {"AUDIO": 110, "TEXT": 10}))
     parts.agent.on_live_event(Disconnected("1011 Internal error occurred."))
+    parts.agent.on_live_event(BadServerMessage("AttributeError"))
+    parts.agent.on_live_event(TurnLost("offline", "not sent within 12 s"))
     body = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     )
@@ -212,6 +215,8 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     assert 'edge_agent_tokens_total{modality="audio"} 110.0' in body
     assert 'edge_agent_reconnects_total{cause="1011 Internal error occurred."} 1.0' in body
     assert "edge_agent_tokens_today 120.0" in body
+    assert 'edge_agent_turns_lost_total{cause="offline"} 1.0' in body
+    assert "edge_agent_bad_server_messages_total 1.0" in body
     assert 'edge_agent_state{edge_agent_state="idle"} 1.0' in body
     assert "edge_agent_turn_first_audio_seconds_bucket" in body
 
@@ -254,8 +259,13 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
         "StateDirectory=edge-agent",
         "DeviceAllow=char-gpiochip rw",
         "network-online.target time-sync.target",
+        "DeviceAllow=char-dma_heap rw",  # picamera2's buffers (/dev/dma_heap/* is a directory)
+        "ProcSubset=pid",  # device_status and gpiozero cope: see tests/test_field.py
     ):
         assert needed in text
+    assert "DeviceAllow=/dev/dma_heap " not in text  # a directory allows nothing
+    if "@resources" in text.split("SystemCallFilter=~", 1)[1].splitlines()[0]:
+        assert "RestrictRealtime=yes" in text  # sched_setscheduler is filtered anyway
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
@@ -263,3 +273,45 @@ def test_the_shell_scripts_pass_shellcheck() -> None:
     scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_one_turn_run_logs_both_sides_and_keeps_its_state_private(
+    tmp_path: Path, speech: Any
+) -> None:
+    """The per-turn log line, no state noise at info, and state files 0600 in a 0700 directory
+    created by the agent itself (no systemd StateDirectory=, a umask of 022)."""
+    mic = write_wav(tmp_path / "mic.wav", speech("what time is it", lead_s=0.3, gap_s=8.0))
+    state = tmp_path / "var" / "state"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{state}"\n'
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--emulator", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert daemon.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in daemon.stderr:  # the WAV ends in ~10 s; the turn is logged before that
+            lines.append(line)
+            if " turn 1:" in line:
+                break
+        for _ in range(250):  # the resumption handle follows turnComplete
+            if (state / "resumption.json").exists() and (state / "tokens.json").exists():
+                break
+            time.sleep(0.02)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        lines += daemon.communicate(timeout=15)[1].splitlines()
+    turns = [line for line in lines if " turn 1:" in line]
+    assert len(turns) == 1, lines
+    assert 'user "(' in turns[0] and 'agent "' in turns[0]  # the emulator's transcripts
+    assert not [line for line in lines if "state:" in line]
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert {"resumption.json", "tokens.json"} <= {f.name for f in state.iterdir()}
+    for saved in state.iterdir():
+        assert saved.stat().st_mode & 0o777 == 0o600, saved

@@ -85,7 +85,7 @@ async def test_push_to_talk_spans_are_the_turns(
     audio = speech("turn on the lights", "and the radio", gap_s=3.0, lead_s=1.0)
     wav_in = write_wav(tmp_path / "in.wav", audio)
     emulator = await start_emulator()
-    config = against(emulator, turns={"mode": "push_to_talk"})
+    config = against(emulator, turns={"mode": "push_to_talk"}, gpio={"button_pin": 17})
     spans = ((0.8, 2.6), (5.0, 6.5))
     summary = await simulate(config, SimulateOptions(input=wav_in, ptt_spans=spans))
     turns = summary["turns"]
@@ -173,8 +173,8 @@ async def test_text_replies_go_to_the_transcript_and_the_speaker_stays_silent(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
 ) -> None:
     wav_in = write_wav(tmp_path / "in.wav", speech("hello there", gap_s=2.0))
-    emulator = await start_emulator()
-    config = against(emulator, live={"response_modality": "text"})
+    emulator = await start_emulator(any_model=True)  # the known models answer in audio only
+    config = against(emulator, live={"response_modality": "text", "model": "a-text-model"})
     options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
     summary = await simulate(config, options)
     assert "answer number 1" in summary["turns"][0]["output_transcript"]

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.audio.playback import Speaker
+from edge_agent.audio.volume import Volume
 from edge_agent.emulator.scenario import Scenario, ToolCallStep, Turn
 from edge_agent.events import FunctionCall
 from edge_agent.simulate import SimulateOptions, simulate
@@ -48,6 +50,12 @@ def lights_on():
       "password": {"type": "string"}}}, secret=["password"])
 def log_in(user, password):
     return f"hello {user}"
+
+@tool("Joins a network.", {"type": "object", "properties": {
+      name: {"type": "string"} for name in ("ssid", "Password", "apiKey", "pin_code", "authToken",
+                                            "client_secret", "keyboard")}})
+def join(**args):
+    return "joined"
 """
 
 
@@ -63,6 +71,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (info / "entry_points.txt").write_text(
         "[edge_agent.tools]\nadd = edge_test_tools:add\nslow_tool = edge_test_tools:slow_tool\n"
         "lights_on = edge_test_tools:lights_on\nlog_in = edge_test_tools:log_in\n"
+        "join = edge_test_tools:join\n"
     )
     monkeypatch.syspath_prepend(str(root))
     return root
@@ -86,7 +95,8 @@ async def run_turn(
     **emulator_options: Any,
 ) -> tuple[Any, dict[str, Any]]:
     wav_in = write_wav(tmp_path / "in.wav", speech("please do it", gap_s=3.0))
-    scenario = Scenario(turns=[Turn(tool_call=step, transcript="Done.")])
+    # a 1.5 s answer, long enough for a non-blocking tool to finish while it plays
+    scenario = Scenario(turns=[Turn(tool_call=step, transcript="Done.", reply_seconds=1.5)])
     emulator = await start_emulator(scenario=scenario, **emulator_options)
     config = against(emulator, tools={"enabled": enabled}, conversation={"idle_timeout_s": 60})
     summary = await simulate(config, SimulateOptions(input=wav_in))
@@ -114,6 +124,25 @@ async def test_a_bad_argument_is_an_error_response(
     emulator, _ = await run_turn(start_emulator, tmp_path, speech, step, ["set_volume"])
     [(_, response)] = tool_responses(emulator)
     assert "bad arguments" in response["response"]["error"]
+
+
+async def test_set_volume_turns_the_speaker_down(
+    start_emulator: Callable[..., Any], tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    step = ToolCallStep(name="set_volume", args={"percent": 25})
+    emulator, _ = await run_turn(start_emulator, tmp_path, speech, step, ["set_volume"])
+    [(_, response)] = tool_responses(emulator)
+    assert response["response"] == {"output": {"percent": 25}}
+    speaker = Speaker(24000, jitter_ms=0)
+    volume = Volume(speaker, full_gain=2.0)
+    tone = (np.sin(np.arange(2400) / 5) * 8000).astype("<i2").tobytes()
+    peaks = []
+    for percent in (100, 25):
+        volume.set(percent)
+        speaker.play(tone)
+        speaker.end_of_reply()
+        peaks.append(int(np.abs(speaker.pull(4800)).max()))
+    assert peaks[0] > 15000 and 3500 < peaks[1] < 4500  # gain 2.0, then a quarter of it
 
 
 async def test_a_plugin_tool_is_discovered_and_called(
@@ -274,6 +303,29 @@ async def test_secret_arguments_never_reach_the_log(
     while not answers:
         await asyncio.sleep(0.02)
     assert "ann" in caplog.text and "hunter2" not in caplog.text
+
+
+async def test_secret_looking_arguments_are_redacted_unless_marked(
+    plugin: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tool's author marked nothing secret: names that look secret are redacted anyway."""
+    caplog.set_level(logging.INFO)
+    answers: list[Any] = []
+    runner = ToolRunner(
+        [discover([])["join"]],
+        ToolContext(end_conversation=lambda: None),
+        lambda *args: answers.append(args),
+        timeout_s=2,
+    )
+    secrets = {"Password": "s1", "apiKey": "s2", "pin_code": "s3", "authToken": "s4"}
+    args = {"ssid": "home", "keyboard": "qwerty", "client_secret": "s5", **secrets}
+    runner.start(FunctionCall("x", "join", args))
+    while not answers:
+        await asyncio.sleep(0.02)
+    assert answers[0][2] == {"output": "joined"}
+    assert "'home'" in caplog.text and "'qwerty'" in caplog.text
+    for value in ("s1", "s2", "s3", "s4", "s5"):
+        assert f"'{value}'" not in caplog.text
 
 
 def test_device_status_and_time_report_real_values() -> None:

@@ -42,6 +42,7 @@ class EchoGuard:
         self._quiet_frames = 0
         self._released = False
         self._canceller = None
+        self.cancelled = b""  # aec: the last frame after cancellation (the wake word hears it)
         if mode == "aec":
             from pywebrtc_audio import EchoCanceller
 
@@ -66,8 +67,10 @@ class EchoGuard:
             if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
                 # nothing played for a while: no echo to cancel, and AEC3 left running on a
                 # silent far end takes seconds to pass the user's first words through
+                self.cancelled = frame
                 return EchoVerdict(frame, False)
-            return EchoVerdict(self._canceller.process(near, far).tobytes(), False)
+            self.cancelled = self._canceller.process(near, far).tobytes()
+            return EchoVerdict(self.cancelled, False)
         if self.mode != "half_duplex":
             return EchoVerdict(frame, False)
         playing = self.speaker.speaking or self.speaker.quiet_ms() < self.tail_ms
@@ -82,8 +85,12 @@ class EchoGuard:
         else:
             self._loud_frames = 0
             self._quiet_frames += 1
-            if self.speaker.output_level > 100.0 and not self._released:
-                ratio = min(1.0, level / self.speaker.output_level)
+            output = self.speaker.output_level
+            # learn only while the speaker sounds at its recent level: in a pause between
+            # sentences the echo is gone but output_level decays slowly, and learning there
+            # drove the coupling towards 0 until the next sentence's echo released the guard
+            if output > 100.0 and self.speaker.last_level > 0.5 * output and not self._released:
+                ratio = min(1.0, level / output)
                 self._coupling = 0.9 * self._coupling + 0.1 * ratio
         if self._loud_frames >= BARGE_IN_FRAMES:
             self._released = True

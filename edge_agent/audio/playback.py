@@ -22,8 +22,12 @@ import numpy as np
 
 from edge_agent.audio.devices import PortAudioStream
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
+from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+overflow_log = RateLimitedLog(log)
+
+MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -93,23 +97,31 @@ class Speaker:
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
         self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
+        self.last_level = 0.0  # RMS of the last period pulled
 
     # ---- loop side -------------------------------------------------------------------------
 
     def play(self, pcm24: bytes) -> None:
-        samples = self._resampler.process(np.frombuffer(pcm24, dtype="<i2"))
-        if self.volume != 1.0:
-            samples = np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+        whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
+        samples = self._gain(self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2")))
         with self._lock:
             if not self._reply_started:
                 self._reply_started, self.first_sample_at = True, None
             self._reply_ended = False
+            if self._voice.size + len(samples) > MAX_QUEUED_S * self.device_rate:
+                overflow_log.warning("overflow", "speaker queue full: model audio dropped")
+                return
             self._voice.push(samples)
         self._wake_device()
 
+    def _gain(self, samples: np.ndarray) -> np.ndarray:
+        if self.volume == 1.0:
+            return samples
+        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)
@@ -186,6 +198,7 @@ class Speaker:
         self.output_level = max(
             level, self.output_level * 0.5 ** (count / (0.2 * self.device_rate))
         )
+        self.last_level = level
         if level:
             self._quiet_samples = 0
         else:
@@ -319,7 +332,8 @@ class PortAudioOutput(PortAudioStream):
 
     def close(self) -> None:
         self._stop_supervising()
-        self._terminate()
+        with self._control:  # never beside an idle stop's Pa_StopStream: two of them hang
+            self._terminate()
 
 
 class WavOutput:

@@ -154,6 +154,15 @@ class SpeechGate:
         louder = samples.astype(np.float32) * gain
         return bytes(np.clip(louder, -32768, 32767).astype("<i2").tobytes())
 
+    def is_speech(self, frame: bytes) -> bool:
+        """Would this frame count as speech now (the room's level is left as it is)."""
+        samples = np.frombuffer(frame, dtype="<i2")
+        wide = samples.astype(np.int64)
+        power = float(np.dot(wide, wide)) / len(wide)
+        if power <= self._min_power or power <= self._floor * self._margin:
+            return False
+        return bool(self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE))
+
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
         """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
         index = self._frames_seen

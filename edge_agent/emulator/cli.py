@@ -9,6 +9,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.errors import UserError
+
 if TYPE_CHECKING:
     from edge_agent.emulator.server import EmulatorOptions
 
@@ -28,13 +30,18 @@ def add_emulator_command(commands: Any) -> None:
         metavar="NAME",
         help="refuse this model as the service refuses an unknown one",
     )
+    parser.add_argument(
+        "--any-model",
+        action="store_true",
+        help="accept models the emulator does not know (they accept every option)",
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
         "--goaway-every",
         type=float,
         default=0.0,
         metavar="S",
-        help="send goAway to every connection every S wall seconds",
+        help="send goAway S wall seconds into each connection (instead of near its 10 min end)",
     )
     faults.add_argument(
         "--goaway-time-left",
@@ -75,6 +82,7 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         cert_dir=Path(args.cert_dir),
         api_key=args.api_key,
         reject_models=tuple(args.reject_model),
+        any_model=args.any_model,
         scenario=load_scenario(args.scenario),
         log_path=Path(args.log) if args.log else None,
         goaway_every=args.goaway_every,
@@ -101,6 +109,14 @@ async def _serve(options: EmulatorOptions) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with Emulator(options) as emulator:
+    emulator = Emulator(options)
+    try:
+        await emulator.start()
+    except OSError as exc:
+        where = f"{options.host}:{options.port}"
+        raise UserError(f"emulator: cannot listen on {where}: {exc.strerror or exc}") from None
+    try:
         print(f"listening on {emulator.url} (trust {emulator.cert_path})", flush=True)
         await stop.wait()
+    finally:
+        await emulator.stop()

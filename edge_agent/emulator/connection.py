@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from edge_agent.emulator import voice
+from edge_agent.emulator import brain, reply, rules, voice
 from edge_agent.emulator.listener import Activity, DetectorSettings, SpeechDetector, audio_rate
-from edge_agent.emulator.scenario import Turn
+from edge_agent.emulator.scenario import ToolCallStep, Turn
 from edge_agent.emulator.state import (
     AUDIO_TOKENS_PER_SECOND,
     TEXT_CHARS_PER_TOKEN,
@@ -23,11 +23,15 @@ from edge_agent.emulator.state import (
     Session,
 )
 from edge_agent.emulator.wire import WireError, close_reason, parse_client_message
+from edge_agent.live.models import ModelTraits
 
 if TYPE_CHECKING:
     from edge_agent.emulator.server import Emulator
 
 DEADLINE = "Deadline expired before operation could complete."
+CONNECTION_LIFETIME_S = 600.0  # the service's connection limit, on the scaled clock
+GOAWAY_NOTICE_S = 60.0  # goAway comes this long before it
+STREAM_STOP_S = 1.0  # wall time without audio after speech that ends a turn (as audioStreamEnd)
 INVALID_KEY = "API key not valid. Please pass a valid API key."
 NO_KEY = (
     "Method doesn't allow unregistered callers (callers without established identity). "
@@ -58,9 +62,14 @@ class Connection:
         self.constrained = bool(request.match_info.get("constrained"))
         self.session: Session | None = None
         self.setup: dict[str, Any] = {}
+        self.model: ModelTraits | None = None
         self.detector: SpeechDetector | None = None
         self.turn = UserTurn()
         self.in_activity = False
+        self.held_text: list[str] = []  # realtime text outside an activity (manual detection)
+        self.saw_realtime_input = False
+        self.consumed = 0  # client messages after setup: lastConsumedClientMessageIndex
+        self.stream_watch: asyncio.TimerHandle | None = None
         self.answering: asyncio.Task[None] | None = None
         self.answers: asyncio.Queue[tuple[UserTurn | None, Turn | None]] = asyncio.Queue()
         self.silent = False
@@ -78,7 +87,7 @@ class Connection:
             if not self.closed:  # the client closed (or the network did)
                 self.emulator.log_close(self.number, self.ws.close_code or 1006, "", by="client")
             self.closed = True  # set first: answers cancelled below know the socket died
-            for task in [*self.tasks, self.answering]:
+            for task in [*self.tasks, self.answering, self.stream_watch]:
                 if task is not None:
                     task.cancel()
             if self.session is not None and self.session.open_connection == self.number:
@@ -96,12 +105,14 @@ class Connection:
             return
         self._spawn(self._answer_worker())
         self._spawn(self._limit_watch())
+        self._spawn(self._lifetime_watch())
         async for frame in self.ws:
             if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             message = self._parse(frame.data)
             if not self.silent:
                 await self._handle(message)
+                self.consumed += 1
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:
@@ -122,13 +133,19 @@ class Connection:
         model = setup.get("model", "")
         if not model:
             raise WireError("Request contains an invalid argument: setup.model is required.")
-        if model.removeprefix("models/") in self.emulator.options.reject_models:
+        model_traits = self.emulator.model_traits(model)
+        if model_traits is None:
+            name = "models/" + model.removeprefix("models/")
             await self.close(
                 1008,
-                f"{model} is not found for API version {self.version}, or is not supported "
+                f"{name} is not found for API version {self.version}, or is not supported "
                 "for bidiGenerateContent.",
             )
             return
+        self.model = model_traits
+        refused = rules.setup_problem(model, model_traits, setup)
+        if refused is not None:
+            raise WireError(refused)
         modalities = setup.get("generationConfig", {}).get("responseModalities", [])
         if len(modalities) > 1:
             raise WireError("Request contains an invalid argument.")
@@ -193,6 +210,17 @@ class Connection:
         await asyncio.sleep(time_left_s / scale)
         await self.close(1011, DEADLINE)
 
+    async def _lifetime_watch(self) -> None:
+        """A connection lives about 10 minutes (scaled clock): goAway a minute before the end.
+        `--goaway-every S` sends it S wall seconds into each connection instead."""
+        options = self.emulator.options
+        if options.goaway_every > 0:
+            await asyncio.sleep(options.goaway_every)
+            await self.go_away(options.goaway_time_left_s)
+            return
+        await asyncio.sleep((CONNECTION_LIFETIME_S - GOAWAY_NOTICE_S) / options.clock_scale)
+        await self.go_away(GOAWAY_NOTICE_S)
+
     async def _limit_watch(self) -> None:
         """Without context compression the service ends sessions at 15 min (2 min with video)."""
         if "contextWindowCompression" in self.setup:
@@ -227,21 +255,47 @@ class Connection:
             )
         if "audioStreamEnd" in data and manual:
             raise WireError("audio_stream_end is only valid with automatic activity detection.")
+        self.saw_realtime_input = True
         if "activityStart" in data:
             self.in_activity = True
-            self.turn = UserTurn()
+            self.turn = UserTurn(text=self.held_text)
+            self.held_text = []
             await self._user_started()
         blobs = [data[k] for k in ("audio", "video") if k in data] + data.get("mediaChunks", [])
         for blob in blobs:
             await self._media(blob)
         if "text" in data:
-            await self._user_started()
-            self._queue_answer(UserTurn(text=[data["text"]]))
+            await self._realtime_text(data["text"])
         ended = "audioStreamEnd" in data and self.detector is not None
         if ended and self.detector is not None and self.detector.stream_ended() is Activity.END:
             self._end_turn()
         if "activityEnd" in data and self.in_activity:
             self.in_activity = False
+            self._end_turn()
+
+    async def _realtime_text(self, text: str) -> None:
+        """With automatic detection a text is a turn; without it, the client's activityStart
+        and activityEnd bracket the turn: text outside an activity waits for the next one."""
+        if self.detector is not None:
+            await self._user_started()
+            self._queue_answer(UserTurn(text=[text]))
+        elif self.in_activity:
+            self.turn.text.append(text)
+        else:
+            self.held_text.append(text)
+
+    def _watch_stream(self) -> None:
+        """A stream that stops after speech ends the turn, as audioStreamEnd would."""
+        if self.stream_watch is not None:
+            self.stream_watch.cancel()
+        loop = asyncio.get_running_loop()
+        self.stream_watch = loop.call_later(STREAM_STOP_S, self._stream_stopped)
+
+    def _stream_stopped(self) -> None:
+        self.stream_watch = None
+        if self.closed or self.detector is None or not self.detector.speaking:
+            return
+        if self.detector.stream_ended() is Activity.END:
             self._end_turn()
 
     async def _media(self, blob: dict[str, Any]) -> None:
@@ -269,22 +323,31 @@ class Connection:
                 await self._user_started()
             else:
                 self._end_turn()
+        if self.detector.speaking:
+            self._watch_stream()
 
     async def _client_content(self, data: dict[str, Any]) -> None:
-        texts = [
-            part.get("text", "")
-            for turn in data.get("turns", [])
-            for part in turn.get("parts", [])
-            if part.get("text")
-        ]
-        assert self.session is not None
+        assert self.session is not None and self.model is not None
+        if self.saw_realtime_input and not self.model.client_content_after_realtime:
+            raise WireError(
+                "Request contains an invalid argument: client_content is only accepted before "
+                "the first realtime_input on this model; send text with realtime_input."
+            )
+        texts = []
         for turn in data.get("turns", []):
-            text = " ".join(p.get("text", "") for p in turn.get("parts", []) if p.get("text"))
+            parts = turn.get("parts", [])
+            text = " ".join(p["text"] for p in parts if p.get("text"))
+            if turn.get("role", "user") == "user" and text:
+                texts.append(text)
             self.session.history.append({"role": turn.get("role", "user"), "text": text})
             self.session.usage.add_prompt("TEXT", len(text) // TEXT_CHARS_PER_TOKEN)
+            images = sum(
+                1 for p in parts if p.get("inlineData", {}).get("mimeType", "").startswith("image/")
+            )
+            self.session.usage.add_prompt("IMAGE", images * self._image_tokens())
         if data.get("turnComplete"):
             await self._user_started()
-            self._queue_answer(UserTurn(text=texts or [""]))
+            self._queue_answer(UserTurn(text=texts[-1:] or [""]))
 
     async def _tool_response(self, responses: list[dict[str, Any]]) -> None:
         assert self.session is not None
@@ -292,26 +355,46 @@ class Connection:
             call_id = response.get("id", "")
             if call_id in self.session.cancelled_calls:
                 continue
-            if any(r.get("id") == call_id for r in self.session.tool_responses):
+            if any(
+                r.get("id") == call_id and not r.get("willContinue")
+                for r in self.session.tool_responses
+            ):
                 # a client cannot know whether a response sent just before a drop arrived,
                 # so a repeat is idempotent rather than an error
                 self.emulator.log_event(self.number, f"duplicate tool response {call_id}")
                 continue
-            call = self.session.open_calls.pop(call_id, None)
+            call = self.session.open_calls.get(call_id)
             if call is None:
                 raise WireError(f"Function response id {call_id!r} matches no open function call.")
             self.session.tool_responses.append(response)
+            if not response.get("willContinue"):
+                del self.session.open_calls[call_id]
             if call.response is not None and not call.response.done():
                 call.response.set_result(response)
-            elif call.blocking or response.get("scheduling") != "SILENT":
-                self.answers.put_nowait(
-                    (
-                        None,
-                        call.turn
-                        if call.blocking
-                        else Turn(reply_seconds=1.0, transcript=f"The {call.name} result is in."),
-                    )
-                )
+            elif call.blocking:  # its turn's answer was lost with a connection: give it now
+                turn = call.turn
+                if not turn.transcript:
+                    turn = Turn(transcript=brain.describe_response(call.name, response))
+                self.answers.put_nowait((None, turn))
+            else:
+                await self._non_blocking_result(call, response)
+
+    async def _non_blocking_result(self, call: OpenCall, response: dict[str, Any]) -> None:
+        """WHEN_IDLE (the default) answers after the current answer, INTERRUPT cuts it (3.8
+        waits while the user speaks), SILENT only adds the result; an empty response that
+        ends a willContinue stream says nothing."""
+        scheduling = response.get("scheduling", "WHEN_IDLE")
+        body = response.get("response") or {}
+        if scheduling == "SILENT" or not any(body.values()):
+            return
+        turn = Turn(transcript=brain.describe_response(call.name, response))
+        user_speaking = self.in_activity or (self.detector is not None and self.detector.speaking)
+        busy = self.answering is not None and not self.answering.done()
+        if scheduling == "INTERRUPT" and busy and not user_speaking:
+            assert self.answering is not None
+            self.answering.cancel()
+            await self.send({"serverContent": {"interrupted": True}})
+        self.answers.put_nowait((None, turn))
 
     # ---- turns and answers -----------------------------------------------------------------
 
@@ -372,26 +455,107 @@ class Connection:
         await self._resumption_update(resumable=False)
         if options.latency_ms:
             await asyncio.sleep(options.latency_ms / 1000)
-        user_text = (
-            spec.input_transcript
-            or " ".join(user_turn.text)
-            or (f"({user_turn.audio_seconds:.1f} s of speech)")
-        )
+        said = spec.input_transcript or " ".join(t for t in user_turn.text if t.strip())
+        heard = f"({user_turn.audio_seconds:.1f} s of speech)" if user_turn.audio_seconds else ""
+        user_text = said or heard
         if "inputAudioTranscription" in self.setup and user_turn.audio_seconds:
-            transcription = {"text": user_text, "finished": True}
-            await self.send({"serverContent": {"inputTranscription": transcription}})
+            await self._transcribe_input(said.split() or [heard])
         if spec.close is not None and spec.close.before_reply:
             await self.close(spec.close.code, spec.close.reason)
             return
-        if spec.tool_call is not None and not await self._call_tool(spec):
+        scripted = bool(spec.transcript or spec.wav or spec.tool_call)
+        if not scripted and not user_text and not user_turn.video_frames:
+            await self._need_more_input()
             return
-        await self._reply(spec, user_text)
+        if spec.tool_call is not None:
+            if await self._call_tool(spec.tool_call, spec) is None:
+                return
+            answer = reply.Answer(spec.transcript)
+        elif scripted:
+            answer = reply.Answer(spec.transcript)
+        else:
+            found = await self._think(spec, said)
+            if found is None:
+                return
+            answer = found
+        await self._reply(spec, user_text, answer)
 
-    async def _call_tool(self, spec: Turn) -> bool:
-        """Sends the scenario's toolCall; False when the answer must not follow now."""
+    async def _transcribe_input(self, words: list[str]) -> None:
+        """Known words stream a few at a time; unknown speech is one placeholder."""
+        groups = [words[i : i + 3] for i in range(0, len(words), 3)]
+        for index, group in enumerate(groups):
+            piece: dict[str, Any] = {"text": " ".join(group) + ("" if group is groups[-1] else " ")}
+            if index == len(groups) - 1:
+                piece["finished"] = True
+            await self.send({"serverContent": {"inputTranscription": piece}})
+
+    async def _need_more_input(self) -> None:
+        """A turn with nothing in it: the model waits for the user (NEED_MORE_INPUT)."""
+        await self.send(
+            {
+                "serverContent": {
+                    "waitingForInput": True,
+                    "turnComplete": True,
+                    "turnCompleteReason": "NEED_MORE_INPUT",
+                },
+                "usageMetadata": self._usage(0, False),
+            }
+        )
+        await self._resumption_update(resumable=True)
+
+    async def _think(self, spec: Turn, said: str) -> reply.Answer | None:
+        """The deterministic model: a declared function the words call, code for a sum,
+        a search; else the default answer. None when a call ended the turn unanswered."""
+        assert self.session is not None and self.model is not None
+        answer = reply.Answer(default_answer(self.session.turn_count))
+        thinking = self.setup.get("generationConfig", {}).get("thinkingConfig", {})
+        if thinking.get("includeThoughts"):
+            answer.thought = f"**Answering the user** The user said: {said or 'something'}."
+        if not said:
+            return answer
+        chosen = brain.pick_function(said, brain.declarations(self.setup))
+        sum_code = brain.arithmetic(said) if brain.has_tool(self.setup, "codeExecution") else None
+        if chosen is not None:
+            step = ToolCallStep(
+                name=chosen.name,
+                args=brain.arguments(chosen.schema, said),
+                non_blocking=not rules.blocking(self.model, chosen.behavior),
+            )
+            response = await self._call_tool(step, spec)
+            if response is None:
+                return None
+            answer.text = (
+                brain.describe_response(chosen.name, response)
+                if response
+                else f"I have asked {chosen.name.replace('_', ' ')}; the result will follow."
+            )
+        elif sum_code is not None:
+            code, output = sum_code
+            answer.code_parts = [
+                {"executableCode": {"language": "PYTHON", "code": code}},
+                {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": output + "\n"}},
+            ]
+            answer.text = f"The result is {output}."
+        elif brain.has_tool(self.setup, "urlContext") and brain.urls(said):
+            found = brain.urls(said)
+            answer.url_context = {
+                "urlMetadata": [
+                    {"retrievedUrl": url, "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS"}
+                    for url in found
+                ]
+            }
+            answer.text = f"I read {len(found)} page{'s' if len(found) > 1 else ''} for you."
+        elif brain.has_tool(self.setup, "googleSearch"):
+            answer.grounding = search_grounding(said)
+            topic = said.rstrip("?.!")
+            answer.text = f"I searched the web for {topic}; the top result is from example.com."
+        return answer
+
+    async def _call_tool(self, call: ToolCallStep, spec: Turn) -> dict[str, Any] | None:
+        """Sends a toolCall. Returns the response of a blocking call ({} for a non-blocking
+        one), or None when the answer must not follow now."""
         session = self.session
-        assert session is not None and spec.tool_call is not None
-        call = spec.tool_call
+        assert session is not None
         session.call_count += 1
         call_id = f"function-call-{session.call_count}"
         blocking = not call.non_blocking
@@ -408,61 +572,63 @@ class Connection:
             session.cancelled_calls.add(call_id)
             await self.send({"toolCallCancellation": {"ids": [call_id]}})
             await self.send({"serverContent": {"turnComplete": True}})  # the turn ends unanswered
-            return False
-        if future is not None:
-            try:
-                await future
-            finally:
-                if call_id in session.open_calls:
-                    session.open_calls[call_id].response = None
-        return True
+            return None
+        if future is None:
+            return {}
+        try:
+            return await future
+        finally:
+            if call_id in session.open_calls:
+                session.open_calls[call_id].response = None
 
-    async def _reply(self, spec: Turn, user_text: str) -> None:
+    async def _reply(self, spec: Turn, user_text: str, answer: reply.Answer | None = None) -> None:
         session = self.session
-        assert session is not None
+        assert session is not None and self.model is not None
         text_mode = "TEXT" in self.setup.get("generationConfig", {}).get("responseModalities", [])
+        one_part = self.model.one_part_per_message
         number = session.turn_count
-        transcript = spec.transcript or f"This is the emulator's answer number {number}."
-        pcm = b"" if text_mode else self._reply_audio(spec, session.turn_count)
-        pieces = voice.chunks(pcm) if pcm else [b""]
-        words = transcript.split()
-        per_piece = max(1, -(-len(words) // len(pieces)))
+        if answer is None:
+            answer = reply.Answer(spec.transcript or default_answer(number))
+        transcript = answer.text
+        if self.model.interaction_status:
+            await self.send({"serverContent": {"interactionStatus": "IN_PROGRESS"}})
+        for content in reply.preamble(answer, one_part):
+            await self.send({"serverContent": content})
+        if text_mode:
+            steps = reply.text_steps(transcript)
+        else:
+            pcm = await self._reply_audio(spec, transcript, number)
+            transcribe = "outputAudioTranscription" in self.setup
+            steps = reply.audio_steps(pcm, transcript, transcribe, one_part)
         pace = self.emulator.options.pace
         played = 0.0
-        for index, piece in enumerate(pieces):
+        for step in steps:
             if spec.interrupt_after_s is not None and played >= spec.interrupt_after_s:
                 await self.send({"serverContent": {"interrupted": True}})
                 await self.send({"serverContent": {"turnComplete": True}})
                 return
-            content: dict[str, Any] = {}
-            text = " ".join(words[index * per_piece : (index + 1) * per_piece])
-            if text_mode:
-                content["modelTurn"] = {"role": "model", "parts": [{"text": transcript}]}
-            else:
-                content["modelTurn"] = {
-                    "role": "model",
-                    "parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": piece}}],
-                }
-                if text and "outputAudioTranscription" in self.setup:
-                    content["outputTranscription"] = {"text": text}
-            await self.send({"serverContent": content})
-            seconds = len(piece) / 2 / voice.OUTPUT_RATE
-            played += seconds
-            await asyncio.sleep(seconds / pace)
+            for content in step.messages:
+                await self.send({"serverContent": content})
+            played += step.seconds
+            await asyncio.sleep(step.seconds / pace)
         response_tokens = (
             len(transcript) // TEXT_CHARS_PER_TOKEN
             if text_mode
             else round(played * AUDIO_TOKENS_PER_SECOND)
         )
+        thought_tokens = len(answer.thought) // TEXT_CHARS_PER_TOKEN
         session.history += [
             {"role": "user", "text": user_text},
             {"role": "model", "text": transcript},
         ]
         await self.send({"serverContent": {"generationComplete": True}})
+        done: dict[str, Any] = {"turnComplete": True}
+        if self.model.interaction_status:
+            done["interactionStatus"] = "IDLE"
         await self.send(
             {
-                "serverContent": {"turnComplete": True},
-                "usageMetadata": self._usage(response_tokens, text_mode),
+                "serverContent": done,
+                "usageMetadata": self._usage(response_tokens, text_mode, thought_tokens),
             }
         )
         session.usage.add_prompt("TEXT" if text_mode else "AUDIO", response_tokens)
@@ -472,29 +638,39 @@ class Connection:
         if spec.close is not None and not spec.close.before_reply:
             await self.close(spec.close.code, spec.close.reason)
 
-    def _reply_audio(self, spec: Turn, number: int) -> bytes:
+    async def _reply_audio(self, spec: Turn, transcript: str, number: int) -> bytes:
+        """A scenario's WAV; else espeak-ng speaking the answer (off the event loop), unless
+        the scenario asks for a length (reply_seconds), which the synthetic voice keeps."""
         if spec.wav:
             return voice.read_wav_as_24k(Path(spec.wav))
+        if "reply_seconds" not in spec.model_fields_set:
+            loop = asyncio.get_running_loop()
+            spoken = await loop.run_in_executor(None, voice.speak, transcript)
+            if spoken:
+                return spoken
         return voice.synthesize_speech(spec.reply_seconds, seed=number)
+
+    def _image_tokens(self) -> int:
+        resolution = self.setup.get("generationConfig", {}).get("mediaResolution", "")
+        return VIDEO_TOKENS.get(resolution, VIDEO_TOKENS_DEFAULT)
 
     def _count_input(self, turn: UserTurn) -> None:
         assert self.session is not None
         usage = self.session.usage
-        resolution = self.setup.get("generationConfig", {}).get("mediaResolution", "")
         usage.add_prompt("AUDIO", round(turn.audio_seconds * AUDIO_TOKENS_PER_SECOND))
         usage.add_prompt("TEXT", sum(len(t) for t in turn.text) // TEXT_CHARS_PER_TOKEN + 1)
-        usage.add_prompt(
-            "IMAGE", turn.video_frames * VIDEO_TOKENS.get(resolution, VIDEO_TOKENS_DEFAULT)
-        )
+        usage.add_prompt("IMAGE", turn.video_frames * self._image_tokens())
 
-    def _usage(self, response_tokens: int, text_mode: bool) -> dict[str, Any]:
+    def _usage(
+        self, response_tokens: int, text_mode: bool, thought_tokens: int = 0
+    ) -> dict[str, Any]:
         assert self.session is not None
         prompt = self.session.usage.prompt
         prompt_total = sum(prompt.values())
-        return {
+        usage: dict[str, Any] = {
             "promptTokenCount": prompt_total,
             "responseTokenCount": response_tokens,
-            "totalTokenCount": prompt_total + response_tokens,
+            "totalTokenCount": prompt_total + response_tokens + thought_tokens,
             "promptTokensDetails": [
                 {"modality": modality, "tokenCount": count} for modality, count in prompt.items()
             ],
@@ -502,6 +678,9 @@ class Connection:
                 {"modality": "TEXT" if text_mode else "AUDIO", "tokenCount": response_tokens}
             ],
         }
+        if thought_tokens:
+            usage["thoughtsTokenCount"] = thought_tokens
+        return usage
 
     async def _resumption_update(self, resumable: bool) -> None:
         if "sessionResumption" not in self.setup or self.session is None:
@@ -510,4 +689,24 @@ class Connection:
             await self.send({"sessionResumptionUpdate": {"resumable": False}})
             return
         handle = self.emulator.registry.new_handle(self.session)
-        await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+        update = {
+            "newHandle": handle,
+            "resumable": True,
+            "lastConsumedClientMessageIndex": str(self.consumed),
+        }
+        await self.send({"sessionResumptionUpdate": update})
+
+
+def default_answer(number: int) -> str:
+    return f"This is the emulator's answer number {number}."
+
+
+def search_grounding(query: str) -> dict[str, Any]:
+    """groundingMetadata for one web search (the emulator has no web: one example source)."""
+    words = "+".join(brain.words(query)) or "search"
+    uri = f"https://example.com/search?q={words}"
+    return {
+        "webSearchQueries": [query],
+        "groundingChunks": [{"web": {"uri": uri, "title": "example.com"}}],
+        "searchEntryPoint": {"renderedContent": f'<a href="{uri}">{query}</a>'},
+    }

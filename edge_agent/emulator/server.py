@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from edge_agent.emulator.certs import make_server_context
+from edge_agent.emulator.certs import make_server_context, write_authority
 from edge_agent.emulator.connection import INVALID_KEY, NO_KEY, Connection
 from edge_agent.emulator.scenario import Scenario
 from edge_agent.emulator.state import Registry
@@ -22,7 +23,9 @@ from edge_agent.emulator.wire import (
     encode_for_log,
     encode_for_wire,
     parse_client_message,
+    to_camel,
 )
+from edge_agent.live.models import ModelTraits, traits
 
 LIVE_PATH = (
     r"/{prefix:(?:.*/)?}ws/google.ai.generativelanguage.{version:v1|v1beta|v1alpha}"
@@ -38,6 +41,7 @@ class EmulatorOptions:
     cert_dir: Path = Path(".")
     api_key: str = ""  # "" = any non-empty key
     reject_models: tuple[str, ...] = ()
+    any_model: bool = False  # accept a model the table does not know, with the default's rules
     scenario: Scenario = field(default_factory=Scenario)
     log_path: Path | None = None
     goaway_every: float = 0.0
@@ -75,23 +79,30 @@ class Emulator:
         return self.options.cert_dir / "cert.pem"
 
     async def start(self) -> None:
-        context = make_server_context(self.options.cert_dir)
-        if self.options.log_path is not None:
-            self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
+        authority, context = make_server_context()
         app = web.Application()
         app.router.add_get(LIVE_PATH, self._websocket)
         app.router.add_post("/{version:v1|v1beta|v1alpha}/auth_tokens", self._auth_tokens)
+        app.router.add_get("/{version:v1|v1beta|v1alpha}/models/{model}", self._get_model)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.options.host, self.options.port, ssl_context=context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        if self.options.goaway_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.goaway_every, True)))
+        # only now that the port is ours: a second emulator on a busy port must not replace
+        # the certificate the running one's clients trust
+        write_authority(authority, self.options.cert_dir)
+        if self.options.log_path is not None:
+            self._log = self.options.log_path.open("a", buffering=1, encoding="utf-8")
         if self.options.drop_every > 0:
-            self._timers.append(asyncio.create_task(self._every(self.options.drop_every, False)))
+            self._timers.append(asyncio.create_task(self._drop_every(self.options.drop_every)))
 
     async def stop(self) -> None:
         for timer in self._timers:
@@ -110,15 +121,11 @@ class Emulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _every(self, period: float, go_away: bool) -> None:
+    async def _drop_every(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
             for connection in list(self.connections.values()):
-                if connection.session is None:
-                    continue
-                if go_away:
-                    connection._spawn(connection.go_away(self.options.goaway_time_left_s))
-                else:
+                if connection.session is not None:
                     self.log_event(connection.number, "drop")
                     connection.drop()
 
@@ -143,9 +150,9 @@ class Emulator:
         return ws
 
     async def _auth_tokens(self, request: web.Request) -> web.Response:
-        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
-        if not self._key_ok(key):
-            return _error(401 if key else 403, INVALID_KEY if key else NO_KEY)
+        refused = self._rest_key_error(request)
+        if refused is not None:
+            return refused
         try:
             body = await request.json()
         except json.JSONDecodeError:
@@ -159,8 +166,10 @@ class Emulator:
                 setup = parse_client_message(json.dumps({"setup": setup}), "v1alpha")["setup"]
             except WireError as exc:
                 return _error(400, str(exc))
+        mask = body.get("fieldMask")
+        field_mask = tuple(to_camel_path(p) for p in str(mask).split(",") if p) if mask else None
         token = self.registry.mint_token(
-            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup
+            int(body.get("uses", 1)), expire.timestamp(), new_session.timestamp(), setup, field_mask
         )
         return web.json_response(
             {
@@ -170,6 +179,60 @@ class Emulator:
                 "uses": int(body.get("uses", 1)),
             }
         )
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        refused = self._rest_key_error(request)
+        if refused is not None:
+            return refused
+        name = request.match_info["model"].removeprefix("models/")
+        known = self.model_traits(name)
+        if known is None:
+            version = request.match_info["version"]
+            return _error(
+                404,
+                f"models/{name} is not found for API version {version}, or is not supported "
+                "for get. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
+        return web.json_response(
+            {
+                "name": f"models/{name}",
+                "version": known.version,
+                "displayName": known.display_name,
+                "description": f"{known.display_name} (Live API emulator)",
+                "inputTokenLimit": known.input_token_limit,
+                "outputTokenLimit": known.output_token_limit,
+                "supportedGenerationMethods": ["bidiGenerateContent", "countTokens"],
+            }
+        )
+
+    def _rest_key_error(self, request: web.Request) -> web.Response | None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+        if not key:
+            return _error(403, NO_KEY)
+        if not self._key_ok(key):
+            return _error(400, INVALID_KEY, reason="API_KEY_INVALID")
+        return None
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def model_traits(self, model: str) -> ModelTraits | None:
+        """The rules a model follows here; None when the service would not know it."""
+        name = model.removeprefix("models/")
+        if name in self.options.reject_models:
+            return None
+        known = traits(name)
+        if known is None and self.options.any_model:
+            return ModelTraits(
+                display_name=name,
+                version="0",
+                thinking_budget=True,
+                thinking_levels=("minimal", "low", "medium", "high"),
+                affective_dialog=True,
+                proactive_audio=True,
+                non_blocking_tools=True,
+            )
+        return known
 
     # ---- credentials -----------------------------------------------------------------------
 
@@ -209,7 +272,7 @@ class Emulator:
                 del self.registry.tokens[name]
             elif token.uses_left > 1:
                 token.uses_left -= 1
-        return {**setup, **token.locked_setup}
+        return lock_fields(setup, token.locked_setup, token.field_mask)
 
     # ---- I/O and log -----------------------------------------------------------------------
 
@@ -240,12 +303,71 @@ class Emulator:
         self._log.write(json.dumps(entry) + "\n")
 
 
-def _error(status: int, message: str) -> web.Response:
-    codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
-    return web.json_response(
-        {"error": {"code": status, "message": message, "status": codes.get(status, "UNKNOWN")}},
-        status=status,
-    )
+def to_camel_path(path: str) -> str:
+    return ".".join(to_camel(part) for part in path.strip().split("."))
+
+
+def lock_fields(
+    client: dict[str, Any], locked: dict[str, Any], mask: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The token's setup wins field by field: every field it sets (no mask), or the masked
+    paths, where a masked path the token leaves unset is taken away from the client."""
+    if mask is None:
+        return _deep_merge(client, locked)
+    merged = copy.deepcopy(client)
+    for path in mask:
+        keys = path.split(".")
+        source: Any = locked
+        for key in keys:
+            source = source.get(key) if isinstance(source, dict) else None
+        target = merged
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        if source is None:
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = source
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _error(status: int, message: str, reason: str = "") -> web.Response:
+    """The service's JSON error shape (google.rpc.Status)."""
+    codes = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+    }
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": codes.get(status, "UNKNOWN"),
+    }
+    if reason:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ]
+    return web.json_response({"error": error}, status=status)
 
 
 def _timestamp(value: Any) -> datetime | None:

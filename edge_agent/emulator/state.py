@@ -58,6 +58,7 @@ class Token:
     expires: float
     new_session_expires: float
     locked_setup: dict[str, Any]
+    field_mask: tuple[str, ...] | None = None  # None: every field the token sets is locked
 
 
 class Registry:
@@ -74,7 +75,12 @@ class Registry:
         return handle
 
     def mint_token(
-        self, uses: int, expires: float, new_session_expires: float, setup: dict[str, Any]
+        self,
+        uses: int,
+        expires: float,
+        new_session_expires: float,
+        setup: dict[str, Any],
+        field_mask: tuple[str, ...] | None = None,
     ) -> Token:
         token = Token(
             name="auth_tokens/" + secrets.token_hex(16),
@@ -82,6 +88,7 @@ class Registry:
             expires=expires,
             new_session_expires=new_session_expires,
             locked_setup=setup,
+            field_mask=field_mask,
         )
         self.tokens[token.name] = token
         return token

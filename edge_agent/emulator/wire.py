@@ -16,7 +16,8 @@ from typing import Any
 
 INT64 = "int64"
 BYTES = "bytes"
-ANY = "any"  # free-form JSON (function args, JSON schemas): kept verbatim
+ANY = "any"  # free-form JSON: kept verbatim
+STRUCT = "struct"  # a google.protobuf.Struct (function args, JSON schemas): any JSON object
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,37 @@ class WireError(Exception):
 
 
 BLOB = {"mimeType": str, "data": BYTES, "displayName": str}
+FUNCTION_CALL = {"id": str, "name": str, "args": STRUCT, "partialArgs": ANY, "willContinue": bool}
+SCHEDULING = Enum(("SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"))
+FUNCTION_RESPONSE = {
+    "id": str,
+    "name": str,
+    "response": STRUCT,
+    "willContinue": bool,
+    "scheduling": SCHEDULING,
+    "parts": [{"inlineData": BLOB, "fileData": ANY}],
+}
 PART = {
     "text": str,
     "inlineData": BLOB,
     "thought": bool,
     "thoughtSignature": BYTES,
-    "functionCall": ANY,
-    "functionResponse": ANY,
-    "executableCode": ANY,
-    "codeExecutionResult": ANY,
-    "fileData": ANY,
-    "videoMetadata": ANY,
+    "functionCall": FUNCTION_CALL,
+    "functionResponse": FUNCTION_RESPONSE,
+    "executableCode": {
+        "id": str,
+        "language": Enum(("LANGUAGE_UNSPECIFIED", "PYTHON")),
+        "code": str,
+    },
+    "codeExecutionResult": {
+        "id": str,
+        "outcome": Enum(
+            ("OUTCOME_UNSPECIFIED", "OUTCOME_OK", "OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED")
+        ),
+        "output": str,
+    },
+    "fileData": {"mimeType": str, "fileUri": str, "displayName": str},
+    "videoMetadata": {"startOffset": str, "endOffset": str, "fps": float},
 }
 CONTENT = {"role": str, "parts": [PART]}
 MODALITY = Enum(("MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO"))
@@ -63,8 +84,8 @@ MEDIA_RESOLUTION = Enum(
     )
 )
 SPEECH_CONFIG = {
-    "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": str}, "replicatedVoiceConfig": ANY},
-    "multiSpeakerVoiceConfig": ANY,
+    "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": str}, "replicatedVoiceConfig": STRUCT},
+    "multiSpeakerVoiceConfig": STRUCT,
     "languageCode": str,
 }
 THINKING_CONFIG = {
@@ -74,6 +95,7 @@ THINKING_CONFIG = {
 }
 GENERATION_CONFIG = {
     "responseModalities": [MODALITY],
+    "responseMimeType": str,
     "temperature": float,
     "topP": float,
     "topK": float,
@@ -87,24 +109,52 @@ GENERATION_CONFIG = {
     "speechConfig": SPEECH_CONFIG,
     "thinkingConfig": THINKING_CONFIG,
     "enableAffectiveDialog": Alpha(bool),
-    "translationConfig": ANY,
+    "translationConfig": {"targetLanguageCode": str, "echoTargetLanguage": bool},
 }
 FUNCTION_DECLARATION = {
     "name": str,
     "description": str,
-    "parameters": ANY,
-    "parametersJsonSchema": ANY,
-    "response": ANY,
+    "parameters": STRUCT,
+    "parametersJsonSchema": ANY,  # any JSON schema, which may be `true`
+    "response": STRUCT,
     "responseJsonSchema": ANY,
     "behavior": Enum(("UNSPECIFIED", "BLOCKING", "NON_BLOCKING")),
 }
 TOOL = {
     "functionDeclarations": [FUNCTION_DECLARATION],
-    "googleSearch": ANY,
-    "googleSearchRetrieval": ANY,
-    "codeExecution": ANY,
-    "urlContext": ANY,
-    "googleMaps": ANY,
+    "googleSearch": {
+        "timeRangeFilter": {"startTime": str, "endTime": str},
+        "excludeDomains": [str],
+        "searchTypes": STRUCT,
+        "blockingConfidence": str,
+    },
+    "googleSearchRetrieval": STRUCT,
+    "codeExecution": {},
+    "urlContext": {},
+    "googleMaps": {"enableWidget": bool, "authConfig": STRUCT, "groundingTypes": [str]},
+}
+SAFETY_SETTING = {
+    "category": Enum(
+        (
+            "HARM_CATEGORY_UNSPECIFIED",
+            "HARM_CATEGORY_HARASSMENT",
+            "HARM_CATEGORY_HATE_SPEECH",
+            "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+            "HARM_CATEGORY_DANGEROUS_CONTENT",
+            "HARM_CATEGORY_CIVIC_INTEGRITY",
+        )
+    ),
+    "threshold": Enum(
+        (
+            "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
+            "BLOCK_LOW_AND_ABOVE",
+            "BLOCK_MEDIUM_AND_ABOVE",
+            "BLOCK_ONLY_HIGH",
+            "BLOCK_NONE",
+            "OFF",
+        )
+    ),
+    "method": Enum(("HARM_BLOCK_METHOD_UNSPECIFIED", "SEVERITY", "PROBABILITY")),
 }
 AUTOMATIC_ACTIVITY_DETECTION = {
     "disabled": bool,
@@ -131,7 +181,11 @@ REALTIME_INPUT_CONFIG = {
         )
     ),
 }
-TRANSCRIPTION_CONFIG = {"languageCodes": [str], "customVocabulary": ANY, "mode": str}
+TRANSCRIPTION_CONFIG = {
+    "languageCodes": [str],
+    "customVocabulary": [str],
+    "mode": Enum(("MODE_UNSPECIFIED", "VERBATIM", "SMART")),
+}
 SETUP = {
     "model": str,
     "generationConfig": GENERATION_CONFIG,
@@ -144,6 +198,7 @@ SETUP = {
     "outputAudioTranscription": TRANSCRIPTION_CONFIG,
     "proactivity": Alpha({"proactiveAudio": bool, "proactiveVideo": bool}),
     "historyConfig": {"initialHistoryInClientContent": bool},
+    "safetySettings": [SAFETY_SETTING],
 }
 REALTIME_INPUT = {
     "audio": BLOB,
@@ -155,20 +210,12 @@ REALTIME_INPUT = {
     "activityEnd": {},
 }
 CLIENT_CONTENT = {"turns": [CONTENT], "turnComplete": bool}
-FUNCTION_RESPONSE = {
-    "id": str,
-    "name": str,
-    "response": ANY,
-    "willContinue": bool,
-    "scheduling": Enum(("SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT")),
-    "parts": ANY,
-}
 CLIENT_MESSAGE = {
     "setup": SETUP,
     "realtimeInput": REALTIME_INPUT,
     "clientContent": CLIENT_CONTENT,
     "toolResponse": {"functionResponses": [FUNCTION_RESPONSE]},
-    "contextUpdate": ANY,
+    "contextUpdate": {"systemInstruction": CONTENT, "tools": {"tools": [TOOL]}},
 }
 
 _SNAKE_PART = re.compile(r"_([a-z0-9])")
@@ -214,6 +261,10 @@ def _check(value: Any, spec: Any, path: str, version: str) -> Any:
             raise WireError(_unknown(field, parent))
         spec = spec.spec
     if spec is ANY:
+        return value
+    if spec is STRUCT:
+        if not isinstance(value, dict):
+            raise WireError(_bad_value(path, value, "an object"))
         return value
     if isinstance(spec, dict):
         if not isinstance(value, dict):

@@ -1,14 +1,21 @@
-"""What each known Live model accepts, so `check` can warn before the service refuses."""
+"""The Live models the service knows and what each accepts.
+
+One table drives both the emulator's rules and `edge-agent check`'s warnings.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge_agent.config import Config
 
 
 @dataclass(frozen=True)
 class ModelTraits:
+    display_name: str
+    version: str
+    input_token_limit: int = 131072
+    output_token_limit: int = 65536
     text_output: bool = True
     thinking_budget: bool = False
     thinking_levels: tuple[str, ...] = ()
@@ -16,31 +23,55 @@ class ModelTraits:
     proactive_audio: bool = False
     proactive_always_on: bool = False
     non_blocking_tools: bool = False
+    blocking_tools: bool = True
+    client_content_after_realtime: bool = True  # clientContent all session long (3.x)
+    one_part_per_message: bool = False  # 2.5 sends each part in its own serverContent
+    interaction_status: bool = False  # reports IN_PROGRESS / IDLE (3.8 extended thinking)
 
+
+_NATIVE_AUDIO_25 = ModelTraits(
+    display_name="Gemini 2.5 Flash Native Audio Preview",
+    version="2.5",
+    output_token_limit=8192,
+    text_output=False,
+    thinking_budget=True,
+    affective_dialog=True,
+    proactive_audio=True,
+    non_blocking_tools=True,
+    client_content_after_realtime=False,
+    one_part_per_message=True,
+)
+
+DEFAULT_MODEL = "gemini-3.8-live"
 
 KNOWN_MODELS: dict[str, ModelTraits] = {
     "gemini-3.8-live": ModelTraits(
-        text_output=False, proactive_always_on=True, non_blocking_tools=True
+        display_name="Gemini 3.8 Live",
+        version="3.8",
+        text_output=False,
+        proactive_always_on=True,
+        non_blocking_tools=True,
     ),
     "gemini-3.8-live-extended-thinking": ModelTraits(
-        text_output=False, thinking_levels=("low", "medium", "high"), non_blocking_tools=True
+        display_name="Gemini 3.8 Live Extended Thinking",
+        version="3.8",
+        text_output=False,
+        thinking_levels=("low", "medium", "high"),
+        non_blocking_tools=True,
+        blocking_tools=False,
+        interaction_status=True,
     ),
     "gemini-3.1-flash-live-preview": ModelTraits(
-        text_output=False, thinking_levels=("minimal", "low", "medium", "high")
-    ),
-    "gemini-2.5-flash-native-audio-preview-09-2025": ModelTraits(
+        display_name="Gemini 3.1 Flash Live Preview",
+        version="3.1",
         text_output=False,
-        thinking_budget=True,
-        affective_dialog=True,
-        proactive_audio=True,
-        non_blocking_tools=True,
+        thinking_levels=("minimal", "low", "medium", "high"),
     ),
-    "gemini-2.5-flash-native-audio-preview-12-2025": ModelTraits(
-        text_output=False,
-        thinking_budget=True,
-        affective_dialog=True,
-        proactive_audio=True,
-        non_blocking_tools=True,
+    "gemini-2.5-flash-native-audio-preview-09-2025": replace(
+        _NATIVE_AUDIO_25, display_name="Gemini 2.5 Flash Native Audio Preview 09-2025"
+    ),
+    "gemini-2.5-flash-native-audio-preview-12-2025": replace(
+        _NATIVE_AUDIO_25, display_name="Gemini 2.5 Flash Native Audio Preview 12-2025"
     ),
 }
 

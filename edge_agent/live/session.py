@@ -12,64 +12,80 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import websockets
-from google import genai
-from google.genai import errors, types
-
 from edge_agent.config import Config
-from edge_agent.credentials import Credential
+from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.events import (
+    BadServerMessage,
     Connected,
     Disconnected,
     GoAway,
     InputTranscript,
     Interrupted,
+    KeyRefused,
     LiveEvent,
     ModelAudio,
     ModelText,
     Offline,
+    Online,
     OutputTranscript,
     Reseeded,
     ResumptionUpdate,
     ToolResponseLost,
     TurnComplete,
+    TurnLost,
 )
-from edge_agent.live.models import effective_api_version
-from edge_agent.live.setup import build_live_config
-from edge_agent.live.translate import events_from_message
+from edge_agent.logs import RateLimitedLog
+from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
+bad_messages = RateLimitedLog(log)
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
+
+
+def _wire() -> ModuleType:
+    from edge_agent.live import wire
+
+    return wire
+
+
+async def load_sdk() -> None:
+    """Imports google-genai in a worker thread; the daemon calls it right after READY."""
+    await asyncio.to_thread(_wire)
 
 HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
 HANDLE_FILE = "resumption.json"
+MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 GAP_AUDIO_LIMIT_S = 30.0  # audio kept while disconnected; older audio is dropped
+JOURNAL_ITEMS = 5000  # besides its audio, the journal keeps at most this many messages
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
-STABLE_AFTER_S = 5.0  # a connection this old resets the backoff
+HISTORY_LINE_CHARS = 1000
+HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
+IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
+REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
+TURN_RETRY_S = 1.0  # while a fresh turn waits to be sent, retry at least this often
+GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
-KeyProvider = Callable[[], Credential]
-
-
-class FatalLiveError(Exception):
-    """The key or the model is refused: the user must fix the config (exit 2)."""
+Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class _Switch(Exception):
-    """A planned reconnect (after goAway): resume on a new socket."""
+    """A planned reconnect (after goAway, or an answer that never came): a new socket."""
 
 
 @dataclass
 class Outgoing:
     kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
     payload: Any = None
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def ends_turn(self) -> bool:
@@ -86,19 +102,23 @@ class LiveSession:
         config: Config,
         on_event: Callable[[LiveEvent], None],
         key_provider: KeyProvider,
-        declarations: Sequence[dict[str, Any]] = (),
+        declarations: Sequence[dict[str, Any]] | Declarations = (),
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
         self.key_provider = key_provider
-        self.declarations = list(declarations)
+        self.declarations = declarations  # a callable is asked again before each connect
         self.state_dir = state_dir
         self.reconnects = 0
         self.connected = False
         self.connected_at = 0.0
         self.handle: str | None = self._load_handle()
-        self.handles_used: list[str] = []  # every handle a resume was attempted with
+        self.last_resume_handle: str | None = None  # the handle the last connect resumed with
+        self.offline = False  # an outage is being reported (not a single quick reconnect)
+        self._outage_attempts = 0
+        self._outage_cause = ""
+        self._served_turn = False  # the current connection completed a turn
         self._outbox: deque[Outgoing] = deque()
         self._journal: list[Outgoing] = []
         self._journal_turn_end = 0
@@ -113,6 +133,8 @@ class LiveSession:
         self._reseed = False  # the next fresh session gets the recent transcript
         self._reseed_now = False  # ... and is opened without a backoff
         self._closing = False
+        self._switch_cause = ""
+        self._last_message_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
 
@@ -135,9 +157,11 @@ class LiveSession:
     def activity_end(self) -> None:
         self._user_turn_open = False
         self._queue(Outgoing("activity_end"))
+        self._maybe_switch()  # a goAway that came while the user spoke: switch now
 
     def audio_stream_end(self) -> None:
         self._queue(Outgoing("audio_stream_end"))
+        self._maybe_switch()
 
     def send_client_content(self, turns: list[tuple[str, str]], turn_complete: bool) -> None:
         self._queue(Outgoing("content", (turns, turn_complete)))
@@ -163,12 +187,15 @@ class LiveSession:
             buffered -= seconds
             dropped += seconds
         if dropped:
-            log.warning("offline too long: dropped %.1f s of the oldest buffered audio", dropped)
+            self.on_event(
+                TurnLost("audio_dropped", f"offline too long: dropped {dropped:.1f} s of audio")
+            )
 
     # ---- the connection loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connects, serves, reconnects; returns after close(). Raises FatalLiveError."""
+        """Connects, serves, reconnects; returns only after stop(). Never raises: a refused key
+        is a state the agent shows, everything else an outage retried with backoff."""
         self._closing = False
         self._switch.clear()
         try:
@@ -177,66 +204,107 @@ class LiveSession:
             self.connected = False
 
     async def _run(self) -> None:
-        attempt = 0
+        failures = 0  # consecutive connections that failed or did not become healthy
+        reseeded_last = False  # a fresh session is tried at once, but not twice in a row
         while not self._closing:
-            cause = ""
+            self._served_turn = False
+            key_refused = False
             try:
                 await self._connect_and_serve()
                 continue
             except _Switch:
-                cause = "goAway"
-            except errors.APIError as exc:
-                cause = f"{exc.code} {exc.message or exc.status or ''}".strip()
-                self._handle_api_error(exc)
+                cause = self._switch_cause or "goAway"
             except TimeoutError:
                 cause = "no setupComplete within the connect timeout"
-            except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-                cause = f"network: {exc}"  # ssl.SSLError is an OSError: a clock before NTP
-            except ValueError as exc:
-                cause = f"malformed server message: {str(exc)[:120]}"
-            except UserError as exc:  # the token command failed
-                if not self._ever_connected:
-                    raise FatalLiveError(str(exc)) from None
+            except UserError as exc:  # no key any more, or the token command failed
                 cause = str(exc)
-                log.error("%s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server is untrusted; so is what the SDK makes of it
+                cause, key_refused = self._classify(exc)
             if self._closing:
                 break
+            was_connected = self.connected
+            lived = time.monotonic() - self.connected_at if was_connected else 0.0
+            healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
-            if cause == "goAway" or self._reseed_now:
-                self._reseed_now = False
-                continue
-            if self.connected_at and time.monotonic() - self.connected_at > STABLE_AFTER_S:
-                attempt = 0
-            delay = self._backoff(attempt)
-            attempt += 1
-            if cause.startswith("network") or attempt >= 3:
-                self.on_event(Offline(cause, delay))
-            log.info("reconnecting in %.1f s (%s)", delay, cause)
-            await asyncio.sleep(delay)
+            reseed_at_once = self._reseed_now and not reseeded_last
+            reseeded_last, self._reseed_now = self._reseed_now, False
+            if healthy:
+                failures = 0
+            elif lived < IMMEDIATE_CLOSE_S and not reseed_at_once:
+                failures += 1
+            planned = healthy and (self._switch_cause or cause == "goAway")
+            self._switch_cause = ""
+            if planned or reseed_at_once:
+                continue  # a switch from a good connection, or a fresh session: at once
+            delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
+            if key_refused:
+                self.on_event(KeyRefused(cause))
+            elif not was_connected or failures >= 2:
+                self._report_outage(cause, delay)
+            self._expire_stale_turns()
+            log.debug("reconnecting in %.1f s (%s)", delay, cause)
+            await self._pause(delay)
 
-    def _handle_api_error(self, exc: errors.APIError) -> None:
-        text = f"{exc.message or ''} {exc.details or ''}"
-        code = exc.code
+    async def _pause(self, delay: float) -> None:
+        """The backoff, cut to TURN_RETRY_S while a user turn waits that can still be sent."""
+        end = time.monotonic() + delay
+        while (now := time.monotonic()) < end:
+            if self._fresh_turn_waiting():
+                end = min(end, now + TURN_RETRY_S)
+            await asyncio.sleep(min(0.5, end - now))
+
+    def _fresh_turn_waiting(self) -> bool:
+        now = time.monotonic()
+        return any(
+            item.ends_turn and now - item.at <= REPLAY_WINDOW_S
+            for queue in (self._outbox, self._journal)
+            for item in queue
+        )
+
+    def _report_outage(self, cause: str, delay: float) -> None:
+        """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
+        self._outage_attempts += 1
+        if not self.offline:
+            self.offline = True
+            self._outage_cause = cause
+            log.warning("offline: %s; retrying with backoff", cause)
+            self.on_event(Offline(cause, delay))
+        elif _kind(cause) != _kind(self._outage_cause):
+            self._outage_cause = cause
+            log.info("still offline, now: %s", cause)
+            self.on_event(Offline(cause, delay))
+
+    def _classify(self, exc: Exception) -> tuple[str, bool]:
+        """The cause to report, and whether the key or the model was refused."""
+        wire = _wire()
+        if isinstance(exc, wire.APIError):
+            detail = wire.error_detail(exc)
+            return f"{exc.code} {detail}".strip()[:200], self._handle_api_error(exc.code, detail)
+        if isinstance(exc, wire.NETWORK_ERRORS):
+            return f"network: {exc}", False  # ssl.SSLError is an OSError: a clock before NTP
+        log.debug("session error", exc_info=True)
+        return f"unexpected {type(exc).__name__}: {str(exc)[:160]}", False
+
+    def _handle_api_error(self, code: int | None, text: str) -> bool:
+        """True when the key or the model was refused (a slow retry, state `error`)."""
         if (code == 1007 and "API key" in text) or (code == 1008 and "API Key" in text):
-            if not self._ever_connected:
-                raise FatalLiveError(
-                    "the Live API rejected the API key: set a valid GEMINI_API_KEY"
-                ) from None
-            log.error("the API key was rejected (%s); retrying with backoff", text.strip())
-        elif code == 1008 and "not found" in text and not self._ever_connected:
-            raise FatalLiveError(
-                f"the Live API does not know model {self.config.live.model!r}: {text.strip()}"
-            ) from None
-        elif code == 1007:
-            log.warning("the service refused the session (%s): starting a fresh one", text.strip())
+            return True  # the agent reports it once and shows `error`
+        if code == 1008 and "not found" in text:
+            return True
+        session_expired = code == 1011 and "Deadline expired" in text and not self._goaway_pending
+        if code == 1007 or session_expired:  # after a goAway it is the connection that ended
+            log.warning("the service ended the session (%s): starting a fresh one", text.strip())
             self._forget_handle()
             self._reseed, self._reseed_now = True, True
+        return False
 
-    def _backoff(self, attempt: int) -> float:
+    def _backoff(self, failures: int) -> float:
         cap = self.config.live.max_backoff_s
-        if attempt == 0:
-            return random.uniform(0.05, 0.25)  # a single drop: come back at once
-        return float(min(cap, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+        if failures <= 1:
+            return min(cap, random.uniform(0.05, 0.25))  # a single drop: come back at once
+        return float(min(cap, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.0))
 
     def _lost(self, cause: str) -> None:
         if self.connected:
@@ -249,15 +317,53 @@ class LiveSession:
             self._goaway_timer.cancel()
         self._switch.clear()
 
+    def give_up_turn(self, cause: str) -> None:
+        """The agent gave up on an answer: do not replay its turn, and try a new connection."""
+        del self._journal[: self._journal_turn_end]
+        self._journal_turn_end = 0
+        self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+        if self.connected:
+            self._switch_cause = cause
+            self._switch.set()
+
+    def _expire_stale_turns(self) -> None:
+        """Turns that ended over REPLAY_WINDOW_S ago are not sent late; each is reported lost."""
+        now = time.monotonic()
+        for queue in (self._journal, self._outbox):
+            items = list(queue)
+            kept: list[Outgoing] = []
+            turn: list[Outgoing] = []
+            for item in items:
+                if item.kind in ("tool_response", "content", "video"):
+                    kept.append(item)
+                    continue
+                turn.append(item)
+                if item.ends_turn:
+                    if now - item.at > REPLAY_WINDOW_S:
+                        age = now - item.at
+                        self.on_event(TurnLost("offline", f"not sent within {age:.0f} s"))
+                    else:
+                        kept += turn
+                    turn = []
+            kept += turn
+            if len(kept) == len(items):
+                continue
+            if queue is self._journal:
+                self._journal = kept
+                self._journal_turn_end = max(
+                    (i + 1 for i, item in enumerate(kept) if item.ends_turn), default=0
+                )
+                self._journal_audio_s = sum(item.audio_seconds for item in kept)
+            else:
+                self._outbox = deque(kept)
+
     async def _connect_and_serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        credential = await loop.run_in_executor(None, self.key_provider)
-        client = self._client(credential)
+        await load_sdk()
+        credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
-        if handle:
-            self.handles_used.append(handle)
-        live_config = build_live_config(self.config, self.declarations, resume_handle=handle)
-        connection = client.aio.live.connect(model=self.config.live.model, config=live_config)
+        self.last_resume_handle = handle
+        declared = self.declarations() if callable(self.declarations) else self.declarations
+        connection = _wire().connect(self.config, credential, list(declared), handle)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:
@@ -268,30 +374,17 @@ class LiveSession:
                 async with asyncio.timeout(1.0):  # servers can go silent: never wait on them
                     await connection.__aexit__(None, None, None)
 
-    def _client(self, credential: Credential) -> genai.Client:
-        live = self.config.live
-        args: dict[str, Any] = {
-            "ping_interval": live.ping_interval_s or None,
-            "ping_timeout": live.ping_timeout_s,
-            "close_timeout": 1.0,
-            "compression": "deflate" if live.compression else None,
-        }
-        if live.ca_file:
-            args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
-        version = "v1alpha" if credential.is_ephemeral_token else effective_api_version(self.config)
-        return genai.Client(
-            api_key=credential.value,
-            http_options=types.HttpOptions(
-                base_url=live.endpoint or None, api_version=version, async_client_args=args
-            ),
-        )
-
     def _on_connected(self, resumed: bool) -> None:
         now = time.monotonic()
         gap = now - self._disconnected_at if self._disconnected_at is not None else 0.0
         if self._ever_connected:
             self.reconnects += 1
         self.connected, self.connected_at = True, now
+        if self.offline:
+            log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
+            self.on_event(Online(self._outage_attempts))
+        self.offline, self._outage_attempts = False, 0
+        self._expire_stale_turns()
         replay = self._journal
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
@@ -304,7 +397,7 @@ class LiveSession:
         self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
         if self._ever_connected:
             kind = "resumed" if resumed else "fresh session"
-            log.info("reconnected (%s) after %.2f s", kind, gap)
+            log.debug("reconnected (%s) after %.2f s", kind, gap)
         self._ever_connected = True
         self.on_event(Connected(resumed, self.reconnects, gap))
         self._wake.set()
@@ -346,7 +439,7 @@ class LiveSession:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._outbox[0]
-            await self._send(session, item)
+            await _wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
             if item.kind != "video":
                 self._journal.append(item)
@@ -362,46 +455,46 @@ class LiveSession:
             self._journal_audio_s -= self._journal.pop(oldest).audio_seconds
             if oldest < self._journal_turn_end:
                 self._journal_turn_end -= 1
-
-    async def _send(self, session: Any, item: Outgoing) -> None:
-        kind, payload = item.kind, item.payload
-        if kind == "audio":
-            blob = types.Blob(data=payload, mime_type="audio/pcm;rate=16000")
-            await session.send_realtime_input(audio=blob)
-        elif kind == "video":
-            await session.send_realtime_input(
-                video=types.Blob(data=payload, mime_type="image/jpeg")
-            )
-        elif kind == "text":
-            await session.send_realtime_input(text=payload)
-        elif kind == "activity_start":
-            await session.send_realtime_input(activity_start=types.ActivityStart())
-        elif kind == "activity_end":
-            await session.send_realtime_input(activity_end=types.ActivityEnd())
-        elif kind == "audio_stream_end":
-            await session.send_realtime_input(audio_stream_end=True)
-        elif kind == "content":
-            turns, complete = payload
-            contents = [
-                types.Content(role=role, parts=[types.Part(text=text)]) for role, text in turns
-            ]
-            await session.send_client_content(turns=contents, turn_complete=complete)
-        elif kind == "tool_response":
-            call_id, name, response, scheduling = payload
-            await session.send_tool_response(
-                function_responses=[
-                    types.FunctionResponse(
-                        id=call_id, name=name, response=response, scheduling=scheduling
-                    )
-                ]
-            )
+        excess = len(self._journal) - JOURNAL_ITEMS
+        if excess > 0:
+            self._journal_audio_s -= sum(i.audio_seconds for i in self._journal[:excess])
+            del self._journal[:excess]
+            self._journal_turn_end = max(0, self._journal_turn_end - excess)
 
     async def _receive_loop(self, session: Any) -> None:
+        """A message the SDK cannot make sense of is dropped; the socket goes on."""
         while True:
-            async for message in session.receive():
-                for event in events_from_message(message):
-                    self._note(event)
-                    self.on_event(event)
+            try:
+                async for message in session.receive():
+                    self._deliver(message)
+            except MALFORMED as exc:
+                self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+            except Exception as exc:
+                closed = isinstance(exc, _wire().APIError) and 1000 <= (exc.code or 0) <= 4999
+                if closed or not isinstance(exc, _wire().APIError):
+                    raise  # the connection closed, or worse: the connection loop decides
+                self._bad_message(f"an error object: {str(exc)[:160]}")
+
+    def _deliver(self, message: Any) -> None:
+        self._last_message_at = time.monotonic()
+        try:
+            events = _wire().events_from_message(message)
+        except MALFORMED as exc:
+            self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+            return
+        for event in events:
+            self._note(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:  # what a server sends must never stop the receive loop
+                bad_messages.warning(
+                    "handler", f"{type(event).__name__} could not be handled: {exc!r:.200}"
+                )
+                log.debug("handler error", exc_info=True)
+
+    def _bad_message(self, reason: str) -> None:
+        bad_messages.warning("bad", f"dropped a malformed server message ({reason})")
+        self.on_event(BadServerMessage(reason))
 
     def _note(self, event: LiveEvent) -> None:
         """Bookkeeping before the agent sees the event."""
@@ -415,10 +508,14 @@ class LiveSession:
             self._model_busy = True
         elif isinstance(event, TurnComplete | Interrupted):
             self._model_busy = False
+            self._served_turn = True
             self._maybe_switch()
         if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
-            self.handle = event.handle
-            self._save_handle()
+            if len(event.handle) <= MAX_HANDLE_CHARS:
+                self.handle = event.handle
+                self._save_handle()
+            else:
+                self._bad_message(f"a resumption handle of {len(event.handle)} characters")
         elif isinstance(event, GoAway):
             self._on_goaway(event.time_left_s)
         elif isinstance(event, InputTranscript):
@@ -428,9 +525,10 @@ class LiveSession:
 
     def _remember(self, role: str, text: str) -> None:
         if self._history and self._history[-1][0] == role:
-            self._history[-1] = (role, f"{self._history[-1][1]} {text}".strip())
+            line = f"{self._history[-1][1]} {text}".strip()
+            self._history[-1] = (role, line[-HISTORY_LINE_CHARS:])
         else:
-            self._history.append((role, text.strip()))
+            self._history.append((role, text.strip()[-HISTORY_LINE_CHARS:]))
 
     def _on_goaway(self, time_left_s: float) -> None:
         margin = min(5.0, time_left_s * 0.2)
@@ -438,7 +536,21 @@ class LiveSession:
         self._goaway_pending = True
         loop = asyncio.get_running_loop()
         self._goaway_timer = loop.call_later(max(0.0, time_left_s - margin), self._switch.set)
+        loop.call_later(GOAWAY_SILENCE_S, self._switch_if_silent)
         self._maybe_switch()
+
+    def _switch_if_silent(self) -> None:
+        """A server that stops talking after goAway would hold the answer until timeLeft."""
+        if not self._goaway_pending or self._switch.is_set():
+            return
+        quiet = time.monotonic() - self._last_message_at
+        if quiet >= GOAWAY_SILENCE_S:
+            log.debug("goAway then %.1f s of silence: switching now", quiet)
+            self._switch.set()
+        else:
+            asyncio.get_running_loop().call_later(
+                GOAWAY_SILENCE_S - quiet, self._switch_if_silent
+            )
 
     def _maybe_switch(self) -> None:
         if self._goaway_pending and not self._model_busy and not self._user_turn_open:
@@ -468,10 +580,7 @@ class LiveSession:
             return
         record = {"handle": self.handle, "model": self.config.live.model, "saved_at": time.time()}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record), "utf-8")
-            temporary.replace(path)
+            write_private(path, json.dumps(record))
         except OSError as exc:
             log.warning("cannot keep the resumption handle in %s: %s", path, exc)
 
@@ -489,6 +598,9 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
+        unsent = sum(1 for item in self._outbox if item.ends_turn)
+        for _ in range(unsent):
+            self.on_event(TurnLost("offline", "the conversation ended before it could be sent"))
         self._closing = True
         self._switch.set()
         self._outbox.clear()
@@ -497,3 +609,8 @@ class LiveSession:
 
     async def close(self) -> None:
         self.stop()
+
+
+def _kind(cause: str) -> str:
+    """"network: timed out" and "network: refused" are one outage; "1011 ..." another."""
+    return cause.split(":")[0].split(" ")[0]

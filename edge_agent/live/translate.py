@@ -7,6 +7,7 @@ from typing import Any
 from google.genai import types
 
 from edge_agent.events import (
+    CodeExecution,
     FunctionCall,
     GenerationComplete,
     GoAway,
@@ -23,6 +24,7 @@ from edge_agent.events import (
     ToolCallCancellation,
     TurnComplete,
     Usage,
+    WaitingForInput,
 )
 
 
@@ -71,13 +73,33 @@ def _content_events(content: types.LiveServerContent) -> list[LiveEvent]:
                 events.append(ModelThought(part.text))
             elif part.text:
                 events.append(ModelText(part.text))
+            elif part.executable_code is not None:
+                events.append(CodeExecution(code=part.executable_code.code or ""))
+            elif part.code_execution_result is not None:
+                result = part.code_execution_result
+                outcome = str(result.outcome.value) if result.outcome is not None else ""
+                events.append(CodeExecution(output=result.output or "", outcome=outcome))
     if content.output_transcription is not None and content.output_transcription.text:
         events.append(OutputTranscript(content.output_transcription.text))
     if content.grounding_metadata is not None:
         events.append(Grounding(content.grounding_metadata.model_dump(exclude_none=True)))
+    if content.url_context_metadata is not None:
+        events.append(Grounding(content.url_context_metadata.model_dump(exclude_none=True)))
+    if content.waiting_for_input:
+        events.append(WaitingForInput())
     if content.generation_complete:
         events.append(GenerationComplete())
     return events
+
+
+MAX_TOKENS = 10**9  # more in one message is not a real count
+
+
+def _count(value: Any) -> int:
+    """A token count from the server: a non-negative integer within reason, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        return 0
+    return value
 
 
 def _usage(usage: types.UsageMetadata) -> Usage:
@@ -88,18 +110,25 @@ def _usage(usage: types.UsageMetadata) -> Usage:
     ]
     for detail in details:
         if detail.modality is not None:
-            name = str(detail.modality.value)
-            by_modality[name] = by_modality.get(name, 0) + (detail.token_count or 0)
-    prompt = usage.prompt_token_count or 0
-    response = usage.response_token_count or 0
-    return Usage(prompt, response, usage.total_token_count or prompt + response, by_modality)
+            name = str(detail.modality.value)[:32]
+            by_modality[name] = by_modality.get(name, 0) + _count(detail.token_count)
+    prompt = _count(usage.prompt_token_count)
+    response = _count(usage.response_token_count)
+    total = _count(usage.total_token_count) or prompt + response
+    return Usage(prompt, response, max(total, prompt + response), by_modality)
+
+
+MAX_DURATION_S = 24 * 3600.0
 
 
 def parse_duration(text: str | None) -> float:
-    """google.protobuf.Duration JSON ("50s", "1.5s") -> seconds."""
+    """google.protobuf.Duration JSON ("50s", "1.5s") -> seconds; nonsense -> 0, capped at a day."""
     if not text:
         return 0.0
     try:
-        return float(text.rstrip("s"))
+        seconds = float(str(text).rstrip("s"))
     except ValueError:
         return 0.0
+    if seconds != seconds:  # NaN
+        return 0.0
+    return min(max(seconds, 0.0), MAX_DURATION_S)

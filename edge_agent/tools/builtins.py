@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_agent.audio.volume import Volume
+from edge_agent.gpio import DEVICE_TREE, teach_gpiozero
 from edge_agent.tools.registry import Tool, tool
 from edge_agent.tools.runner import ToolContext
 
 SIOCGIFADDR = 0x8915
-MIXER_CONTROLS = ("Master", "PCM", "Speaker", "Headphone", "Playback")
 
 
 @tool("The local date, time and time zone of the device.")
@@ -32,17 +33,25 @@ def get_time() -> dict[str, str]:
     }
 
 
-@tool("The device's health: CPU temperature, load, uptime, memory, Wi-Fi signal and IP.")
+@tool("The device's health: model, CPU temperature, load, uptime, memory, Wi-Fi signal and IP.")
 def device_status() -> dict[str, Any]:
+    """From system calls and /sys: the unit's ProcSubset=pid hides /proc/uptime, /proc/meminfo,
+    /proc/cpuinfo and /proc/device-tree."""
     return {
+        "model": _read_text(DEVICE_TREE / "model"),
         "cpu_temperature_c": _cpu_temperature(),
-        "load_1min": round(os.getloadavg()[0], 2),
-        "uptime_hours": round(float(Path("/proc/uptime").read_text().split()[0]) / 3600, 1),
-        "memory_available_mb": _meminfo("MemAvailable"),
-        "memory_total_mb": _meminfo("MemTotal"),
+        "load_1min": round(os.getloadavg()[0], 2),  # glibc asks sysinfo(2)
+        "uptime_hours": round(time.clock_gettime(time.CLOCK_BOOTTIME) / 3600, 1),
+        **_memory(),
         "wifi_signal_dbm": _wifi_signal(),
         "ip_addresses": _ip_addresses(),
     }
+
+
+def _read_text(path: Path) -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return path.read_text().strip("\0\n ")
+    return None
 
 
 def _cpu_temperature() -> float | None:
@@ -51,16 +60,20 @@ def _cpu_temperature() -> float | None:
     return None
 
 
-def _meminfo(field: str) -> int | None:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) // 1024
-    return None
+def _memory() -> dict[str, int]:
+    """MemAvailable where /proc/meminfo is readable, else the free memory sysconf knows."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    memory = {"memory_total_mb": os.sysconf("SC_PHYS_PAGES") * page // 2**20}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return {**memory, "memory_available_mb": int(line.split()[1]) // 1024}
+    return {**memory, "memory_free_mb": os.sysconf("SC_AVPHYS_PAGES") * page // 2**20}
 
 
 def _wifi_signal() -> float | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
-        lines = Path("/proc/net/wireless").read_text().splitlines()[2:]
+        lines = Path("/proc/self/net/wireless").read_text().splitlines()[2:]
         if lines:
             return float(lines[0].split()[3].rstrip("."))
     return None
@@ -80,19 +93,15 @@ def _ip_addresses() -> dict[str, str]:
     return found
 
 
-def _mixer() -> Any:
-    import alsaaudio
-
-    for control in MIXER_CONTROLS:
-        with contextlib.suppress(alsaaudio.ALSAAudioError):
-            return alsaaudio.Mixer(control)
-    raise RuntimeError("no ALSA volume control found (see `amixer scontrols`)")
+def _volume(context: ToolContext) -> Volume:
+    if context.volume is None:
+        raise RuntimeError("this device has no speaker volume")
+    return context.volume
 
 
-@tool("The speaker volume in percent.")
-def get_volume() -> dict[str, int]:
-    mixer = _mixer()
-    return {"percent": int(mixer.getvolume()[0])}
+@tool("The speaker volume in percent.", needs_context=True)
+def get_volume(context: ToolContext) -> dict[str, int]:
+    return {"percent": _volume(context).percent}
 
 
 @tool(
@@ -102,11 +111,10 @@ def get_volume() -> dict[str, int]:
         "properties": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
         "required": ["percent"],
     },
+    needs_context=True,
 )
-def set_volume(percent: int) -> dict[str, int]:
-    mixer = _mixer()
-    mixer.setvolume(percent)
-    return {"percent": int(mixer.getvolume()[0])}
+def set_volume(context: ToolContext, percent: int) -> dict[str, int]:
+    return {"percent": _volume(context).set(percent)}
 
 
 _outputs: dict[int, Any] = {}
@@ -118,6 +126,7 @@ def _switch_output(context: ToolContext, name: str, on: bool) -> dict[str, Any]:
         raise PermissionError(f"{name!r} is not in [tools.gpio_outputs]")
     from gpiozero import DigitalOutputDevice
 
+    teach_gpiozero()
     pin = allowed[name]
     if pin not in _outputs:
         _outputs[pin] = DigitalOutputDevice(pin)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ class Tool:
     scheduling: str = "WHEN_IDLE"  # for non-blocking results: INTERRUPT, WHEN_IDLE, SILENT
     secret: tuple[str, ...] = ()  # argument names never written to the log
     needs_context: bool = False  # called with a ToolContext as the first argument
+    timeout_s: float | None = None  # None: [tools] timeout_s
+    origin: str = ""  # where a tool from elsewhere comes from, e.g. "MCP server ha"
 
     def declaration(self, non_blocking_supported: bool) -> dict[str, Any]:
         declared: dict[str, Any] = {
@@ -38,6 +40,12 @@ class Tool:
         if self.non_blocking and non_blocking_supported:
             declared["behavior"] = "NON_BLOCKING"
         return declared
+
+
+class ToolSource(Protocol):
+    """Tools that come and go while the agent runs (MCP servers): asked before each session."""
+
+    def tools(self) -> list[Tool]: ...
 
 
 def tool(

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
-from edge_agent.events import FunctionCall
-from edge_agent.tools.registry import Tool
+from edge_agent.audio.volume import Volume
+from edge_agent.events import AgentEvent, FunctionCall, ToolFinished, ToolStarted
+from edge_agent.tools.registry import Tool, ToolSource
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class ToolContext:
     capture_frame: Callable[[], Awaitable[bytes]] | None = None  # a fresh JPEG from the camera
     send_frame: Callable[[bytes], None] | None = None
     gpio_outputs: dict[str, int] | None = None
+    volume: Volume | None = None
 
 
 class ToolRunner:
@@ -38,17 +41,40 @@ class ToolRunner:
         respond: Respond,
         timeout_s: float,
         non_blocking_supported: bool = True,
+        sources: Sequence[ToolSource] = (),
     ) -> None:
-        self.tools = {t.name: t for t in tools}
+        self.fixed = {t.name: t for t in tools}
+        self.tools = dict(self.fixed)  # what the model was last told it may call
+        self.sources = list(sources)
+        self._clashes: set[tuple[str, str]] = set()
         self.context = context
         self.respond = respond
         self.timeout_s = timeout_s
         self.non_blocking_supported = non_blocking_supported
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.result_listeners: list[Callable[[str, bool], None]] = []  # (tool, succeeded)
+        self.listeners: list[Callable[[AgentEvent], None]] = []  # ToolStarted, ToolFinished
 
     def declarations(self) -> list[dict[str, Any]]:
+        """Asked before each connect: the fixed tools and what the sources offer right now."""
+        self.tools = dict(self.fixed)
+        for source in self.sources:
+            for offered in source.tools():
+                if offered.name in self.tools:
+                    self._clash(offered, self.tools[offered.name])
+                else:
+                    self.tools[offered.name] = offered
         return [t.declaration(self.non_blocking_supported) for t in self.tools.values()]
+
+    def _clash(self, offered: Tool, kept: Tool) -> None:
+        key = (offered.name, offered.origin)
+        if key not in self._clashes:  # said once, not at every session
+            self._clashes.add(key)
+            log.warning(
+                "tool %s from %s is left out: %s already has that name (set a prefix)",
+                offered.name,
+                offered.origin or "a plug-in",
+                kept.origin or "a built-in",
+            )
 
     def start(self, call: FunctionCall) -> None:
         """Runs one call in its own task; several calls in one message run concurrently."""
@@ -71,13 +97,18 @@ class ToolRunner:
         else:
             if tool.non_blocking and self.non_blocking_supported:
                 scheduling = tool.scheduling
-            log.info("tool call %s(%s) [%s]", call.name, redact(call.args, tool.secret), call.id)
+            args = redacted(call.args, tool.secret)
+            log.info("tool call %s(%s) [%s]", call.name, _format(args), call.id)
+            self._emit(ToolStarted(call.id, call.name, args))
             response = await self._execute(tool, call)
         shown = response.get("error") or str(response.get("output"))[:200]
         log.info("tool %s -> %s [%s]", call.name, shown, call.id)
-        for listener in self.result_listeners:
-            listener(call.name, "error" not in response)
+        self._emit(ToolFinished(call.id, call.name, "error" not in response, shown))
         self.respond(call.id, call.name, response, scheduling)
+
+    def _emit(self, event: AgentEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     async def _execute(self, tool: Tool, call: FunctionCall) -> dict[str, Any]:
         try:
@@ -85,14 +116,15 @@ class ToolRunner:
         except jsonschema.ValidationError as exc:
             return {"error": f"bad arguments: {exc.message}"}
         args = (self.context,) if tool.needs_context else ()
+        timeout_s = tool.timeout_s or self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if inspect.iscoroutinefunction(tool.function):
                     result = await tool.function(*args, **call.args)
                 else:
                     result = await asyncio.to_thread(tool.function, *args, **call.args)
         except TimeoutError:
-            return {"error": f"{tool.name} did not finish within {self.timeout_s:g} s"}
+            return {"error": f"{tool.name} did not finish within {timeout_s:g} s"}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -101,6 +133,20 @@ class ToolRunner:
         return {"output": result}
 
 
-def redact(args: dict[str, Any], secret: tuple[str, ...]) -> str:
-    shown = {k: ("***" if k in secret else v) for k, v in args.items()}
-    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+# An argument whose name holds one of these words is never logged, marked secret or not.
+SECRET_WORDS = {"password", "passwd", "passphrase", "passcode", "pwd", "pass", "token", "secret"}
+SECRET_WORDS |= {"key", "apikey", "pin", "pincode", "credential", "credentials", "auth"}
+
+
+def redacted(args: dict[str, Any], secret: tuple[str, ...]) -> dict[str, Any]:
+    return {k: ("***" if k in secret or looks_secret(k) else v) for k, v in args.items()}
+
+
+def looks_secret(name: str) -> bool:
+    """apiKey, pin_code, client-secret, X-Auth-Token: yes; keyboard, ssid: no."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(word in SECRET_WORDS for word in words)
+
+
+def _format(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())

@@ -1,0 +1,106 @@
+"""The start-up check of the key and the model: one bounded HTTPS GET, no Live session, no SDK.
+
+Only a clear refusal counts: 400 API_KEY_INVALID, 401 or 403 (the key); 404, or a model that
+cannot do bidiGenerateContent (the model). Anything else (timeouts, TLS or clock trouble before
+NTP, 5xx, 429, other answers) means "unreachable": the agent starts anyway, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Literal
+
+DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
+PROBE_TIMEOUT_S = 5.0
+MAX_BODY = 1 << 20
+
+Verdict = Literal["ok", "key_rejected", "model_rejected", "unreachable"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    verdict: Verdict
+    detail: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict in ("key_rejected", "model_rejected")
+
+
+def model_url(endpoint: str, api_version: str, model: str) -> str:
+    base = endpoint or DEFAULT_ENDPOINT
+    if base.startswith("wss://"):
+        base = "https://" + base[len("wss://") :]
+    name = model if model.startswith("models/") else f"models/{model}"
+    return f"{base.rstrip('/')}/{api_version}/{urllib.parse.quote(name)}"
+
+
+def probe_service(
+    endpoint: str,
+    api_version: str,
+    key: str,
+    model: str,
+    ca_file: str = "",
+    timeout_s: float = PROBE_TIMEOUT_S,
+) -> ProbeResult:
+    """GET {endpoint}/{version}/models/{model}, bounded to timeout_s in all."""
+    request = urllib.request.Request(
+        model_url(endpoint, api_version, model), headers={"x-goog-api-key": key}
+    )
+    context = ssl.create_default_context(cafile=ca_file or None)
+    deadline = time.monotonic() + timeout_s
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+            body = response.read(MAX_BODY) if time.monotonic() < deadline else b""
+            return _judge_model(body, model)
+    except urllib.error.HTTPError as exc:
+        return _judge_refusal(exc.code, _read(exc), model)
+    except (OSError, ValueError) as exc:  # URLError, timeouts, TLS, a clock before NTP
+        return ProbeResult("unreachable", _reason(exc))
+
+
+def _read(exc: urllib.error.HTTPError) -> bytes:
+    try:
+        return exc.read(MAX_BODY)
+    except OSError:
+        return b""
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)[:200] or type(exc).__name__
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _judge_model(body: bytes, model: str) -> ProbeResult:
+    data = _json(body)
+    if not isinstance(data, dict):
+        return ProbeResult("unreachable", "the service's answer was not the expected JSON")
+    methods = data.get("supportedGenerationMethods")
+    if isinstance(methods, list) and "bidiGenerateContent" not in methods:
+        return ProbeResult("model_rejected", f"model {model!r} does not support the Live API")
+    return ProbeResult("ok")
+
+
+def _judge_refusal(status: int, body: bytes, model: str) -> ProbeResult:
+    error = _json(body)
+    error = error.get("error") if isinstance(error, dict) else None
+    message = str(error.get("message", ""))[:200] if isinstance(error, dict) else ""
+    key_invalid = status == 400 and b"API_KEY_INVALID" in body
+    if status in (401, 403) or key_invalid:
+        return ProbeResult("key_rejected", message or f"HTTP {status}")
+    if status == 404:
+        return ProbeResult("model_rejected", message or f"model {model!r} not found")
+    return ProbeResult("unreachable", f"HTTP {status} {message}".strip())
