@@ -261,6 +261,7 @@ class Agent:
         if self.gate.in_turn and self._open_turn is None:
             self.gate.force_end()
             self._turn_ignored = False
+        self.gate.forget()  # its look-back must not reach the wake word either
         self._update_state()
 
     # ---- inputs ----------------------------------------------------------------------------

@@ -263,6 +263,13 @@ class SpeechGate:
         self._silent_frames = 0
         return TurnEnd(self._seconds(end_frame), reason)
 
+    def forget(self) -> None:
+        """Drops what was heard outside a turn (a wake word): no later turn reaches back to it."""
+        self._preroll.clear()
+        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+        self._candidate_power = 0.0
+        self._near_miss = self._early = None
+
     def force_end(self) -> TurnEnd | None:
         """Ends a turn now (the button took over, the conversation closed)."""
         if not self._in_turn:
