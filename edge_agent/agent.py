@@ -144,7 +144,10 @@ class Agent:
         self.speaker = speaker
         self.clock = clock
         self.mode = config.turns.mode
-        self.gate = SpeechGate(config.vad)
+        # server_vad: audioStreamEnd ends the service's turn at once, so it waits for the
+        # service's own silence_duration_ms (a shorter pause must not split the turn)
+        server_silence = config.turns.silence_duration_ms if self.mode == "server_vad" else None
+        self.gate = SpeechGate(config.vad, hangover_ms=server_silence)
         self.echo = EchoGuard(config.audio.echo, speaker, config.audio.echo_tail_ms)
         self.text_replies = config.live.response_modality == "text"
         self.conversation = conversation
@@ -259,6 +262,7 @@ class Agent:
         if self.gate.in_turn and self._open_turn is None:
             self.gate.force_end()
             self._turn_ignored = False
+        self.gate.forget()  # its look-back must not reach the wake word either
         self._update_state()
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -338,7 +342,8 @@ class Agent:
             self.conversation.activity()
             if self.mode == "vad":
                 self.uplink.activity_start()
-                self.uplink.send_audio(event.preroll)
+                if event.preroll:  # empty when a turn is continued past max_turn_s
+                    self.uplink.send_audio(event.preroll)
         elif self._turn_ignored:
             return
         elif isinstance(event, TurnAudio):

@@ -143,10 +143,13 @@ class VadConfig(Section):
     aggressiveness: int = Field(2, ge=0, le=3)
     frame_ms: Literal[10, 20, 30] = 30
     preroll_ms: int = Field(300, ge=0, le=5000)
-    hangover_ms: int = Field(600, ge=0)
+    hangover_ms: int = Field(700, ge=0)
+    hangover_short_ms: int = Field(1500, ge=0)
+    short_phrase_ms: int = Field(1000, ge=0)
     min_speech_ms: int = Field(200, ge=0)
     max_turn_s: float = Field(30, gt=0)
-    min_level_dbfs: float = Field(-55.0, ge=-96.0, le=0.0)
+    min_level_dbfs: float = Field(-65.0, ge=-96.0, le=0.0)
+    noise_margin_db: float = Field(8.0, ge=0.0, le=40.0)
 
 
 class AudioConfig(Section):

@@ -27,7 +27,7 @@ def client_closes(emulator: Any) -> list[int]:
 async def test_opens_on_speech_closes_when_idle_and_resumes_within_remember_minutes(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
 ) -> None:
-    audio = speech("what is the time", "and the date", gap_s=4.0)
+    audio = speech("what is the time", "and the date", gap_s=5.0)
     wav_in = write_wav(tmp_path / "in.wav", audio)
     emulator = await start_emulator()
     config = against(emulator, conversation={"idle_timeout_s": 1.5, "remember_minutes": 10})
@@ -46,7 +46,7 @@ async def test_opens_on_speech_closes_when_idle_and_resumes_within_remember_minu
 async def test_after_remember_minutes_a_new_session_starts(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
 ) -> None:
-    wav_in = write_wav(tmp_path / "in.wav", speech("hello", "hello again", gap_s=4.0))
+    wav_in = write_wav(tmp_path / "in.wav", speech("hello", "hello again", gap_s=5.0))
     emulator = await start_emulator()
     config = against(emulator, conversation={"idle_timeout_s": 1.5, "remember_minutes": 0})
     await simulate(config, SimulateOptions(input=wav_in))
@@ -119,7 +119,7 @@ async def test_the_end_conversation_tool_closes_it(
 async def test_the_daily_budget_refuses_new_conversations_once_spent(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
 ) -> None:
-    wav_in = write_wav(tmp_path / "in.wav", speech("first question", "second question", gap_s=4.0))
+    wav_in = write_wav(tmp_path / "in.wav", speech("first question", "second question", gap_s=5.0))
     emulator = await start_emulator()
     config = against(
         emulator, conversation={"idle_timeout_s": 1.5, "max_tokens_per_day": 50, "chimes": True}

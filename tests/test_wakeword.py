@@ -18,7 +18,7 @@ import soxr
 from edge_agent.assembly import assemble
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.wakeword import Detector, check_models, load_models
-from edge_agent.config import WakeWordConfig
+from edge_agent.config import VadConfig, WakeWordConfig
 from edge_agent.credentials import Credential
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.errors import UserError
@@ -29,7 +29,7 @@ from tests.test_simulate import against, loud_spans, output_samples
 pytest.importorskip("pymicro_wakeword")
 
 RATE = 16000
-HANGOVER_S = 0.6  # [vad] hangover_ms
+HANGOVER_S = VadConfig().hangover_short_ms / 1000  # the longest [vad] hangover
 Say = Callable[..., np.ndarray]
 
 

@@ -64,6 +64,11 @@ class EchoGuard:
             near = np.frombuffer(frame, dtype="<i2")
             with self._reference_lock:
                 far = self._reference.pop(len(near))
+            if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
+                # nothing played for a while: no echo to cancel, and AEC3 left running on a
+                # silent far end takes seconds to pass the user's first words through
+                self.cancelled = frame
+                return EchoVerdict(frame, False)
             self.cancelled = self._canceller.process(near, far).tobytes()
             return EchoVerdict(self.cancelled, False)
         if self.mode != "half_duplex":

@@ -1,4 +1,5 @@
-"""SpeechGate: webrtcvad with pre-roll, minimum speech length, hangover and maximum turn length.
+"""SpeechGate: webrtcvad with a noise floor, a voicing check, pre-roll, minimum speech length,
+an adaptive hangover and turns continued past their maximum length.
 
 Feed 16 kHz mono frames; it returns what to send: a turn start (with the pre-roll, so onsets are
 never cut), the turn's audio, and a turn end. Times are input-timeline seconds (frames counted).
@@ -6,6 +7,8 @@ never cut), the turn's audio, and a turn end. Times are input-timeline seconds (
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -20,6 +23,7 @@ from edge_agent.config import VadConfig
 class TurnStart:
     preroll: bytes  # audio from before the onset through the frame that confirmed speech
     speech_start_s: float
+    continued: bool = False  # the previous turn reached max_turn_s; the speech goes on
 
 
 @dataclass(frozen=True)
@@ -30,24 +34,71 @@ class TurnAudio:
 @dataclass(frozen=True)
 class TurnEnd:
     speech_end_s: float  # end of the last voiced frame: the hangover is not counted
-    reason: str  # "silence" | "max_length"
+    reason: str  # "silence" | "max_length" (a continued TurnStart follows) | "forced"
 
 
 GateEvent = TurnStart | TurnAudio | TurnEnd
 
+# The room's level (a frame's power), against which speech is judged:
+WARMUP_MS = 600  # learnt at start-up (no turn opens meanwhile; speech heard then is kept) ...
+WARMUP_QUIET_FRAMES = 3  # ... from frames webrtcvad does not take for speech, if this many
+FLOOR_RISE_DB_S = 5.0  # then it follows the room's median level up and down at this pace,
+FLOOR_FALL_DB_S = 5.0
+FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
+LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
+PITCHED_FRAMES = 2  # voiced frames with a pitch peak needed before a turn opens
+CEPSTRAL_PEAK = 0.3  # noise stays under it in 99 % of frames, voiced speech often goes over
+FFT_SIZE = 1024
+LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
+QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
+MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
+
 
 class SpeechGate:
-    def __init__(self, config: VadConfig) -> None:
+    """A turn opens on speech that is loud enough over the room's tracked noise floor and sounds
+    voiced (a pitch peak in the cepstrum), and closes after a hangover that is longer after a
+    short phrase (a thinking pause) than after a long one. A turn reaching max_turn_s is closed
+    and continued in the same frame, so no audio is dropped.
+    """
+
+    def __init__(self, config: VadConfig, hangover_ms: int | None = None) -> None:
+        """`hangover_ms` replaces the adaptive hangover (server_vad: the service's silence)."""
         self.frame_ms = config.frame_ms
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._min_power = (32768 * 10 ** (config.min_level_dbfs / 20)) ** 2
-        self._preroll: deque[bytes] = deque(maxlen=max(1, config.preroll_ms // self.frame_ms))
+        self._margin = 10 ** (config.noise_margin_db / 10)
+        self._quiet_room_power = (32768 * 10 ** (QUIET_ROOM_DBFS / 20)) ** 2
+        self._floor = 1.0  # the room's level (power)
+        self._warmup: list[tuple[float, bool]] = []
+        seconds = self.frame_ms / 1000
+        self._floor_up = 10 ** (FLOOR_RISE_DB_S * seconds / 10)
+        self._floor_up_in_turn = 10 ** (FLOOR_RISE_IN_TURN_DB_S * seconds / 10)
+        self._warmup_frames = WARMUP_MS // self.frame_ms
+        self._loud_run = 0
+        self._loud_run_frames = LOUD_RUN_MS // self.frame_ms
+        self._floor_down = 10 ** (-FLOOR_FALL_DB_S * seconds / 10)
+        self._preroll_frames = max(1, config.preroll_ms // self.frame_ms)
+        lookback = max(self._preroll_frames, LOOKBACK_MS // self.frame_ms)
+        self._preroll: deque[bytes] = deque(maxlen=lookback)
+        self._near_miss: int | None = None  # where the last speech-like burst started
         self._candidate: list[bytes] = []
         self._candidate_voiced = 0
+        self._candidate_pitched = 0
+        self._candidate_power = 0.0  # of its voiced frames, summed
+        self._early: tuple[int, float] | None = None  # speech confirmed while warming up
+        self._power = 0.0  # the last frame's
+        self._candidate_gap = 0  # unvoiced frames since the candidate's last voiced one
         self._min_frames = max(1, config.min_speech_ms // self.frame_ms)
-        self._hangover_frames = max(1, config.hangover_ms // self.frame_ms)
+        self._max_candidate = self._min_frames + int(1000 / self.frame_ms)
+        long, short = config.hangover_ms, config.hangover_short_ms
+        if hangover_ms is not None:
+            long = short = hangover_ms
+        self._hangover_frames = max(1, long // self.frame_ms)
+        self._short_hangover_frames = max(1, short // self.frame_ms)
+        self._short_phrase_frames = config.short_phrase_ms // self.frame_ms
         self._max_frames = int(config.max_turn_s * 1000 / self.frame_ms)
         self._frames_seen = 0
+        self._last_samples = np.zeros(0, np.int16)
         self._in_turn = False
         self._turn_frames = 0
         self._silent_frames = 0
@@ -57,26 +108,89 @@ class SpeechGate:
     def in_turn(self) -> bool:
         return self._in_turn
 
+    @property
+    def noise_floor_dbfs(self) -> float:
+        return 10 * math.log10(max(self._floor, 1e-3) / 32768**2)
+
     def _seconds(self, frames: int) -> float:
         return frames * self.frame_ms / 1000
 
+    def _voiced(self, frame: bytes, samples: np.ndarray) -> bool:
+        """Loud enough over the room's level (and the absolute minimum) and speech to webrtcvad;
+        every frame then moves the room's level (the speaker's own voice only slowly)."""
+        wide = samples.astype(np.int64)  # exact (a float dot's rounding depends on alignment)
+        power = self._power = float(np.dot(wide, wide)) / len(wide)
+        warming = self._frames_seen <= self._warmup_frames
+        loud = power > self._min_power and power > self._floor * self._margin
+        asked = loud or warming
+        heard = asked and self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE)
+        voiced = loud and bool(heard)
+        if warming:  # candidates form (no turn opens yet) while the room's level is learnt
+            self._warm_up(power, bool(heard))
+            return voiced
+        up, down = self._floor_up, self._floor_down
+        self._loud_run = self._loud_run + 1 if loud else 0
+        if self._in_turn and loud and self._loud_run < self._loud_run_frames:
+            up = self._floor_up_in_turn  # the speaker's own voice moves the room level slowly;
+            # loud without a dip for seconds is no one speaker (a TV came on): it moves it fast
+        self._floor = max(1.0, self._floor * (up if power > self._floor else down))
+        return voiced
+
+    def _warm_up(self, power: float, speech: bool) -> None:
+        """Start-up: the room's level is the median of the frames webrtcvad does not take for
+        speech (someone talking as the agent starts), or of all frames (a TV already on)."""
+        self._warmup.append((power, speech))
+        quiet = [p for p, s in self._warmup if not s]
+        heard = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else [p for p, _ in self._warmup]
+        self._floor = max(1.0, float(np.median(heard)))
+
+    def _for_vad(self, frame: bytes, samples: np.ndarray) -> bytes:
+        """webrtcvad's models start out tuned for ordinary levels: a quiet room's frames are
+        raised so that its floor sits at QUIET_ROOM_DBFS (a far or soft speaker is then heard
+        from the first word)."""
+        if self._floor >= self._quiet_room_power:
+            return frame
+        gain = min(MAX_VAD_GAIN, math.sqrt(self._quiet_room_power / self._floor))
+        louder = samples.astype(np.float32) * gain
+        return bytes(np.clip(louder, -32768, 32767).astype("<i2").tobytes())
+
     def is_speech(self, frame: bytes) -> bool:
-        """webrtcvad judges spectral shape only; a level floor keeps faint sounds out."""
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        if float(np.mean(samples * samples)) < self._min_power:
+        """Would this frame count as speech now (the room's level is left as it is)."""
+        samples = np.frombuffer(frame, dtype="<i2")
+        wide = samples.astype(np.int64)
+        power = float(np.dot(wide, wide)) / len(wide)
+        if power <= self._min_power or power <= self._floor * self._margin:
             return False
-        return bool(self._vad.is_speech(frame, MODEL_INPUT_RATE))
+        return bool(self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
         """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
         index = self._frames_seen
         self._frames_seen += 1
-        voiced = not suppressed and self.is_speech(frame)
+        samples = np.frombuffer(frame, dtype="<i2")
+        voiced = self._voiced(frame, samples) and not suppressed
         if self._in_turn:
             return self._inside(frame, voiced, index)
-        return self._outside(frame, voiced, index)
+        events = self._outside(frame, samples, voiced, index)
+        self._last_samples = samples
+        if self._frames_seen == self._warmup_frames + 1 and not events:
+            events = self._after_warmup()
+        return events
 
-    def _outside(self, frame: bytes, voiced: bool, index: int) -> list[GateEvent]:
+    def _after_warmup(self) -> list[GateEvent]:
+        """Speech heard while the room's level was learnt opens its turn now, if it stands out
+        from the room as learnt (the agent started while someone talked; not a TV already on)."""
+        early, self._early = self._early, None
+        if early is None or early[1] <= self._floor * self._margin:
+            return []
+        if self._frames_seen - early[0] > len(self._preroll) + len(self._candidate):
+            return []
+        self._near_miss = early[0]
+        return [self._open()]
+
+    def _outside(
+        self, frame: bytes, samples: np.ndarray, voiced: bool, index: int
+    ) -> list[GateEvent]:
         if not self._candidate and not voiced:
             self._preroll.append(frame)
             return []
@@ -84,21 +198,44 @@ class SpeechGate:
             self._candidate_start = index
         self._candidate.append(frame)
         self._candidate_voiced += voiced
-        unvoiced_tail = len(self._candidate) - self._candidate_voiced
-        if self._candidate_voiced >= self._min_frames:
-            return [self._open()]
-        if unvoiced_tail > max(2, self._min_frames // 2):  # a click or a cough: no turn
+        self._candidate_gap = 0 if voiced else self._candidate_gap + 1
+        if voiced and self._candidate_pitched < PITCHED_FRAMES:
+            self._candidate_pitched += pitched(self._last_samples, samples)
+        self._candidate_power += self._power if voiced else 0.0
+        settled = self._frames_seen > self._warmup_frames
+        confirmed = self._candidate_pitched >= PITCHED_FRAMES
+        if confirmed and self._candidate_voiced >= self._min_frames:
+            if settled:
+                return [self._open()]
+            if self._early is None:
+                power = self._candidate_power / self._candidate_voiced
+                self._early = (self._candidate_start, power)
+        too_long = len(self._candidate) > self._max_candidate
+        if too_long or self._candidate_gap > max(
+            2, self._min_frames // 2
+        ):  # a click, a cough: no turn
+            if self._candidate_voiced >= self._min_frames:
+                self._near_miss = self._candidate_start
             for old in self._candidate:
                 self._preroll.append(old)
-            self._candidate, self._candidate_voiced = [], 0
+            self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+            self._candidate_power = 0.0
         return []
 
     def _open(self) -> TurnStart:
-        audio = b"".join([*self._preroll, *self._candidate])
-        start = TurnStart(audio, self._seconds(self._candidate_start))
+        """The pre-roll reaches back to a speech-like burst just before ("so ... what is")."""
+        onset = self._candidate_start if self._candidate else self._frames_seen
+        first = onset
+        if self._near_miss is not None and onset - self._near_miss < len(self._preroll):
+            first = self._near_miss
+        keep = min(len(self._preroll), onset - first + self._preroll_frames)
+        audio = b"".join([*list(self._preroll)[len(self._preroll) - keep :], *self._candidate])
+        start = TurnStart(audio, self._seconds(first))
+        self._near_miss = None
         self._turn_frames = len(self._candidate)
         self._preroll.clear()
-        self._candidate, self._candidate_voiced = [], 0
+        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+        self._candidate_power = 0.0
         self._in_turn, self._silent_frames = True, 0
         return start
 
@@ -106,20 +243,53 @@ class SpeechGate:
         self._turn_frames += 1
         self._silent_frames = 0 if voiced else self._silent_frames + 1
         events: list[GateEvent] = [TurnAudio(frame)]
-        if self._silent_frames >= self._hangover_frames:
+        short = self._turn_frames - self._silent_frames < self._short_phrase_frames
+        hangover = self._short_hangover_frames if short else self._hangover_frames
+        if self._silent_frames >= hangover:
             end = index + 1 - self._silent_frames
             events.append(self._close(end, "silence"))
         elif self._turn_frames >= self._max_frames:
             events.append(self._close(index + 1, "max_length"))
+            events.append(self._continue(index + 1))
         return events
+
+    def _continue(self, frame: int) -> TurnStart:
+        """The turn goes on past max_turn_s: a new one starts with the next frame."""
+        self._in_turn, self._turn_frames = True, 0
+        return TurnStart(b"", self._seconds(frame), continued=True)
 
     def _close(self, end_frame: int, reason: str) -> TurnEnd:
         self._in_turn = False
         self._silent_frames = 0
         return TurnEnd(self._seconds(end_frame), reason)
 
+    def forget(self) -> None:
+        """Drops what was heard outside a turn (a wake word): no later turn reaches back to it."""
+        self._preroll.clear()
+        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+        self._candidate_power = 0.0
+        self._near_miss = self._early = None
+
     def force_end(self) -> TurnEnd | None:
         """Ends a turn now (the button took over, the conversation closed)."""
         if not self._in_turn:
             return None
         return self._close(self._frames_seen - self._silent_frames, "forced")
+
+
+def pitched(previous: np.ndarray, samples: np.ndarray) -> bool:
+    """A pitch peak (50-400 Hz) in the cepstrum of this frame and the one before: voiced speech
+    has one, noise bursts, coughs and door slams do not. Run only on frames that could open a
+    turn."""
+    if len(previous) == len(samples):
+        samples = np.concatenate([previous, samples])
+    spectrum = np.fft.rfft(samples * _window(len(samples)), FFT_SIZE)
+    power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag + 1.0
+    cepstrum = np.fft.irfft(np.log(power))
+    low, high = MODEL_INPUT_RATE // 400, min(MODEL_INPUT_RATE // 50, len(samples) * 2 // 3)
+    return bool(np.max(cepstrum[low:high]) > CEPSTRAL_PEAK)
+
+
+@functools.cache
+def _window(length: int) -> np.ndarray:
+    return np.hanning(length).astype(np.float32)
