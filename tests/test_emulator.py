@@ -65,10 +65,15 @@ def audio_bytes(messages: list[types.LiveServerMessage]) -> bytes:
     )
 
 
-async def stream(session: Any, samples: np.ndarray, rate: int = 16000, chunk_ms: int = 100) -> None:
+async def stream(
+    session: Any, samples: np.ndarray, rate: int = 16000, chunk_ms: int = 100, paced: bool = False
+) -> None:
+    """Unpaced by default; paced at real time where a reply must finish within a gap."""
     step = rate * chunk_ms // 1000
     for start in range(0, len(samples), step):
         await session.send_realtime_input(audio=pcm_blob(samples[start : start + step], rate))
+        if paced:
+            await asyncio.sleep(chunk_ms / 1000)
 
 
 async def test_manual_turn_is_answered_in_full(start_emulator: Callable[..., Any]) -> None:
@@ -107,10 +112,12 @@ async def test_manual_turn_is_answered_in_full(start_emulator: Callable[..., Any
 async def test_automatic_detection_on_espeak_speech_one_answer_per_question(
     start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray]
 ) -> None:
-    audio = speech("what is the weather today", "and tomorrow", gap_s=1.2)
+    audio = speech("what is the weather today", "and tomorrow", gap_s=3.0)
     emulator = await start_emulator()
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=AUTOMATIC) as session:
-        await stream(session, audio)
+        # in real time: sent all at once, the second question's start would interrupt the
+        # first answer before it ends (one receive() would then hold both answers)
+        await stream(session, audio, paced=True)
         first = await collect_turn(session)
         second = await collect_turn(session)
     assert audio_bytes(first) and audio_bytes(second)
