@@ -13,8 +13,8 @@ from edge_agent.conversation import Conversation
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.events import KeyRefused, Offline, Online
-from edge_agent.live.models import effective_api_version
-from edge_agent.live.probe import ProbeResult, probe_service
+from edge_agent.live.probe import ProbeResult
+from edge_agent.startup import ask_service
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ class Reachability:
         if not live.token_command:  # a token only works on the Live API: any answer will do
             with contextlib.suppress(UserError):
                 key = (await asyncio.to_thread(self.keys)).value
-        version = effective_api_version(self.config)
-        return await asyncio.to_thread(
-            probe_service, live.endpoint, version, key, live.model, live.ca_file
-        )
+        return await ask_service(self.config, key)
 
     def _judge(self, result: ProbeResult) -> None:
         if result.verdict == "unreachable":

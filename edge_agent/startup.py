@@ -59,6 +59,19 @@ def _check_runnable(command: str) -> None:
         raise UserError(f"[live] token_command: {program!r} is not an executable program")
 
 
+async def ask_service(config: Config, key: str) -> ProbeResult:
+    """One GET of the configured model, off the loop, bounded in all."""
+    live = config.live
+    version = effective_api_version(config)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
+            return await asyncio.to_thread(
+                probe_service, live.endpoint, version, key, live.model, live.ca_file
+            )
+    except TimeoutError:
+        return ProbeResult("unreachable", f"no answer within {PROBE_TIMEOUT_S:g} s")
+
+
 async def check_service(config: Config, keys: KeyProvider) -> ProbeResult:
     """The key and the model, asked once without a Live session (skipped for tokens, which
     only work on the Live API). Refused -> UserError; unreachable -> a warning."""
@@ -66,18 +79,7 @@ async def check_service(config: Config, keys: KeyProvider) -> ProbeResult:
         return ProbeResult("ok", "skipped: ephemeral tokens")
     key = keys()
     live = config.live
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
-            result = await asyncio.to_thread(
-                probe_service,
-                live.endpoint,
-                effective_api_version(config),
-                key.value,
-                live.model,
-                live.ca_file,
-            )
-    except TimeoutError:
-        result = ProbeResult("unreachable", f"no answer within {PROBE_TIMEOUT_S:g} s")
+    result = await ask_service(config, key.value)
     if result.verdict == "key_rejected":
         raise UserError(f"the service refused the API key from {key.source}: {result.detail}")
     if result.verdict == "model_rejected":

@@ -51,10 +51,15 @@ bad_messages = RateLimitedLog(log)
 MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
 
 
-def _wire() -> ModuleType:
-    from edge_agent.live import wire
+_loaded: list[ModuleType] = []  # live/wire.py once imported: no import machinery per message
 
-    return wire
+
+def _wire() -> ModuleType:
+    if not _loaded:
+        from edge_agent.live import wire
+
+        _loaded.append(wire)
+    return _loaded[0]
 
 
 async def load_sdk() -> None:
@@ -475,8 +480,7 @@ class LiveSession:
             except MALFORMED as exc:
                 self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
             except Exception as exc:
-                closed = isinstance(exc, _wire().APIError) and 1000 <= (exc.code or 0) <= 4999
-                if closed or not isinstance(exc, _wire().APIError):
+                if not isinstance(exc, _wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
                     raise  # the connection closed, or worse: the connection loop decides
                 self._bad_message(f"an error object: {str(exc)[:160]}")
 
