@@ -184,7 +184,7 @@ async def _run(
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
-    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    sdk = asyncio.create_task(load_sdk(config))  # off the loop, after READY: a turn meanwhile waits
     web = None
     if config.web.enabled:
         from edge_agent.web import Page
