@@ -67,6 +67,49 @@ async def test_capture_equals_the_input_after_resampling(
     assert np.max(np.abs(got[:n].astype(int) - expected[:n])) <= 4
 
 
+async def wakeups_of(mic: Microphone | WavMicrophone, frames: int) -> list[int]:
+    """How many frames reached the sink at each wake-up of the loop."""
+    step = [0]
+
+    async def count_steps() -> None:
+        while True:
+            step[0] += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_steps())
+    seen: list[int] = []
+    mic.start(lambda frame: seen.append(step[0]))
+    for _ in range(1000):
+        if len(seen) >= frames:
+            break
+        await asyncio.sleep(0.01)
+    await mic.close()
+    counter.cancel()
+    return [seen.count(value) for value in sorted(set(seen))]
+
+
+@pytest.mark.parametrize("source", ["portaudio", "file"])
+async def test_an_idle_agents_microphone_wakes_the_loop_once_per_three_frames(
+    alsa_files: tuple[Path, Path], tmp_path: Path, source: str
+) -> None:
+    """Each wake-up of the loop costs about what the agent spends on a frame: while the agent is
+    idle, frames arrive 100 ms at a time; listening, one at a time."""
+    alsa_files[0].write_bytes(bytes(16000 * 2 * 3))
+
+    def microphone() -> Microphone | WavMicrophone:
+        if source == "file":
+            return WavMicrophone(write_wav(tmp_path / "m.wav", np.zeros(16000 * 3, np.int16)), 30)
+        return Microphone("mic", frame_ms=30, rate=16000, channels=1, max_seconds=3.0)
+
+    resting = microphone()
+    resting.rest(True)
+    groups = await wakeups_of(resting, 60)
+    assert sum(groups) >= 60 and all(size % 3 == 0 for size in groups[:-1]), groups
+    if source == "file":  # paced: the file mic cannot flood the loop as an unpaced PCM does
+        listening = microphone()
+        assert set(await wakeups_of(listening, 20)) == {1}
+
+
 def test_wav_microphone_reads_any_rate_and_channels(tmp_path: Path) -> None:
     signal = make_signal(44100, 0.5, 2)
     path = write_wav(tmp_path / "in.wav", signal, rate=44100, channels=2)
