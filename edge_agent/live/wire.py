@@ -7,7 +7,6 @@ and the microphone keep running; nothing else in the agent imports the SDK.
 
 from __future__ import annotations
 
-import ssl
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -18,6 +17,7 @@ from google.genai import errors, types
 from edge_agent.config import Config
 from edge_agent.credentials import Credential
 from edge_agent.live.models import effective_api_version
+from edge_agent.live.probe import tls_context
 from edge_agent.live.setup import build_live_config
 from edge_agent.live.translate import events_from_message
 
@@ -44,9 +44,8 @@ def _client(config: Config, credential: Credential) -> genai.Client:
         "ping_timeout": live.ping_timeout_s,
         "close_timeout": 1.0,
         "compression": "deflate" if live.compression else None,
+        "ssl": tls_context(live.ca_file),
     }
-    if live.ca_file:
-        args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
     version = "v1alpha" if credential.is_ephemeral_token else effective_api_version(config)
     return genai.Client(
         api_key=credential.value,
