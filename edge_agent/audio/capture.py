@@ -27,10 +27,11 @@ FILE_PREFIX = "file:"
 # last sample arrives. A block of a whole frame lands on whatever period the driver chose and
 # held frames ~15 ms longer on the bench (bench/README.md).
 BLOCK_S = 0.01
-# While the agent is idle, frames reach the loop this much at a time: each wake-up of the loop
-# costs about what the agent spends on a frame (bench/README.md, "Footprint"), and nothing is in
-# a hurry then. The speech gate and the wake word still see every frame, in order.
-IDLE_WAKEUP_S = 0.1
+# While the agent is idle, frames reach the loop this much at a time: a wake-up of the loop
+# costs more than the agent spends on a frame (bench/README.md, "Footprint"). The speech gate
+# and the wake word still see every frame, in order; a turn's start is heard up to this much
+# later (its pre-roll keeps the audio) and from then on every frame goes on at once.
+IDLE_WAKEUP_S = 0.2
 
 
 class FrameSource:

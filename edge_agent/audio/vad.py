@@ -54,6 +54,12 @@ QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for web
 MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
 
 
+def frame_power(samples: np.ndarray) -> float:
+    """Mean square of int16 samples; exact (float64 holds any sum of 2**39 or less)."""
+    wide = samples.astype(np.float64)
+    return float(np.dot(wide, wide)) / len(wide)
+
+
 class SpeechGate:
     """A turn opens on speech that is loud enough over the room's tracked noise floor and sounds
     voiced (a pitch peak in the cepstrum), and closes after a hangover that is longer after a
@@ -115,11 +121,9 @@ class SpeechGate:
     def _seconds(self, frames: int) -> float:
         return frames * self.frame_ms / 1000
 
-    def _voiced(self, frame: bytes, samples: np.ndarray) -> bool:
+    def _voiced(self, frame: bytes, samples: np.ndarray, power: float) -> bool:
         """Loud enough over the room's level (and the absolute minimum) and speech to webrtcvad;
         every frame then moves the room's level (the speaker's own voice only slowly)."""
-        wide = samples.astype(np.int64)  # exact (a float dot's rounding depends on alignment)
-        power = self._power = float(np.dot(wide, wide)) / len(wide)
         warming = self._frames_seen <= self._warmup_frames
         loud = power > self._min_power and power > self._floor * self._margin
         asked = loud or warming
@@ -157,8 +161,7 @@ class SpeechGate:
     def is_speech(self, frame: bytes) -> bool:
         """Would this frame count as speech now (the room's level is left as it is)."""
         samples = np.frombuffer(frame, dtype="<i2")
-        wide = samples.astype(np.int64)
-        power = float(np.dot(wide, wide)) / len(wide)
+        power = frame_power(samples)
         if power <= self._min_power or power <= self._floor * self._margin:
             return False
         return bool(self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE))
@@ -168,7 +171,12 @@ class SpeechGate:
         index = self._frames_seen
         self._frames_seen += 1
         samples = np.frombuffer(frame, dtype="<i2")
-        voiced = self._voiced(frame, samples) and not suppressed
+        power = self._power = frame_power(samples)
+        if (
+            power <= self._min_power or power <= self._floor * self._margin
+        ) and self._quiet_outside(frame, samples, power):
+            return []
+        voiced = self._voiced(frame, samples, power) and not suppressed
         if self._in_turn:
             return self._inside(frame, voiced, index)
         events = self._outside(frame, samples, voiced, index)
@@ -176,6 +184,19 @@ class SpeechGate:
         if self._frames_seen == self._warmup_frames + 1 and not events:
             events = self._after_warmup()
         return events
+
+    def _quiet_outside(self, frame: bytes, samples: np.ndarray, power: float) -> bool:
+        """The usual frame, a quiet room between turns, in short (what _voiced and _outside do
+        with it): the room's level moves, the frame joins the pre-roll. False: not that case."""
+        if self._in_turn or self._candidate or self._frames_seen <= self._warmup_frames + 1:
+            return False
+        self._loud_run = 0
+        self._floor = max(
+            1.0, self._floor * (self._floor_up if power > self._floor else self._floor_down)
+        )
+        self._preroll.append(frame)
+        self._last_samples = samples
+        return True
 
     def _after_warmup(self) -> list[GateEvent]:
         """Speech heard while the room's level was learnt opens its turn now, if it stands out
