@@ -126,7 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from edge_agent.daemon import run_daemon
     from edge_agent.logs import configure_logging
+    from edge_agent.service import limit_malloc_arenas
 
+    limit_malloc_arenas()
     config = load_config(args.config).config
     configure_logging(config.service.log_format, config.service.log_level)
     reload = lambda: load_config(args.config).config  # noqa: E731

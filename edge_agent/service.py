@@ -4,6 +4,8 @@ fed only while the event loop and the audio callbacks are alive. Being offline i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import os
 import socket
@@ -11,6 +13,19 @@ import time
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """glibc gives each thread that allocates its own arena (PortAudio's, the executor's), and
+    what they free stays resident: two arenas keep the daemon ~2 MB smaller (USS) on the
+    bench. Called before any thread starts; a no-op without glibc or with MALLOC_ARENA_MAX set."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 class Notifier:
