@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from edge_agent.agent import Agent
+from edge_agent.agent import Agent, State
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
 from edge_agent.audio.devices import DeviceNotFound
@@ -29,6 +29,8 @@ from edge_agent.service import Notifier, Watchdog
 from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
 log = logging.getLogger(__name__)
+# no conversation under way: the microphone may wake the loop a few frames at a time
+RESTING = (State.IDLE, State.MUTED, State.OFFLINE, State.ERROR)
 
 
 @contextlib.asynccontextmanager
@@ -158,6 +160,8 @@ async def _run(
     agent.state_listeners.append(lambda state: log.debug("state: %s", state.value))
     agent.state_listeners.append(lambda state: notifier.status(state.value))
     mic = _open_microphone(config)
+    mic.rest(agent.state in RESTING)
+    agent.state_listeners.append(lambda state: mic.rest(state in RESTING))
     try:
         mic.start(parts.on_mic_frame)
         output.start(speaker)
@@ -184,7 +188,7 @@ async def _run(
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
-    sdk = asyncio.create_task(load_sdk())  # off the loop, after READY: a turn meanwhile waits
+    sdk = asyncio.create_task(load_sdk(config))  # off the loop, after READY: a turn meanwhile waits
     web = None
     if config.web.enabled:
         from edge_agent.web import Page
@@ -247,7 +251,7 @@ async def _until_idle(agent: Agent) -> None:
         await asyncio.sleep(0.1)
 
 
-def _open_microphone(config: Config) -> Any:
+def _open_microphone(config: Config) -> WavMicrophone | Microphone:
     spec = config.audio.input_device
     if spec.startswith(FILE_PREFIX):
         try:

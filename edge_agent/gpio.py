@@ -225,7 +225,11 @@ def start_gpio(
     on_button: Callable[[bool], None],
     spi_opener: Callable[[], SpiBus] = open_spi,
 ) -> tuple[PushToTalk | None, StatusLights | None]:
-    """Starts what is configured, part by part (see StatusLights.start)."""
+    """Starts what is configured, part by part (see StatusLights.start); without any part,
+    gpiozero is not even imported."""
+    wanted = config.led_pin or config.rgb_pins or config.ring != "none" or config.privacy_led_pin
+    if not (config.button_pin or wanted):
+        return None, None
     teach_gpiozero()
     button = PushToTalk(config, on_button) if config.button_pin else None
     if (
@@ -233,7 +237,6 @@ def start_gpio(
         and _part(f"button on GPIO{config.button_pin}", config, button.start) is None
     ):
         button = None
-    wanted = config.led_pin or config.rgb_pins or config.ring != "none" or config.privacy_led_pin
     lights = StatusLights(config, spi_opener) if wanted else None
     if lights is not None:
         lights.start()

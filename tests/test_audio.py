@@ -17,7 +17,7 @@ from edge_agent.audio.capture import Microphone, WavMicrophone
 from edge_agent.audio.chimes import CHIMES, chime
 from edge_agent.audio.devices import STALLED_AFTER_S, DeviceNotFound
 from edge_agent.audio.echo import EchoGuard
-from edge_agent.audio.playback import PortAudioOutput, Speaker
+from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.audio.resample import Resampler
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
@@ -65,6 +65,49 @@ async def test_capture_equals_the_input_after_resampling(
     assert all(len(frame) == 640 for frame in frames)
     n = min(len(got), len(expected)) - 200  # the streaming tail may differ by a few samples
     assert np.max(np.abs(got[:n].astype(int) - expected[:n])) <= 4
+
+
+async def wakeups_of(mic: Microphone | WavMicrophone, frames: int) -> list[int]:
+    """How many frames reached the sink at each wake-up of the loop."""
+    step = [0]
+
+    async def count_steps() -> None:
+        while True:
+            step[0] += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_steps())
+    seen: list[int] = []
+    mic.start(lambda frame: seen.append(step[0]))
+    for _ in range(1000):
+        if len(seen) >= frames:
+            break
+        await asyncio.sleep(0.01)
+    await mic.close()
+    counter.cancel()
+    return [seen.count(value) for value in sorted(set(seen))]
+
+
+@pytest.mark.parametrize("source", ["portaudio", "file"])
+async def test_an_idle_agents_microphone_wakes_the_loop_once_per_three_frames(
+    alsa_files: tuple[Path, Path], tmp_path: Path, source: str
+) -> None:
+    """Each wake-up of the loop costs about what the agent spends on a frame: while the agent is
+    idle, frames arrive 100 ms at a time; listening, one at a time."""
+    alsa_files[0].write_bytes(bytes(16000 * 2 * 3))
+
+    def microphone() -> Microphone | WavMicrophone:
+        if source == "file":
+            return WavMicrophone(write_wav(tmp_path / "m.wav", np.zeros(16000 * 3, np.int16)), 30)
+        return Microphone("mic", frame_ms=30, rate=16000, channels=1, max_seconds=3.0)
+
+    resting = microphone()
+    resting.rest(True)
+    groups = await wakeups_of(resting, 60)
+    assert sum(groups) >= 60 and all(size % 3 == 0 for size in groups[:-1]), groups
+    if source == "file":  # paced: the file mic cannot flood the loop as an unpaced PCM does
+        listening = microphone()
+        assert set(await wakeups_of(listening, 20)) == {1}
 
 
 def test_wav_microphone_reads_any_rate_and_channels(tmp_path: Path) -> None:
@@ -190,6 +233,46 @@ def test_an_idle_speaker_pauses_once_and_sound_wakes_it_once() -> None:
     never = Speaker(device_rate=16000, jitter_ms=0)  # idle_stop_s=0: the device runs on
     never.pull(16000 * 5)
     assert not never.pause_if_idle()
+
+
+async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
+    tmp_path: Path,
+) -> None:
+    """Idle, a `file:` speaker is not pulled (as a paused device is not called back); woken, it
+    writes the silence it skipped, so the WAV still runs in step with the clock."""
+    speaker = Speaker(device_rate=16000, jitter_ms=0, idle_stop_s=0.04)
+    pulls = [0]
+    pull = speaker.pull
+
+    def counted(count: int) -> np.ndarray:
+        pulls[0] += 1
+        return pull(count)
+
+    speaker.pull = counted  # type: ignore[method-assign]
+    output = WavOutput(tmp_path / "out.wav", period_ms=10)
+    began = time.monotonic()
+    output.start(speaker)
+    for _ in range(500):
+        if speaker.paused:
+            break
+        await asyncio.sleep(0.01)
+    assert speaker.paused
+    resting = pulls[0]
+    await asyncio.sleep(0.3)
+    assert pulls[0] == resting  # a resting speaker costs nothing
+    speaker.chime(chime("listening", 16000))
+    for _ in range(500):
+        if pulls[0] > resting + 20:
+            break
+        await asyncio.sleep(0.01)
+    elapsed = time.monotonic() - began
+    output.close()
+    with wave.open(str(tmp_path / "out.wav")) as wav:
+        written = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
+    assert np.any(written)  # the chime
+    first_sound = int(np.flatnonzero(written)[0])
+    assert first_sound >= 0.3 * 16000  # behind the silence of the rest
+    assert len(written) <= (elapsed + 0.05) * 16000
 
 
 async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) -> None:

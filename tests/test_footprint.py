@@ -24,6 +24,7 @@ NOT_AT_READY = (
     "cryptography",
     "pymicro_wakeword",
     "mcp",
+    "gpiozero",  # only with a GPIO part configured
     "edge_agent.web",
     "edge_agent.emulator",
     "aiohttp",  # google.genai imports it when installed; both load after READY
@@ -35,22 +36,31 @@ NOT_AT_READY = (
 ALLOWED = {"edge_agent.emulator", "edge_agent.emulator.cli"}
 
 # Runs the real CLI in a fresh interpreter and writes sys.modules when the daemon says READY
-# (observed at Notifier.ready, so imports a worker starts right after READY do not count).
+# (observed at Notifier.ready, so imports a worker starts right after READY do not count), and
+# again once the SDK has loaded after READY.
 OBSERVER = """
 import runpy, sys
 import edge_agent.service as service
-ready, listing = service.Notifier.ready, sys.argv[1]
-def observed(self, status):
-    with open(listing, "w") as out:
+import edge_agent.live.session as session
+ready, load_sdk, listing = service.Notifier.ready, session.load_sdk, sys.argv[1]
+def write(path):
+    with open(path, "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
+def observed(self, status):
+    write(listing)
     ready(self, status)
+async def observed_load(config):
+    await load_sdk(config)
+    write(listing + ".sdk")
 service.Notifier.ready = observed
+session.load_sdk = observed_load
 sys.argv = ["edge-agent", *sys.argv[2:]]
 runpy.run_module("edge_agent", run_name="__main__")
 """
 
 
-def modules_at_ready(tmp_path: Path, notify_socket: socket.socket) -> set[str]:
+def run_observed(tmp_path: Path, notify_socket: socket.socket) -> tuple[set[str], set[str]]:
+    """The modules `run` has imported at READY, and once the SDK has loaded."""
     mic = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 30, np.int16))
     config = tmp_path / "config.toml"
     config.write_text(
@@ -66,24 +76,31 @@ def modules_at_ready(tmp_path: Path, notify_socket: socket.socket) -> set[str]:
         deadline = time.monotonic() + 30
         while b"READY=1" not in notify_socket.recv(4096):
             assert time.monotonic() < deadline, "no READY"
+        while not (tmp_path / "modules.txt.sdk").exists():
+            assert time.monotonic() < deadline, "the SDK never loaded"
+            time.sleep(0.05)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(15)
     finally:
         daemon.kill()
         _, errors = daemon.communicate()
     assert "Traceback" not in errors, errors
-    return set(listing.read_text().split())
+    return set(listing.read_text().split()), set((tmp_path / "modules.txt.sdk").read_text().split())
 
 
 def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     tmp_path: Path, notify_socket: socket.socket
 ) -> None:
-    modules = modules_at_ready(tmp_path, notify_socket)
-    assert "edge_agent.daemon" in modules  # the observer saw the real daemon
+    at_ready, with_sdk = run_observed(tmp_path, notify_socket)
+    assert "edge_agent.daemon" in at_ready  # the observer saw the real daemon
     present = {
         module
         for name in NOT_AT_READY
-        for module in modules - ALLOWED
+        for module in at_ready - ALLOWED
         if module == name or module.startswith(name + ".")
     }
     assert not present, f"imported before READY: {sorted(present)}"
+    # google-genai imports aiohttp whenever it is installed (it is, for the emulator and the
+    # page) but a Live session never uses it: 6 MB and 40 modules stay out without the page
+    assert "google.genai.live" in with_sdk
+    assert not {m for m in with_sdk if m.split(".")[0] == "aiohttp"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from edge_agent.events import (
     Usage,
 )
 from edge_agent.live import session as session_module
-from edge_agent.live.probe import probe_service
+from edge_agent.live.probe import probe_service, tls_context
 from edge_agent.live.session import LiveSession
 from edge_agent.live.translate import events_from_message
 from tests.conftest import run_cli
@@ -356,3 +357,21 @@ async def test_a_refused_handle_after_an_outage_gets_a_fresh_session_at_once(
         speak_turn(session)  # a fresh turn keeps the retries short; the 1007 is retried at once
         await recorder.wait_for(TurnComplete, count=2, timeout=8)
     assert recorder.of(Connected)[-1].resumed is False
+
+
+def test_one_tls_context_serves_every_connection_until_its_ca_file_changes(
+    tmp_path: Path,
+) -> None:
+    """A CA store costs ~1 MB: the probe and each reconnect share one, re-read once the file
+    is replaced (a rotated private CA)."""
+    import trustme
+
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    first = tls_context(str(ca_file))
+    assert tls_context(str(ca_file)) is first
+    assert tls_context() is tls_context() and tls_context() is not first
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    stat = ca_file.stat()
+    os.utime(ca_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert tls_context(str(ca_file)) is not first

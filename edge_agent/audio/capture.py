@@ -27,6 +27,22 @@ FILE_PREFIX = "file:"
 # last sample arrives. A block of a whole frame lands on whatever period the driver chose and
 # held frames ~15 ms longer on the bench (bench/README.md).
 BLOCK_S = 0.01
+# While the agent is idle, frames reach the loop this much at a time: each wake-up of the loop
+# costs about what the agent spends on a frame (bench/README.md, "Footprint"), and nothing is in
+# a hurry then. The speech gate and the wake word still see every frame, in order.
+IDLE_WAKEUP_S = 0.1
+
+
+class FrameSource:
+    """How many frames a microphone hands to the loop at once."""
+
+    frame_samples: int
+    frames_per_wakeup = 1
+
+    def rest(self, idle: bool) -> None:
+        """Idle: frames go to the loop IDLE_WAKEUP_S at a time; otherwise each as it is whole."""
+        per_wakeup = round(IDLE_WAKEUP_S * MODEL_INPUT_RATE / self.frame_samples)
+        self.frames_per_wakeup = max(1, per_wakeup) if idle else 1
 
 
 def read_wav_16k_mono(path: Path) -> np.ndarray:
@@ -45,7 +61,7 @@ def read_wav_16k_mono(path: Path) -> np.ndarray:
     return Resampler(rate, MODEL_INPUT_RATE).process(mono, last=True)
 
 
-class WavMicrophone:
+class WavMicrophone(FrameSource):
     """A WAV file as the microphone; silence after its end. Paced in real time unless driven."""
 
     def __init__(self, path: Path, frame_ms: int) -> None:
@@ -73,9 +89,12 @@ class WavMicrophone:
         started = time.monotonic()
         count = 0
         while True:
-            sink(self.next_frame())
-            count += 1
-            await asyncio.sleep(max(0.0, started + count * period - time.monotonic()))
+            batch = self.frames_per_wakeup
+            due = started + (count + batch - 1) * period  # each frame is handed on at its start
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            for _ in range(batch):
+                sink(self.next_frame())
+            count += batch
 
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -85,7 +104,7 @@ class WavMicrophone:
             self._task.cancel()
 
 
-class Microphone(PortAudioStream):
+class Microphone(PortAudioStream, FrameSource):
     """A PortAudio input device, re-opened with backoff when it fails or disappears."""
 
     def __init__(
@@ -156,6 +175,11 @@ class Microphone(PortAudioStream):
         loop, sink = self._loop, self._sink
         assert loop is not None and sink is not None
         remaining = [budget]
+        pending: list[bytes] = []
+
+        def deliver(frames: list[bytes]) -> None:
+            for frame in frames:
+                sink(frame)
 
         def callback(data: bytes, count: int, time_info: Any, status: int) -> tuple[None, int]:
             self._callback_began()
@@ -167,7 +191,10 @@ class Microphone(PortAudioStream):
                 data, remaining[0] = data[: keep * channels * 2], remaining[0] - keep
                 done = remaining[0] <= 0
             for frame in splitter.push(resampler.process(to_mono(data, channels), last=done)):
-                loop.call_soon_threadsafe(sink, frame.tobytes())
+                pending.append(frame.tobytes())
+            if pending and (len(pending) >= self.frames_per_wakeup or done):
+                loop.call_soon_threadsafe(deliver, pending[:])
+                pending.clear()
             return None, pyaudio.paComplete if done else pyaudio.paContinue
 
         return callback

@@ -17,7 +17,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -365,28 +365,44 @@ class PortAudioOutput(PortAudioStream):
 
 
 class WavOutput:
-    """Writes a Speaker to a WAV file (16-bit mono at the speaker's rate), paced in real time."""
+    """Writes a Speaker to a WAV file (16-bit mono at the speaker's rate), paced in real time.
+
+    Like a PortAudio device it rests while the speaker is idle (not pulled at all) and, woken,
+    writes the silence it skipped, so the file keeps wall-clock time."""
 
     def __init__(self, path: Path, period_ms: int = 20) -> None:
         self.path = path
         self.period_ms = period_ms
         self._task: asyncio.Task[None] | None = None
+        self._file: BinaryIO | None = None
         self._wav: wave.Wave_write | None = None
+        self._woken = asyncio.Event()
 
     def start(self, speaker: Speaker) -> None:
-        self._wav = open_wav_writer(self.path, speaker.device_rate)
+        self._file = self.path.open("wb")
+        self._wav = open_wav_writer(self._file, speaker.device_rate)
+        speaker.on_wake = self._woken.set
         self._task = asyncio.create_task(self._run(speaker))
 
     async def _run(self, speaker: Speaker) -> None:
-        assert self._wav is not None
+        wav = self._wav
+        assert wav is not None
         period = speaker.device_rate * self.period_ms // 1000
+        period_s = self.period_ms / 1000
         started, count = time.monotonic(), 0
         while True:
-            self._wav.writeframes(speaker.pull(period).tobytes())
+            wav.writeframesraw(speaker.pull(period).tobytes())  # the header is patched at close
             count += 1
-            await asyncio.sleep(
-                max(0.0, started + count * self.period_ms / 1000 - time.monotonic())
-            )
+            if speaker.pause_if_idle():
+                assert self._file is not None
+                self._file.flush()  # what has played is in the file while the speaker rests
+                self._woken.clear()
+                await self._woken.wait()
+                skipped = int((time.monotonic() - started) / period_s) - count
+                if skipped > 0:
+                    wav.writeframesraw(bytes(2 * period * skipped))
+                    count += skipped
+            await asyncio.sleep(max(0.0, started + count * period_s - time.monotonic()))
 
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -397,10 +413,13 @@ class WavOutput:
         if self._wav is not None:
             self._wav.close()
             self._wav = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
-def open_wav_writer(path: Path, rate: int) -> wave.Wave_write:
-    wav = wave.open(str(path), "wb")  # noqa: SIM115 (closed by its owner)
+def open_wav_writer(target: Path | BinaryIO, rate: int) -> wave.Wave_write:
+    wav = wave.open(str(target) if isinstance(target, Path) else target, "wb")  # noqa: SIM115
     wav.setnchannels(1)
     wav.setsampwidth(2)
     wav.setframerate(rate)

@@ -7,7 +7,9 @@ NTP, 5xx, 429, other answers) means "unreachable": the agent starts anyway, offl
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import ssl
 import time
 import urllib.error
@@ -41,6 +43,31 @@ def model_url(endpoint: str, api_version: str, model: str) -> str:
     return f"{base.rstrip('/')}/{api_version}/{urllib.parse.quote(name)}"
 
 
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """One TLS context (with its CA store, ~1 MB) per CA file as it is on disk: the start-up
+    check, the idle probe and every connection share it (google-genai made one per client).
+    Without `ca_file` the CAs are the SDK's: $SSL_CERT_FILE / $SSL_CERT_DIR, else certifi's."""
+    cafile = ca_file or os.environ.get("SSL_CERT_FILE") or _certifi_bundle()
+    try:
+        version = os.stat(cafile).st_mtime_ns if cafile else 0
+    except OSError:
+        version = -1  # ssl reports the missing file
+    return _tls_context(cafile, os.environ.get("SSL_CERT_DIR"), version)
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(cafile: str, capath: str | None, version: int) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile or None, capath=capath)
+
+
+def _certifi_bundle() -> str:
+    try:
+        import certifi  # google-genai's dependency
+    except ImportError:
+        return ""  # the system's CAs
+    return str(certifi.where())
+
+
 def probe_service(
     endpoint: str,
     api_version: str,
@@ -53,7 +80,7 @@ def probe_service(
     request = urllib.request.Request(
         model_url(endpoint, api_version, model), headers={"x-goog-api-key": key}
     )
-    context = ssl.create_default_context(cafile=ca_file or None)
+    context = tls_context(ca_file)
     deadline = time.monotonic() + timeout_s
     try:
         with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:

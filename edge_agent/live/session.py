@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -62,9 +63,24 @@ def _wire() -> ModuleType:
     return _loaded[0]
 
 
-async def load_sdk() -> None:
+async def load_sdk(config: Config) -> None:
     """Imports google-genai in a worker thread; the daemon calls it right after READY."""
-    await asyncio.to_thread(_wire)
+    await asyncio.to_thread(_load_wire, not config.web.enabled)
+
+
+def _load_wire(hide_aiohttp: bool) -> None:
+    """google-genai imports aiohttp whenever it is installed (for the emulator and the page) and
+    a Live session never uses it: hidden, the SDK takes its own no-aiohttp path and the agent
+    stays 6 MB smaller. Never hidden while the page (which needs it) may be importing it."""
+    if not hide_aiohttp or "aiohttp" in sys.modules:
+        _wire()
+        return
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # import aiohttp -> ImportError
+    try:
+        _wire()
+    finally:
+        if sys.modules.get("aiohttp", "") is None:
+            del sys.modules["aiohttp"]
 
 HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
 HANDLE_FILE = "resumption.json"
@@ -368,7 +384,7 @@ class LiveSession:
 
     async def _connect_and_serve(self) -> None:
         self._attempt_at = time.monotonic()  # a turn is sent in time if its attempt began in time
-        await load_sdk()
+        await load_sdk(self.config)
         credential = await asyncio.to_thread(self.key_provider)
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle

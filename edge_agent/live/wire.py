@@ -18,7 +18,6 @@ import base64
 import binascii
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
@@ -33,6 +32,7 @@ from edge_agent.config import Config
 from edge_agent.credentials import Credential
 from edge_agent.events import LiveEvent, ModelAudio, OutputTranscript
 from edge_agent.live.models import effective_api_version
+from edge_agent.live.probe import tls_context
 from edge_agent.live.setup import build_live_config
 from edge_agent.live.translate import events_from_message
 
@@ -60,9 +60,8 @@ def _client(config: Config, credential: Credential) -> genai.Client:
         "ping_timeout": live.ping_timeout_s,
         "close_timeout": 1.0,
         "compression": "deflate" if live.compression else None,
+        "ssl": tls_context(live.ca_file),
     }
-    if live.ca_file:
-        args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
     version = "v1alpha" if credential.is_ephemeral_token else effective_api_version(config)
     return genai.Client(
         api_key=credential.value,
