@@ -77,7 +77,7 @@ def error_detail(exc: errors.APIError) -> str:
 
 # ---- the fast path ------------------------------------------------------------------------------
 
-_fallback_logged: list[str] = []
+_fallback_logged: list[str] = []  # the session type the fast path did not fit, once
 
 
 def raw_socket(session: Any) -> Any | None:
@@ -90,7 +90,7 @@ def raw_socket(session: Any) -> Any | None:
         return ws
     if not _fallback_logged:
         _fallback_logged.append(type(session).__name__)
-        log.info("the wire fast path does not fit this google-genai session: its public API")
+        log.info("the wire fast path does not fit this google-genai session: using its public API")
     return None
 
 
