@@ -31,8 +31,10 @@ from edge_agent.emulator.server import Emulator, EmulatorOptions
 
 PI_HZ = 1.0e9  # Pi Zero 2 W: 4x Cortex-A53 at 1 GHz
 PI_IPC = 0.5  # assumed instructions per cycle for CPython on the in-order A53
+LEAD_IN_S = 20  # quiet while the SDK loads and connects: a question then would wait (merged)
 CONFIG = """
 [conversation]
+start = "always"
 idle_timeout_s = 30
 [service]
 state_dir = "{state}"
@@ -87,7 +89,8 @@ async def conversation_cost(folder: Path, questions: int) -> tuple[float, float]
         for run, count in enumerate((questions, 2 * questions)):
             speech, _, seconds = spoken_input(folder, count)
             wav = folder / f"input{run}.wav"
-            write_wav(wav, speech.samples)
+            lead_in = np.zeros(16000 * LEAD_IN_S, np.int16)  # the same in both runs: cancels
+            write_wav(wav, np.concatenate([lead_in, speech.samples]))
             command = [
                 sys.executable,
                 "-m",

@@ -489,24 +489,22 @@ class LiveSession:
 
     async def _receive_loop(self, session: Any) -> None:
         """A message the SDK cannot make sense of is dropped; the socket goes on."""
+        receive = _wire().receiver(session)
         while True:
             try:
-                async for message in session.receive():
-                    self._deliver(message)
+                events = await receive()
             except MALFORMED as exc:
                 self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
+                continue
             except Exception as exc:
                 if not isinstance(exc, _wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
                     raise  # the connection closed, or worse: the connection loop decides
                 self._bad_message(f"an error object: {str(exc)[:160]}")
+                continue
+            self._deliver(events)
 
-    def _deliver(self, message: Any) -> None:
+    def _deliver(self, events: list[LiveEvent]) -> None:
         self._last_message_at = time.monotonic()
-        try:
-            events = _wire().events_from_message(message)
-        except MALFORMED as exc:
-            self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
-            return
         for event in events:
             self._note(event)
             try:
