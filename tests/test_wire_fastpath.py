@@ -32,7 +32,10 @@ from tests.test_emulator import ask
 
 # AsyncSession._receive of google-genai 3.6.1, which wire.receiver and events_from_frame mirror
 RECEIVE_SHA256 = "c33b714bacf6928be5f932367c030da3c5813fdc98243a56027ddbb836ba92c2"
+# websockets' Connection.send_context and drain, whose open, unpaused path wire.direct_sender takes
+SEND_SHA256 = "87c13cb40b09e54ac98716863585523540b1ff5e439cf519fb387d3f83b8a674"
 MIC_FRAME = bytes(range(256)) * 3 + bytes(192)  # 30 ms; in base64, urlsafe "-" and "_"
+MIME = "audio/pcm;rate=16000"
 
 
 def test_the_sdk_still_receives_as_the_fast_path_mirrors() -> None:
@@ -42,6 +45,17 @@ def test_the_sdk_still_receives_as_the_fast_path_mirrors() -> None:
         "wire.events_from_frame, then update RECEIVE_SHA256"
     )
     assert "decode" in inspect.signature(ClientConnection.recv).parameters
+
+
+def test_websockets_still_sends_as_the_direct_path_mirrors() -> None:
+    source = "".join(
+        inspect.getsource(method)
+        for method in (ClientConnection.send_context, ClientConnection.drain)
+    )
+    assert hashlib.sha256(source.encode()).hexdigest() == SEND_SHA256, (
+        "websockets changed how send() writes: compare it with wire.direct_sender, then update "
+        "SEND_SHA256"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -88,6 +102,24 @@ async def test_a_microphone_frame_on_the_wire_is_what_the_sdk_writes(
             fast = await peer.ws.recv()
             await session.send_realtime_input(**{kind: types.Blob(data=payload, mime_type=mime)})
             assert fast == await peer.ws.recv()  # the same frame type and bytes
+
+
+async def test_a_frame_sent_at_once_is_the_same_frame_and_waits_when_the_socket_is_held(
+    server: HostileServer,
+) -> None:
+    async with connected(server) as (session, peer):
+        send_now = wire.direct_sender(session)
+        assert send_now is not None, "the websocket is not the shape direct_sender knows"
+        assert send_now("audio", MIC_FRAME)
+        direct = await peer.ws.recv()
+        await session.send_realtime_input(audio=types.Blob(data=MIC_FRAME, mime_type=MIME))
+        assert direct == await peer.ws.recv()
+        assert not send_now("activity_start", b"")  # only frames; the rest keeps its order
+        session._ws.paused = True  # flow control holds the socket: send() would wait
+        assert not send_now("audio", MIC_FRAME)
+        session._ws.paused = False
+        await session._ws.close()
+        assert not send_now("audio", MIC_FRAME)
 
 
 async def test_without_a_usable_socket_the_public_api_is_used_and_said_once(

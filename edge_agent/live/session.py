@@ -147,6 +147,7 @@ class LiveSession:
         self._journal_audio_s = 0.0
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_LINES)
         self._wake = asyncio.Event()
+        self._send_now: Callable[[str, bytes], bool] | None = None  # the connection's, if any
         self._switch = asyncio.Event()
         self._goaway_pending = False
         self._model_busy = False
@@ -197,10 +198,24 @@ class LiveSession:
         self._queue(Outgoing("tool_response", (call_id, name, response, scheduling)))
 
     def _queue(self, item: Outgoing) -> None:
+        if not self._outbox and self._send_now is not None and self._sent_at_once(item):
+            return
         self._outbox.append(item)
         if not self.connected:
             self._bound_gap_audio()
         self._wake.set()
+
+    def _sent_at_once(self, item: Outgoing) -> bool:
+        """A frame with nothing queued before it goes out now, without waking the sender."""
+        assert self._send_now is not None
+        try:
+            sent = self._send_now(item.kind, item.payload)
+        except Exception as exc:  # the socket broke: the sender's send() finds out and reconnects
+            log.debug("direct send failed: %r", exc)
+            return False
+        if sent:
+            self._sent(item)
+        return sent
 
     def _bound_gap_audio(self) -> None:
         buffered = sum(item.audio_seconds for item in self._outbox)
@@ -441,6 +456,7 @@ class LiveSession:
         return [i for i in replay if i.kind != "tool_response"]
 
     async def _serve(self, session: Any) -> None:
+        self._send_now = _wire().direct_sender(session)
         sender = asyncio.create_task(self._send_loop(session))
         receiver = asyncio.create_task(self._receive_loop(session))
         switch: asyncio.Task[Any] = asyncio.create_task(self._switch.wait())
@@ -455,6 +471,7 @@ class LiveSession:
                 return
             raise _Switch()
         finally:
+            self._send_now = None
             for task in (sender, receiver, switch):
                 task.cancel()
             await asyncio.gather(sender, receiver, switch, return_exceptions=True)
@@ -467,12 +484,16 @@ class LiveSession:
             item = self._outbox[0]
             await _wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
-            if item.kind != "video":
-                self._journal.append(item)
-                self._journal_audio_s += item.audio_seconds
-                if item.ends_turn:
-                    self._journal_turn_end = len(self._journal)
-                self._bound_journal()
+            self._sent(item)
+
+    def _sent(self, item: Outgoing) -> None:
+        """Kept until its turn is answered: a reconnect replays it."""
+        if item.kind != "video":
+            self._journal.append(item)
+            self._journal_audio_s += item.audio_seconds
+            if item.ends_turn:
+                self._journal_turn_end = len(self._journal)
+            self._bound_journal()
 
     def _bound_journal(self) -> None:
         """Streamed audio with no turn end (server VAD) keeps only its last seconds."""

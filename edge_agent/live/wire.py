@@ -27,6 +27,7 @@ from google import genai
 from google.genai import _live_converters, errors, types
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CLOSE_CODE_EXPLANATIONS
+from websockets.protocol import State
 
 from edge_agent.config import Config
 from edge_agent.credentials import Credential
@@ -36,7 +37,7 @@ from edge_agent.live.probe import tls_context
 from edge_agent.live.setup import build_live_config
 from edge_agent.live.translate import events_from_message
 
-__all__ = ["NETWORK_ERRORS", "APIError", "connect", "receiver", "send"]
+__all__ = ["NETWORK_ERRORS", "APIError", "connect", "direct_sender", "receiver", "send"]
 
 log = logging.getLogger(__name__)
 APIError = errors.APIError
@@ -104,10 +105,46 @@ _BLOB_JSON = {
 }
 
 
+def _blob_message(kind: str, payload: bytes) -> str:
+    head, tail = _BLOB_JSON[kind]
+    return head + base64.urlsafe_b64encode(payload).decode("ascii") + tail
+
+
+SendNow = Callable[[str, bytes], bool]
+
+
+def direct_sender(session: Any) -> SendNow | None:
+    """send_now(kind, payload) writes a microphone or camera frame at once, in the caller's turn
+    of the loop, when the websocket takes it without waiting (open, not held by flow control, no
+    fragmented message under way): what websockets' send() does then, without a coroutine and a
+    wake-up of the sender task per frame. False: it did not; send() it. None: no fast path."""
+    ws = raw_socket(session)
+    protocol: Any = getattr(ws, "protocol", None)
+    if (
+        ws is None
+        or not all(hasattr(ws, name) for name in ("send_in_progress", "paused", "send_data"))
+        or not callable(getattr(protocol, "send_text", None))
+    ):
+        return None
+
+    def send_now(kind: str, payload: bytes) -> bool:
+        if (
+            kind not in _BLOB_JSON
+            or ws.send_in_progress is not None
+            or ws.paused
+            or protocol.state is not State.OPEN
+        ):
+            return False
+        protocol.send_text(_blob_message(kind, payload).encode())
+        ws.send_data()
+        return True
+
+    return send_now
+
+
 async def send(session: Any, kind: str, payload: Any) -> None:
     if kind in _BLOB_JSON and (ws := raw_socket(session)) is not None:
-        head, tail = _BLOB_JSON[kind]
-        await ws.send(head + base64.urlsafe_b64encode(payload).decode("ascii") + tail)
+        await ws.send(_blob_message(kind, payload))
     elif kind == "audio":
         blob = types.Blob(data=payload, mime_type="audio/pcm;rate=16000")
         await session.send_realtime_input(audio=blob)
