@@ -236,12 +236,8 @@ def test_an_idle_speaker_pauses_once_and_sound_wakes_it_once() -> None:
     assert not never.pause_if_idle()
 
 
-async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
-    tmp_path: Path,
-) -> None:
-    """Idle, a `file:` speaker is not pulled (as a paused device is not called back); woken, it
-    writes the silence it skipped, so the WAV still runs in step with the clock."""
-    speaker = Speaker(device_rate=16000, jitter_ms=0, idle_stop_s=0.04)
+def count_pulls(speaker: Speaker) -> list[int]:
+    """[how many periods the device has pulled so far], kept up to date."""
     pulls = [0]
     pull = speaker.pull
 
@@ -250,6 +246,16 @@ async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
         return pull(count)
 
     speaker.pull = counted  # type: ignore[method-assign]
+    return pulls
+
+
+async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
+    tmp_path: Path,
+) -> None:
+    """Idle, a `file:` speaker is not pulled (as a paused device is not called back); woken, it
+    writes the silence it skipped, so the WAV still runs in step with the clock."""
+    speaker = Speaker(device_rate=16000, jitter_ms=0, idle_stop_s=0.04)
+    pulls = count_pulls(speaker)
     output = WavOutput(tmp_path / "out.wav", period_ms=10)
     began = time.monotonic()
     output.start(speaker)
@@ -279,14 +285,7 @@ async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
 async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) -> None:
     _, speaker_wav = jack_clock  # type: ignore[misc]
     speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=0.2)
-    pulls = [0]
-    original_pull = speaker.pull
-
-    def counting_pull(count: int) -> np.ndarray:
-        pulls[0] += 1
-        return original_pull(count)
-
-    speaker.pull = counting_pull  # type: ignore[method-assign]
+    pulls = count_pulls(speaker)
     output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
     output.start(speaker)
     for _ in range(200):
