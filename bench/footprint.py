@@ -6,7 +6,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
   READY line (which, unlike edge-agent's, includes connecting: it connects first).
 - idle listening: the same process, once it has settled after READY (the SDK loads then: 15 s
   windows until the count has fallen below half the busiest window's and holds), a minute;
-  the microphone is a file of room noise (sox pink noise at -45 dBFS), no conversation.
+  the microphone is a file of room noise (sox pink noise, -58 dBFS RMS), no conversation;
+  the wake-word detector alone is counted on the same noise (1 and 2 minutes, differenced).
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
   after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
   and never with a JACK segment; the baseline on the same PCMs.
@@ -76,7 +77,7 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def room_noise(folder: Path, seconds: int) -> tuple[Path, Path]:
-    """Pink noise at about -45 dBFS: a 16 kHz WAV (file: mic) and raw S16_LE (ALSA mic)."""
+    """Pink noise at -58 dBFS RMS (-45 peak): a 16 kHz WAV (file: mic) and raw S16_LE (ALSA mic)."""
     wav, raw = folder / "room.wav", folder / "room.raw"
     synth = ["synth", str(seconds), "pinknoise", "vol", "0.006"]
     command = ["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(wav), *synth]
@@ -232,6 +233,31 @@ def agent_memory(config: Path, env: dict[str, str], settle_s: float = 10.0) -> d
         sock.close()
 
 
+# feeds argv[2] seconds of the WAV argv[1] to a wake-word Detector of the models argv[3:]
+DETECTOR_ALONE = """
+import sys, wave
+from edge_agent.audio.wakeword import Detector, load_models
+from edge_agent.config import WakeWordConfig
+detector = Detector(load_models(WakeWordConfig(models=sys.argv[3:])))
+with wave.open(sys.argv[1]) as wav:
+    pcm = wav.readframes(int(float(sys.argv[2]) * 16000))
+for start in range(0, len(pcm) - 959, 960):
+    detector.feed(pcm[start : start + 960])
+"""
+
+
+def detector_instructions(wav: Path, models: list[str], folder: Path) -> float:
+    """The wake-word detector alone, per minute of a quiet room: the same models on the same
+    30 ms frames, 1 and 2 minutes under callgrind, the difference kept (start-up cancels out)."""
+    counts = []
+    for seconds in (60, 120):
+        out = folder / f"callgrind-detector-{seconds}.out"
+        command = [sys.executable, "-c", DETECTOR_ALONE, str(wav), str(seconds), *models]
+        subprocess.run(callgrind_command(out, command), check=True, capture_output=True)
+        counts.append(totals(out))
+    return float(counts[1] - counts[0])
+
+
 def baseline_command(emulator: Emulator) -> list[str]:
     return [sys.executable, "-m", "bench.baseline", emulator.url, str(emulator.cert_path)]
 
@@ -318,6 +344,11 @@ async def measure(folder: Path, idle_s: float, baseline: bool) -> dict[str, Any]
             memory = await asyncio.to_thread(agent_memory, alsa_config, env)
             imports = await asyncio.to_thread(import_costs, file_config, env)
             results[name] = {"ready": ready, "idle": idle, **memory, "imports": imports}
+            wake = tomllib.loads(file_config.read_text())
+            if wake.get("conversation", {}).get("start") == "wake_word":
+                models = wake.get("wake_word", {}).get("models", ["okay_nabu"])
+                detector = await asyncio.to_thread(detector_instructions, wav, models, folder)
+                results[name]["detector"] = detector
             print(name, {k: v for k, v in results[name].items() if k != "imports"}, flush=True)
         if baseline:
             env = environment(folder, raw)
@@ -339,6 +370,14 @@ def report(results: dict[str, Any]) -> None:
     )
     for label, key, scale in rows:
         print(f"{label:34}" + "".join(f"{results[n][key] / scale:16.3f}" for n in names))
+    for name in names:
+        detector = results[name].get("detector")
+        if detector:
+            rest = results[name]["idle"] - detector
+            print(
+                f"\n{name}: the wake-word detector alone {detector / 1e9:.3f} G/min; the rest of "
+                f"idle listening {rest / 1e9:.3f} G/min, {100 * rest / detector:.1f} % of it"
+            )
     for name in names:
         imports = results[name].get("imports")
         if imports:
