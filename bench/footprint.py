@@ -4,8 +4,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
 - exec -> READY: `run` under callgrind, counters dumped (callgrind_control -d) when its READY
   datagram arrives on a NOTIFY_SOCKET this script listens on; the baseline likewise up to its
   READY line (which, unlike edge-agent's, includes connecting: it connects first).
-- idle listening: the same process, once it has settled after READY (the SDK loads then: 15 s
-  windows until the count has fallen below half the busiest window's and holds), a minute;
+- idle listening: the same process, once it has settled after READY (the SDK loads then: its
+  "google-genai loaded" log line, then one 15 s window), a minute;
   the microphone is a file of room noise (sox pink noise, -58 dBFS RMS), no conversation;
   the wake-word detector alone is counted on the same noise (1 and 2 minutes, differenced).
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
@@ -93,7 +93,7 @@ def agent_config(
     extra = {
         "live": {"endpoint": emulator.url, "ca_file": str(emulator.cert_path)},
         "audio": devices,
-        "service": {"state_dir": str(folder / "state"), "log_level": "warning"},
+        "service": {"state_dir": str(folder / "state"), "log_level": "info"},
     }
     return write_toml(folder / f"{name}-{tag}.toml", merged(base, extra))
 
@@ -158,10 +158,14 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 def counted(
-    process: subprocess.Popen[Any], out: Path, ready: Callable[[], None], idle_s: float
+    process: subprocess.Popen[Any],
+    out: Path,
+    ready: Callable[[], None],
+    sdk_loaded: Callable[[], None],
+    idle_s: float,
 ) -> tuple[int, float]:
     """(instructions exec -> READY, idle instructions per minute) of a process under callgrind;
-    `ready` returns when it is READY."""
+    `ready` returns when it is READY, `sdk_loaded` once it has loaded google-genai."""
     ready()
     control(process.pid, "-d")
     at_ready = dumped(out, 1)
@@ -176,16 +180,9 @@ def counted(
         return dumped(out, dumps[-1])
 
     # what runs right after READY (the SDK loads then, over a minute under valgrind) is waited
-    # out: until the count of a 15 s window has fallen below half the busiest one's and the
-    # next window agrees with it within 30 %
-    counts = [window(SETTLE_WINDOW_S)]
-    for _ in range(40):
-        counts.append(window(SETTLE_WINDOW_S))
-        last, before = counts[-1], counts[-2]
-        if max(last, before) < 1.3 * min(last, before) and before < 0.5 * max(counts):
-            break
-    else:
-        raise RuntimeError("the process never settled after READY")
+    # out: until the daemon says the SDK is loaded, and one more 15 s window
+    sdk_loaded()
+    window(SETTLE_WINDOW_S)
     return at_ready, window(idle_s) * 60 / idle_s
 
 
@@ -195,14 +192,24 @@ def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tupl
     sock, address = listen(folder)
     out = folder / f"callgrind-{config.stem}.out"
     command = [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
-    process = subprocess.Popen(
-        callgrind_command(out, command),
-        env={**env, "NOTIFY_SOCKET": address},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = folder / f"{config.stem}.log"
+    with log.open("w") as errors:
+        process = subprocess.Popen(
+            callgrind_command(out, command),
+            env={**env, "NOTIFY_SOCKET": address},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+
+    def sdk_loaded() -> None:
+        deadline = time.monotonic() + 900
+        while "google-genai loaded" not in log.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the SDK never loaded: {log.read_text()[-2000:]}")
+            time.sleep(1)
+
     try:
-        return counted(process, out, lambda: wait_ready(sock), idle_s)
+        return counted(process, out, lambda: wait_ready(sock), sdk_loaded, idle_s)
     finally:
         stop(process)
         sock.close()

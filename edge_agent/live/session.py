@@ -65,7 +65,16 @@ def _wire() -> ModuleType:
 
 async def load_sdk(config: Config) -> None:
     """Imports google-genai in a worker thread; the daemon calls it right after READY."""
+    if _loaded:
+        return
+    started = time.monotonic()
     await asyncio.to_thread(_load_wire, not config.web.enabled)
+    if not _announced:  # on the loop: said once, whoever asked first
+        _announced.append(True)
+        log.info("google-genai loaded in %.1f s", time.monotonic() - started)
+
+
+_announced: list[bool] = []
 
 
 def _load_wire(hide_aiohttp: bool) -> None:
