@@ -284,7 +284,8 @@ class Agent:
             self.camera.tick()
         self._poll_speaker()
         self._check_reply_timeout()
-        self.conversation.tick(busy=self.busy or self._model_streaming)
+        if self.conversation.is_open:
+            self.conversation.tick(busy=self.busy or self._model_streaming)
         self._update_state()
 
     def on_button(self, pressed: bool) -> None:

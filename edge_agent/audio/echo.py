@@ -65,6 +65,10 @@ class EchoGuard:
                 self._reference.pop(self._reference.size - MODEL_INPUT_RATE)
 
     def check(self, frame: bytes) -> EchoVerdict:
+        if self.speaker.paused:  # its device rests: nothing has played for a while (idle)
+            self.cancelled = frame
+            self._loud_frames, self._released = 0, False
+            return EchoVerdict(frame, False)
         if self._canceller is not None:
             near = np.frombuffer(frame, dtype="<i2")
             with self._reference_lock:
