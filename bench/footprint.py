@@ -8,6 +8,8 @@ conversations, counted in instructions (valgrind's callgrind) and memory (/proc)
   "google-genai loaded" log line, then one 15 s window), a minute;
   the microphone is a file of room noise (sox pink noise, -58 dBFS RMS), no conversation;
   the wake-word detector alone is counted on the same noise (1 and 2 minutes, differenced).
+- microphone capture: what a `file:` microphone skips, a PortAudio stream on ALSA's file PCM
+  at 16 kHz mono (unpaced), resting, per minute of audio (1 and 2 minutes, differenced).
 - memory: RSS, PSS and USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, 10 s
   after READY, on plain ALSA (the file/null PCMs of tests/asound-test.conf), never under valgrind
   and never with a JACK segment; the baseline on the same PCMs.
@@ -265,6 +267,39 @@ def detector_instructions(wav: Path, models: list[str], folder: Path) -> float:
     return float(counts[1] - counts[0])
 
 
+# captures argv[1] seconds of the ALSA PCM "mic" (tests/asound-test.conf) through Microphone,
+# resting (frames to the loop 200 ms at a time) as between conversations
+CAPTURE = """
+import asyncio, sys
+from edge_agent.audio.capture import Microphone
+async def main(seconds):
+    wanted, got, done = int(seconds * 1000 / 30) - 1, [0], asyncio.Event()
+    def sink(frame):
+        got[0] += 1
+        if got[0] >= wanted:
+            done.set()
+    mic = Microphone("mic", frame_ms=30, rate=16000, channels=1, max_seconds=seconds)
+    mic.rest(True)
+    mic.start(sink)
+    await done.wait()
+    await mic.close()
+asyncio.run(main(float(sys.argv[1])))
+"""
+
+
+def capture_instructions(env: dict[str, str], folder: Path) -> float:
+    """Capture through PortAudio and ALSA's file plugin at 16 kHz mono, per minute of audio
+    (1 and 2 minutes, differenced): the part of idle listening a `file:` microphone skips.
+    The PCM is unpaced, so this is work per minute of audio, not of waiting."""
+    counts = []
+    for seconds in (60, 120):
+        out = folder / f"callgrind-capture-{seconds}.out"
+        command = [sys.executable, "-c", CAPTURE, str(seconds)]
+        subprocess.run(callgrind_command(out, command), env=env, check=True, capture_output=True)
+        counts.append(totals(out))
+    return float(counts[1] - counts[0])
+
+
 def baseline_command(emulator: Emulator) -> list[str]:
     return [sys.executable, "-m", "bench.baseline", emulator.url, str(emulator.cert_path)]
 
@@ -357,6 +392,9 @@ async def measure(folder: Path, idle_s: float, baseline: bool) -> dict[str, Any]
                 detector = await asyncio.to_thread(detector_instructions, wav, models, folder)
                 results[name]["detector"] = detector
             print(name, {k: v for k, v in results[name].items() if k != "imports"}, flush=True)
+        capture = await asyncio.to_thread(capture_instructions, environment(folder, raw), folder)
+        print(f"microphone capture (PortAudio) {capture / 1e9:.3f} G/min", flush=True)
+        results["default"]["capture"] = capture
         if baseline:
             env = environment(folder, raw)
             results["baseline"] = await asyncio.to_thread(baseline_figures, emulator, folder, env)
@@ -377,6 +415,9 @@ def report(results: dict[str, Any]) -> None:
     )
     for label, key, scale in rows:
         print(f"{label:34}" + "".join(f"{results[n][key] / scale:16.3f}" for n in names))
+    capture = results.get("default", {}).get("capture")
+    if capture:
+        print(f"\nmicrophone capture through PortAudio, per minute of audio: {capture / 1e9:.3f} G")
     for name in names:
         detector = results[name].get("detector")
         if detector:
