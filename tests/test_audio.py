@@ -111,6 +111,29 @@ async def test_an_idle_agents_microphone_wakes_the_loop_a_few_frames_at_a_time(
         assert set(await wakeups_of(listening, 20)) == {1}
 
 
+async def test_a_loop_that_falls_behind_the_microphone_gets_its_newest_audio_not_a_backlog(
+    alsa_files: tuple[Path, Path],
+) -> None:
+    """The unpaced test PCM outruns a slow consumer, as a device would a stalled loop: what the
+    loop cannot take is dropped and counted, never queued without end."""
+    alsa_files[0].write_bytes((np.arange(16000 * 12) // 480).astype(np.int16).tobytes())
+    mic = Microphone("mic", frame_ms=30, rate=16000, channels=1, max_seconds=12.0)
+    firsts: list[int] = []
+
+    def slow(frame: bytes) -> None:
+        firsts.append(int(np.frombuffer(frame[:2], "<i2")[0]))
+        time.sleep(0.005)
+
+    mic.start(slow)
+    for _ in range(1000):
+        if mic._stream is not None and not mic._stream.is_active() and mic.behind() == 0:
+            break
+        await asyncio.sleep(0.01)
+    await mic.close()
+    assert mic.dropped_frames > 0 and len(firsts) + mic.dropped_frames == 16000 * 12 // 480
+    assert firsts == sorted(firsts)  # in order, gaps where frames were dropped
+
+
 def test_wav_microphone_reads_any_rate_and_channels(tmp_path: Path) -> None:
     signal = make_signal(44100, 0.5, 2)
     path = write_wav(tmp_path / "in.wav", signal, rate=44100, channels=2)

@@ -18,8 +18,10 @@ import numpy as np
 
 from edge_agent.audio.devices import AudioDevice, DeviceNotFound, PortAudioStream, preferred_rate
 from edge_agent.audio.resample import MODEL_INPUT_RATE, FrameSplitter, Resampler, to_mono
+from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+late_log = RateLimitedLog(log)
 
 FrameSink = Callable[[bytes], None]
 FILE_PREFIX = "file:"
@@ -32,6 +34,9 @@ BLOCK_S = 0.01
 # and the wake word still see every frame, in order; a turn's start is heard up to this much
 # later (its pre-roll keeps the audio) and from then on every frame goes on at once.
 IDLE_WAKEUP_S = 0.2
+# A loop this far behind the microphone gets its newest audio, not a backlog: older frames are
+# dropped (counted, logged at most once a minute) instead of queueing without end.
+MAX_BEHIND_S = 2.0
 
 
 class FrameSource:
@@ -124,6 +129,9 @@ class Microphone(PortAudioStream, FrameSource):
         self.rate = 0  # as opened
         self.channels = 0
         self.overflows = 0
+        self.dropped_frames = 0  # the loop was more than MAX_BEHIND_S behind
+        self._handed = 0  # frames handed to the loop (audio thread) ...
+        self._taken = 0  # ... and taken by the sink (loop)
         self._sink: FrameSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -178,7 +186,10 @@ class Microphone(PortAudioStream, FrameSource):
         remaining = [budget]
         pending: list[bytes] = []
 
+        most_behind = max(1, round(MAX_BEHIND_S * MODEL_INPUT_RATE / self.frame_samples))
+
         def deliver(frames: list[bytes]) -> None:
+            self._taken += len(frames)
             for frame in frames:
                 sink(frame)
 
@@ -193,11 +204,20 @@ class Microphone(PortAudioStream, FrameSource):
                 done = remaining[0] <= 0
             frames(data, done, pending)
             if pending and (len(pending) >= self.frames_per_wakeup or done):
-                loop.call_soon_threadsafe(deliver, pending[:])
+                if self.behind() + len(pending) > most_behind:
+                    self.dropped_frames += len(pending)
+                    late_log.warning("late", "microphone: the loop is behind; audio dropped")
+                else:
+                    self._handed += len(pending)
+                    loop.call_soon_threadsafe(deliver, pending[:])
                 pending.clear()
             return None, complete if done else go_on
 
         return callback
+
+    def behind(self) -> int:
+        """Frames handed to the loop that it has not taken yet."""
+        return self._handed - self._taken
 
     def _frames_of(self, rate: int, channels: int) -> Callable[[bytes, bool, list[bytes]], None]:
         """frames(block, last, out): the whole model frames a device block completes, onto out.
