@@ -546,3 +546,14 @@ async def test_devices_that_take_the_model_rates_are_opened_at_them(
     assert (mic.rate, mic.channels) == (16000, 1)
     assert PortAudioOutput("speaker").probe_rate() == 24000
     assert PortAudioOutput("speaker", rate=44100).probe_rate() == 44100
+
+
+def test_aec_drops_its_stale_far_end_while_the_speaker_rests() -> None:
+    """Resting, the guard reads no far end; what the device played before it stopped must not
+    sit in front of the next reply's, out of step with the echo it belongs to."""
+    speaker = Speaker(device_rate=16000, jitter_ms=0, idle_stop_s=0.1)
+    guard = EchoGuard("aec", speaker, tail_ms=400)
+    speaker.pull(3200)  # silence, heard by the guard as its far end
+    assert speaker.pause_if_idle() and guard._reference.size == 3200
+    verdict = guard.check(bytes(960))
+    assert not verdict.suppressed and guard._reference.size == 0

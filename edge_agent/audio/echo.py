@@ -66,6 +66,9 @@ class EchoGuard:
 
     def check(self, frame: bytes) -> EchoVerdict:
         if self.speaker.paused:  # its device rests: nothing has played for a while (idle)
+            if self._canceller is not None and self._reference.size:
+                with self._reference_lock:  # its last silence must not delay the next far end
+                    self._reference.clear()
             self.cancelled = frame
             self._loud_frames, self._released = 0, False
             return EchoVerdict(frame, False)
