@@ -242,29 +242,35 @@ def agent_memory(config: Path, env: dict[str, str], settle_s: float = 10.0) -> d
         sock.close()
 
 
-# feeds argv[2] seconds of the WAV argv[1] to a wake-word Detector of the models argv[3:]
+# feeds argv[1] seconds of the WAV argv[2] to a wake-word Detector of the models argv[3:]
 DETECTOR_ALONE = """
 import sys, wave
 from edge_agent.audio.wakeword import Detector, load_models
 from edge_agent.config import WakeWordConfig
 detector = Detector(load_models(WakeWordConfig(models=sys.argv[3:])))
-with wave.open(sys.argv[1]) as wav:
-    pcm = wav.readframes(int(float(sys.argv[2]) * 16000))
+with wave.open(sys.argv[2]) as wav:
+    pcm = wav.readframes(int(float(sys.argv[1]) * 16000))
 for start in range(0, len(pcm) - 959, 960):
     detector.feed(pcm[start : start + 960])
 """
 
 
-def detector_instructions(wav: Path, models: list[str], folder: Path) -> float:
-    """The wake-word detector alone, per minute of a quiet room: the same models on the same
-    30 ms frames, 1 and 2 minutes under callgrind, the difference kept (start-up cancels out)."""
+def per_minute(script: str, args: list[str], env: dict[str, str], out: Path) -> float:
+    """Instructions of `python -c script SECONDS *args` per minute of SECONDS: run for 1 and 2
+    minutes under callgrind and the difference kept, so start-up cancels out."""
     counts = []
     for seconds in (60, 120):
-        out = folder / f"callgrind-detector-{seconds}.out"
-        command = [sys.executable, "-c", DETECTOR_ALONE, str(wav), str(seconds), *models]
-        subprocess.run(callgrind_command(out, command), check=True, capture_output=True)
-        counts.append(totals(out))
+        dump = out.with_name(f"{out.name}-{seconds}")
+        command = [sys.executable, "-c", script, str(seconds), *args]
+        subprocess.run(callgrind_command(dump, command), env=env, check=True, capture_output=True)
+        counts.append(totals(dump))
     return float(counts[1] - counts[0])
+
+
+def detector_instructions(wav: Path, models: list[str], folder: Path) -> float:
+    """The wake-word detector alone, per minute of a quiet room: the same models on the same
+    30 ms frames."""
+    return per_minute(DETECTOR_ALONE, [str(wav), *models], {**os.environ}, folder / "detector")
 
 
 # captures argv[1] seconds of the ALSA PCM "mic" (tests/asound-test.conf) through Microphone,
@@ -288,16 +294,10 @@ asyncio.run(main(float(sys.argv[1])))
 
 
 def capture_instructions(env: dict[str, str], folder: Path) -> float:
-    """Capture through PortAudio and ALSA's file plugin at 16 kHz mono, per minute of audio
-    (1 and 2 minutes, differenced): the part of idle listening a `file:` microphone skips.
-    The PCM is unpaced, so this is work per minute of audio, not of waiting."""
-    counts = []
-    for seconds in (60, 120):
-        out = folder / f"callgrind-capture-{seconds}.out"
-        command = [sys.executable, "-c", CAPTURE, str(seconds)]
-        subprocess.run(callgrind_command(out, command), env=env, check=True, capture_output=True)
-        counts.append(totals(out))
-    return float(counts[1] - counts[0])
+    """Capture through PortAudio and ALSA's file plugin at 16 kHz mono, per minute of audio:
+    the part of idle listening a `file:` microphone skips. The PCM is unpaced, so this is work
+    per minute of audio, not of waiting."""
+    return per_minute(CAPTURE, [], env, folder / "capture")
 
 
 def baseline_command(emulator: Emulator) -> list[str]:
