@@ -30,6 +30,14 @@ for variable in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "CREDENTIALS_DIRECTORY"):
 REPO = Path(__file__).resolve().parent.parent
 
 
+def simulate_against(emulator: Any, *args: str) -> list[str]:
+    """The command line of `edge-agent simulate` on a running emulator."""
+    return [
+        sys.executable, "-m", "edge_agent", "simulate",
+        "--endpoint", emulator.url, "--ca-file", str(emulator.cert_path), *args,
+    ]  # fmt: skip
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 
-from tests.conftest import REPO, read_log, run_cli, write_wav
+from tests.conftest import REPO, read_log, run_cli, simulate_against, write_wav
 
 
 def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
@@ -102,18 +102,7 @@ async def test_device_status_answers_the_model_inside_the_sandbox(
 
     scenario = Scenario(turns=[Turn(tool_call=ToolCallStep(name="device_status"), transcript="ok")])
     emulator = await start_emulator(scenario=scenario)
-    done = await asyncio.to_thread(
-        in_sandbox,
-        sys.executable,
-        "-m",
-        "edge_agent",
-        "simulate",
-        "--endpoint",
-        emulator.url,
-        "--ca-file",
-        str(emulator.cert_path),
-        "--json",
-    )
+    done = await asyncio.to_thread(in_sandbox, *simulate_against(emulator, "--json"))
     assert done.returncode == 0, done.stderr
     responses = [
         response

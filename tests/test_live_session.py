@@ -30,7 +30,7 @@ from edge_agent.events import (
     TurnComplete,
 )
 from edge_agent.live.session import HANDLE_FILE, LiveSession
-from tests.conftest import read_log
+from tests.conftest import read_log, simulate_against
 
 
 class Recorder:
@@ -324,14 +324,7 @@ async def test_the_command_line_exits_2_on_a_refused_key_or_model(
 
     emulator = await start_emulator(**options)
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edge_agent",
-        "simulate",
-        "--endpoint",
-        emulator.url,
-        "--ca-file",
-        str(emulator.cert_path),
+        *simulate_against(emulator),
         env={**os.environ, "GEMINI_API_KEY": "wrong"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
