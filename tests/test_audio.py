@@ -7,6 +7,7 @@ import threading
 import time
 import wave
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -334,30 +335,124 @@ async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) 
     assert np.count_nonzero(written) > len(chime("done", 48000)) // 2  # the chime was played
 
 
-async def test_the_audio_callback_thread_keeps_its_python_state(
+async def test_the_microphone_callback_thread_keeps_its_python_state(
     alsa_files: tuple[Path, Path],
 ) -> None:
     """PyAudio would otherwise create and destroy a Python thread state for every callback:
     a thread-local set in one callback must still be there in the next."""
-    speaker = Speaker(device_rate=16000, jitter_ms=0)
+    alsa_files[0].write_bytes(bytes(16000 * 2))
     local = threading.local()
     seen: list[object] = []
-    original_pull = speaker.pull
+    mic = Microphone("mic", frame_ms=20, rate=16000, channels=1, max_seconds=1.0)
+    frames_of = mic._frames_of
 
-    def marking_pull(count: int) -> np.ndarray:
-        seen.append(getattr(local, "mark", None))
-        local.mark = "kept"
-        return original_pull(count)
+    def marking_frames_of(rate: int, channels: int) -> Callable[[bytes, bool, list[bytes]], None]:
+        cut = frames_of(rate, channels)
 
-    speaker.pull = marking_pull  # type: ignore[method-assign]
-    output = PortAudioOutput("speaker", rate=16000, period_ms=20)
-    output.start(speaker, supervise=False)
+        def marking_cut(block: bytes, last: bool, out: list[bytes]) -> None:
+            seen.append(getattr(local, "mark", None))
+            local.mark = "kept"
+            cut(block, last, out)
+
+        return marking_cut
+
+    mic._frames_of = marking_frames_of  # type: ignore[method-assign]
+    mic.start(lambda frame: None)
     for _ in range(500):
         if len(seen) > 20:
             break
         await asyncio.sleep(0.002)
-    output.close()
+    await mic.close()
     assert len(seen) > 20 and seen[0] is None and set(seen[1:]) == {"kept"}
+
+
+def watch_writes(output: PortAudioOutput) -> list[tuple[int, bool]]:
+    """(frames the device still held, any sound) as each write to the real stream began."""
+    writes: list[tuple[int, bool]] = []
+    with output._control:
+        stream = output._stream
+        write = stream.write
+
+        def watched(data: bytes, **options: Any) -> None:
+            writes.append((output.device_frames - stream.get_write_available(), any(data)))
+            write(data, **options)
+
+        stream.write = watched
+    return writes
+
+
+async def until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("before", "idle_stop_s", "held_before_sound"),
+    [("rested", 0.2, False), ("ran on silence", 2.0, False), ("ran on silence", 0.0, True)],
+)
+async def test_sound_after_silence_starts_on_an_empty_device(
+    jack_clock: object, before: str, idle_stop_s: float, held_before_sound: bool
+) -> None:
+    """PortAudio starts a callback stream with its buffer full of silence, and a running device
+    holds a buffer of it: a reply waited behind that (45 ms on the bench). The first sound now
+    goes to an empty device, unless the device must never stop (speaker_idle_stop_s = 0, for
+    amplifiers that pop): then it still waits behind the silence."""
+    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=idle_stop_s)
+    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+    output.start(speaker, supervise=False)
+    writes = watch_writes(output)
+    speaker.chime(chime("listening", 48000))
+    await until(lambda: any(sound for _, sound in writes))
+    if before == "rested":
+        await until(lambda: speaker.paused and output._stream.is_stopped())
+        assert speaker.paused
+    else:
+        await until(lambda: len(writes) > 8 and not any(sound for _, sound in writes[-8:]))
+        assert not speaker.paused and writes[-1][0] > 0
+    silent_from = len(writes)
+    speaker.chime(chime("listening", 48000))
+    await until(lambda: any(sound for _, sound in writes[silent_from:]))
+    output.close()
+    held = next(held for held, sound in writes[silent_from:] if sound)
+    assert (held > 0) is held_before_sound, writes
+    assert speaker.underruns == 0  # a rest or a drop is not the device running dry
+
+
+async def test_a_flush_drops_the_reply_the_device_still_holds(jack_clock: object) -> None:
+    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
+    speaker.play(np.full(24000 * 3, 3000, np.int16).tobytes())
+    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+    output.start(speaker, supervise=False)
+    writes = watch_writes(output)
+    await until(lambda: len(writes) > 10)
+    flushed_at = len(writes)
+    speaker.flush()
+    await until(lambda: len(writes) > flushed_at + 3)
+    output.close()
+    assert all(sound and held > 0 for held, sound in writes[2:flushed_at - 1]), writes
+    assert 0 in [held for held, _ in writes[flushed_at : flushed_at + 2]], writes
+
+
+async def test_a_writer_that_falls_behind_the_device_counts_an_underrun(jack_clock: object) -> None:
+    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
+    speaker.play(np.full(24000 * 2, 3000, np.int16).tobytes())
+    pulls = [0]
+    pull = speaker.pull
+
+    def late_pull(count: int) -> np.ndarray:
+        pulls[0] += 1
+        if pulls[0] == 10:
+            time.sleep(0.2)  # the device holds 43 ms
+        return pull(count)
+
+    speaker.pull = late_pull  # type: ignore[method-assign]
+    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+    output.start(speaker, supervise=False)
+    await until(lambda: pulls[0] > 15)
+    output.close()
+    assert speaker.underruns >= 1 and output.device_frames < 0.2 * 48000
 
 
 def test_an_active_stream_without_callbacks_counts_as_stopped() -> None:

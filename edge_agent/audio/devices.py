@@ -151,6 +151,22 @@ async def keep_open(
                 backoff = min(backoff * 2, max_backoff_s)
 
 
+def drop_queued(stream: Any) -> bool:
+    """Drops what a running blocking output stream still holds, and runs it on, empty
+    (Pa_AbortStream, Pa_StartStream). PyAudio's Stream has no abort, so this calls its extension
+    module with the stream's handle; False, and nothing dropped, if PyAudio changes that."""
+    try:
+        from pyaudio import _portaudio
+
+        handle = stream._stream
+        abort, start = _portaudio.abort_stream, _portaudio.start_stream
+    except (ImportError, AttributeError):
+        return False
+    abort(handle)
+    start(handle)
+    return True
+
+
 STALLED_AFTER_S = 1.0  # an active stream without a callback for this long is re-opened
 _pinned = threading.local()
 

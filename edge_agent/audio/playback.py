@@ -1,15 +1,14 @@
 """Speaker: 24 kHz model audio -> device rate, adaptive jitter buffer, instant flush, chimes.
 
-The loop calls play(), end_of_reply(), flush() and chime(); the device (a PortAudio callback,
-a WAV writer, or simulate's virtual clock) calls pull() once per period. A PortAudio device stops
-after a stretch of silence (pause_if_idle) and is started again by on_wake when sound is queued:
-an idle speaker then costs no wake-ups at all.
+The loop calls play(), end_of_reply(), flush() and chime(); the device (a PortAudio writer
+thread, a WAV writer, or simulate's virtual clock) calls pull() once per period. A PortAudio
+device stops after a stretch of silence (pause_if_idle) and is started again by on_wake when
+sound is queued: an idle speaker then costs no wake-ups at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import threading
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from edge_agent.audio.devices import PortAudioStream, preferred_rate
+from edge_agent.audio.devices import PortAudioStream, drop_queued, preferred_rate
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
 from edge_agent.logs import RateLimitedLog
 
@@ -30,6 +29,7 @@ overflow_log = RateLimitedLog(log)
 
 MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 OUTPUT_LEVEL_HALF_LIFE_S = 0.2
+PA_OUTPUT_UNDERFLOWED = -9980  # PortAudio's paOutputUnderflowed
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -89,6 +89,7 @@ class Speaker:
         self.volume = volume
         self.clock = clock
         self.underruns = 0
+        self.flushes = 0  # flushes that dropped a reply being played
         self.first_sample_at: float | None = None  # when the current reply's first sample left
         self.reference_sink: ReferenceSink | None = None  # echo canceller's far end
         self._voice = SampleFifo()
@@ -148,6 +149,8 @@ class Speaker:
         self._resampler.reset()
         with self._lock:
             dropped = self._voice.clear()
+            if dropped or self._primed:
+                self.flushes += 1  # the device may still hold some of it
             self._primed = False
             self._reply_ended = False
             self._reply_started = False
@@ -249,7 +252,14 @@ class Speaker:
 
 
 class PortAudioOutput(PortAudioStream):
-    """Plays a Speaker on a PortAudio device in callback mode, one period per callback."""
+    """Plays a Speaker on a PortAudio device: a writer thread pulls one period at a time and
+    writes it in blocking mode.
+
+    Blocking writes, not a callback: PortAudio fills a callback stream's whole device buffer
+    with silence when it starts, so a reply waited behind it (45 ms at 20 ms periods); a
+    blocking stream starts empty and plays the first write at once. For the same reason, when
+    the device may be stopped (speaker_idle_stop_s > 0), silence queued on a running device is
+    dropped before a sound, and a flush drops the voice the device still holds."""
 
     def __init__(self, device: str, rate: int = 0, channels: int = 0, period_ms: int = 20) -> None:
         super().__init__("speaker", device)
@@ -258,9 +268,15 @@ class PortAudioOutput(PortAudioStream):
         self.period_ms = period_ms
         self.rate = 0
         self._speaker: Speaker | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waking = False
-        self._control = threading.Lock()  # stream stop/start
+        self._control = threading.Lock()  # the stream: held by the writer for each period
+        self._wakeup = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self._failed = False  # a write failed: the supervisor re-opens the stream
+        self._period = 0  # frames per write
+        self.device_frames = 0  # frames the device's buffer holds
+        self._silent_writes = 0  # periods of silence written since the last sound
+        self._flushes_seen = 0
 
     def probe_rate(self) -> int:
         """The rate the device will run at: as configured, else the model's if the device takes
@@ -276,92 +292,106 @@ class PortAudioOutput(PortAudioStream):
 
     def start(self, speaker: Speaker, supervise: bool = True) -> None:
         self._speaker = speaker
-        self._loop = asyncio.get_running_loop()
-        speaker.on_wake = self._wake
-        self._open_stream()
+        speaker.on_wake = self._wakeup.set
+        with self._control:
+            self._open_stream()
+        self._writer = threading.Thread(target=self._write_periods, name="speaker", daemon=True)
+        self._writer.start()
         if supervise:
             self._supervise()
 
-    # Stopping and starting run off the loop (Pa_StopStream waits for the buffer to play out),
-    # one at a time, and each checks the speaker's state again once it holds the lock: a stop
-    # that comes after the sound that woke the speaker does nothing.
-    # The callback never returns paComplete: PortAudio's ALSA thread then waits for the drain
-    # by polling, and on some PCMs (JACK's) it spins at full speed until Pa_StopStream.
+    def _write_periods(self) -> None:
+        speaker = self._speaker
+        assert speaker is not None
+        while not self._closing:
+            if speaker.paused or self._failed:
+                self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            with self._control:
+                if self._closing:
+                    break
+                if self._stream is None:  # a re-open failed; the supervisor tries again
+                    self._failed = True
+                    continue
+                try:
+                    self._write_one(self._stream, speaker)
+                except OSError as exc:
+                    log.warning("speaker: write failed (%s)", exc)
+                    self._failed = True
+                except Exception:  # the supervisor re-opens; the daemon plays on
+                    log.exception("speaker: writer failed")
+                    self._failed = True
 
-    def _pause(self) -> None:
-        assert self._loop is not None
-        self._loop.run_in_executor(None, self._stop_if_still_idle)
-
-    def _stop_if_still_idle(self) -> None:
-        with self._control:
-            stream, speaker = self._stream, self._speaker
-            if stream is not None and speaker is not None and speaker.paused:
-                with contextlib.suppress(OSError):
-                    stream.stop_stream()
-
-    def _wake(self) -> None:
-        self._waking = True
-        assert self._loop is not None
-        self._loop.run_in_executor(None, self._restart)
-
-    def _restart(self) -> None:
-        with self._control:
-            try:
-                if self._stream is not None and self._stream.is_stopped():
-                    self._stream.start_stream()
-                    self.last_callback = time.monotonic()
-            except OSError as exc:  # the supervisor re-opens it
-                log.warning("speaker: restart failed (%s)", exc)
-            finally:
-                self._waking = False
+    def _write_one(self, stream: Any, speaker: Speaker) -> None:
+        samples, channels = speaker.pull(self._period), self.requested_channels or 1
+        sounding = speaker.last_level > 0
+        may_stop = speaker.idle_stop_samples > 0
+        if stream.is_stopped():
+            stream.start_stream()
+        elif may_stop and (
+            (sounding and self._silent_writes * self._period >= self.device_frames)
+            or speaker.flushes != self._flushes_seen
+        ):
+            drop_queued(stream)  # what the device holds: silence, or flushed voice
+        self._flushes_seen = speaker.flushes
+        try:
+            stream.write(to_channels(samples, channels).tobytes(), exception_on_underflow=True)
+        except OSError as exc:  # written all the same
+            if exc.errno != PA_OUTPUT_UNDERFLOWED:
+                raise
+            speaker.underruns += 1  # the device ran dry: this thread was late
+        self.last_callback = time.monotonic()
+        self._silent_writes = 0 if sounding else self._silent_writes + 1
+        if speaker.pause_if_idle():
+            stream.stop_stream()  # plays out what the device holds, then rests
 
     def _resting(self) -> bool:
-        return self._waking or (self._speaker is not None and self._speaker.paused)
+        return self._speaker is not None and self._speaker.paused and not self._failed
 
     def _stream_active(self) -> bool:
-        return self._resting() or super()._stream_active()
+        return self._resting() or (not self._failed and super()._stream_active())
 
     def alive(self) -> bool:
         return self._resting() or super().alive()
 
-    def _open_stream(self) -> None:
-        import pyaudio
+    def _reopen(self) -> None:
+        with self._control:
+            super()._reopen()
+            self._failed = False
+        self._wakeup.set()
 
+    def _open_stream(self) -> None:
         speaker = self._speaker
         assert speaker is not None
         self.rate = speaker.device_rate
-        channels = self.requested_channels or 1
-        loop = self._loop
-        assert loop is not None
-
-        def callback(data: Any, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
-            self._callback_began()
-            out = to_channels(speaker.pull(count), channels).tobytes()
-            if speaker.pause_if_idle():
-                loop.call_soon_threadsafe(self._pause)
-            return out, pyaudio.paContinue
-
+        self._period = self.rate * self.period_ms // 1000
         chosen = self._open_on(
             "output",
             lambda _: {
                 "rate": self.rate,
-                "channels": channels,
-                "frames_per_buffer": self.rate * self.period_ms // 1000,
-                "stream_callback": callback,
+                "channels": self.requested_channels or 1,
+                "frames_per_buffer": self._period,
             },
         )
+        latency = self._stream.get_output_latency()
+        self.device_frames = self._stream.get_write_available()  # nothing written yet
         log.info(
             "speaker: %s at %d Hz, period %d ms, device buffer %.0f ms",
             chosen.name,
             self.rate,
             self.period_ms,
-            self._stream.get_output_latency() * 1000,
+            latency * 1000,
         )
 
     def close(self) -> None:
         self._stop_supervising()
-        with self._control:  # never beside an idle stop's Pa_StopStream: two of them hang
-            self._terminate()
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            self._writer.join(timeout=2.0)
+        with self._control:
+            self._terminate()  # Pa_StopStream plays out what the device still holds
 
 
 class WavOutput:
