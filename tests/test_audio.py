@@ -7,8 +7,8 @@ import threading
 import time
 import wave
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest

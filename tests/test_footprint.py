@@ -104,3 +104,31 @@ def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     # page) but a Live session never uses it: 6 MB and 40 modules stay out without the page
     assert "google.genai.live" in with_sdk
     assert not {m for m in with_sdk if m.split(".")[0] == "aiohttp"}
+
+
+# Builds the agent's genai.Client as a connection does, in a fresh interpreter.
+CLIENT = """
+import asyncio, sys
+from edge_agent.config import Config
+from edge_agent.credentials import Credential
+from edge_agent.live import wire
+config = Config.model_validate({"live": {"endpoint": "https://127.0.0.1:9"}})  # never the internet
+client = wire._client(config, Credential("k", "test"))
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+async def ask():
+    try:
+        await client.aio.models.get(model="gemini-x")
+    except RuntimeError as exc:
+        print(exc)
+asyncio.run(ask())
+"""
+
+
+def test_the_live_client_builds_no_http_stack_it_would_never_use() -> None:
+    """genai.Client makes an HTTP client (sync and async) that a Live session never uses; built
+    as the SDK would, the first imports httpx2's connection stack (5 MB of a Pi Zero's RSS)."""
+    run = subprocess.run([sys.executable, "-c", CLIENT], capture_output=True, text=True, timeout=60)
+    packages, refusal = run.stdout.splitlines()
+    assert "google" in packages.split()
+    assert not {"httpcore2", "httpcore", "h11", "truststore"} & set(packages.split())
+    assert refusal == "edge-agent's Live client makes no HTTP requests (/v1beta/models/gemini-x)"

@@ -18,10 +18,12 @@ import base64
 import binascii
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
 
+import httpx2
 import websockets
 from google import genai
 from google.genai import _live_converters, errors, types
@@ -56,20 +58,36 @@ def connect(
 
 def _client(config: Config, credential: Credential) -> genai.Client:
     live = config.live
-    args: dict[str, Any] = {
-        "ping_interval": live.ping_interval_s or None,
-        "ping_timeout": live.ping_timeout_s,
-        "close_timeout": 1.0,
-        "compression": "deflate" if live.compression else None,
-        "ssl": tls_context(live.ca_file),
-    }
+    context = tls_context(live.ca_file)
     version = "v1alpha" if credential.is_ephemeral_token else effective_api_version(config)
     return genai.Client(
         api_key=credential.value,
         http_options=types.HttpOptions(
-            base_url=live.endpoint or None, api_version=version, async_client_args=args
+            base_url=live.endpoint or None,
+            api_version=version,
+            client_args=_no_http(context),
+            async_client_args={
+                **_no_http(context),
+                "ping_interval": live.ping_interval_s or None,
+                "ping_timeout": live.ping_timeout_s,
+                "close_timeout": 1.0,
+                "compression": "deflate" if live.compression else None,
+                "ssl": context,
+            },
         ),
     )
+
+
+def _no_http(context: ssl.SSLContext) -> dict[str, Any]:
+    """The SDK builds an HTTP client (sync and async) with every genai.Client, which a Live
+    session never uses: with its own transport and the shared TLS context they stay empty
+    shells. Otherwise the first one imports httpx2's connection stack (5 MB) and each loads a
+    CA store."""
+    return {"transport": httpx2.MockTransport(_refuse), "verify": context, "trust_env": False}
+
+
+def _refuse(request: httpx2.Request) -> httpx2.Response:
+    raise RuntimeError(f"edge-agent's Live client makes no HTTP requests ({request.url.path})")
 
 
 def error_detail(exc: errors.APIError) -> str:
