@@ -6,8 +6,10 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -357,6 +359,28 @@ async def test_a_refused_handle_after_an_outage_gets_a_fresh_session_at_once(
         speak_turn(session)  # a fresh turn keeps the retries short; the 1007 is retried at once
         await recorder.wait_for(TurnComplete, count=2, timeout=8)
     assert recorder.of(Connected)[-1].resumed is False
+
+
+async def test_without_a_ca_file_a_hashed_ca_directory_is_read_only_as_needed(
+    start_emulator: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA bundle is read whole (1.6 MB for certifi's); OpenSSL reads a hashed directory's CAs
+    one at a time, when a chain needs them. The system's directory is used when it has one."""
+    emulator = await start_emulator(api_key="right")
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    shutil.copy(emulator.cert_path, folder / "emulator-ca.pem")
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(folder))
+    assert tls_context().cert_store_stats()["x509_ca"] == 0  # nothing read up front
+    result = await asyncio.to_thread(
+        probe_service, emulator.url, "v1beta", "right", "gemini-3.8-live"
+    )
+    assert result.verdict == "ok", result
+    monkeypatch.delenv("SSL_CERT_DIR")
+    if ssl.get_default_verify_paths().capath == "/etc/ssl/certs":  # Debian, Raspberry Pi OS
+        assert tls_context().cert_store_stats()["x509_ca"] == 0
 
 
 def test_one_tls_context_serves_every_connection_until_its_ca_file_changes(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import ssl
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from typing import Any, Literal
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 PROBE_TIMEOUT_S = 5.0
 MAX_BODY = 1 << 20
+HASHED_CA = re.compile(r"[0-9a-f]{8}\.[0-9]+")  # a CA directory's links (openssl rehash)
 
 Verdict = Literal["ok", "key_rejected", "model_rejected", "unreachable"]
 
@@ -44,20 +46,37 @@ def model_url(endpoint: str, api_version: str, model: str) -> str:
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """One TLS context (with its CA store, ~1 MB) per CA file as it is on disk: the start-up
-    check, the idle probe and every connection share it (google-genai made one per client).
-    Without `ca_file` the CAs are the SDK's: $SSL_CERT_FILE / $SSL_CERT_DIR, else certifi's."""
-    cafile = ca_file or os.environ.get("SSL_CERT_FILE") or _certifi_bundle()
+    """One TLS context per CA source as it is on disk: the start-up check, the idle probe and
+    every connection share it (google-genai made one per client). Without `ca_file`:
+    $SSL_CERT_FILE / $SSL_CERT_DIR, as the SDK honours them; else the system's hashed CA
+    directory, where OpenSSL reads a CA only when a chain needs it (a bundle is read whole:
+    1.6 MB) and which the OS's updates keep current; else certifi's bundle, the SDK's default."""
+    cafile = ca_file or os.environ.get("SSL_CERT_FILE") or ""
+    capath = "" if ca_file else os.environ.get("SSL_CERT_DIR", "")
+    if not cafile and not capath:
+        capath = _system_ca_dir()
+        cafile = "" if capath else _certifi_bundle()
     try:
-        version = os.stat(cafile).st_mtime_ns if cafile else 0
+        version = os.stat(cafile or capath).st_mtime_ns if cafile or capath else 0
     except OSError:
         version = -1  # ssl reports the missing file
-    return _tls_context(cafile, os.environ.get("SSL_CERT_DIR"), version)
+    return _tls_context(cafile, capath, version)
 
 
 @functools.lru_cache(maxsize=4)
-def _tls_context(cafile: str, capath: str | None, version: int) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile or None, capath=capath)
+def _tls_context(cafile: str, capath: str, version: int) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+
+
+def _system_ca_dir() -> str:
+    """The system's CA directory if it holds hashed CA links (c_rehash), else ""."""
+    capath = ssl.get_default_verify_paths().capath or ""
+    try:
+        names = os.listdir(capath) if capath else []
+    except OSError:
+        return ""
+    return capath if any(HASHED_CA.fullmatch(name) for name in names) else ""
+
 
 
 def _certifi_bundle() -> str:
