@@ -218,13 +218,29 @@ def agent_instructions(config: Path, env: dict[str, str], idle_s: float) -> tupl
 
 
 def smaps(pid: int) -> dict[str, float]:
-    """RSS, PSS and USS in MB."""
+    """RSS, PSS, USS and its dirty part in MB. USS counts a library's clean pages as private
+    while no other process maps them, so it moves with what else runs (this script's own
+    Python maps libpython and numpy, or not); the dirty part (the heap, written data) is the
+    process's own whatever else runs."""
     fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         key, value = line.split(":", 1)
         fields[key] = int(value.split()[0])
     uss = fields["Private_Clean"] + fields["Private_Dirty"]
-    return {"rss": fields["Rss"] / 1024, "pss": fields["Pss"] / 1024, "uss": uss / 1024}
+    return {
+        "rss": fields["Rss"] / 1024,
+        "pss": fields["Pss"] / 1024,
+        "uss": uss / 1024,
+        "dirty": fields["Private_Dirty"] / 1024,
+    }
+
+
+def connected_variant(config: Path) -> Path:
+    """The config with [conversation] start = "always": it connects at once, so its memory is
+    a conversation's (the SDK's client and a live websocket)."""
+    data = tomllib.loads(config.read_text())
+    data.setdefault("conversation", {})["start"] = "always"
+    return write_toml(config.with_name(f"{config.stem}-connected.toml"), data)
 
 
 def agent_memory(config: Path, env: dict[str, str], settle_s: float = 10.0) -> dict[str, float]:
@@ -384,6 +400,8 @@ async def measure(folder: Path, idle_s: float, baseline: bool) -> dict[str, Any]
             alsa_config = agent_config(folder, name, emulator, alsa, "alsa")
             ready, idle = await asyncio.to_thread(agent_instructions, file_config, env, idle_s)
             memory = await asyncio.to_thread(agent_memory, alsa_config, env)
+            connected = await asyncio.to_thread(agent_memory, connected_variant(alsa_config), env)
+            memory |= {f"{key}_connected": value for key, value in connected.items()}
             imports = await asyncio.to_thread(import_costs, file_config, env)
             results[name] = {"ready": ready, "idle": idle, **memory, "imports": imports}
             wake = tomllib.loads(file_config.read_text())
@@ -412,9 +430,14 @@ def report(results: dict[str, Any]) -> None:
         ("RSS (MB)", "rss", 1),
         ("PSS (MB)", "pss", 1),
         ("USS (MB)", "uss", 1),
+        ("  of which dirty (MB)", "dirty", 1),
+        ("RSS, connected (MB)", "rss_connected", 1),
+        ("USS, connected (MB)", "uss_connected", 1),
+        ("  of which dirty (MB)", "dirty_connected", 1),
     )
     for label, key, scale in rows:
-        print(f"{label:34}" + "".join(f"{results[n][key] / scale:16.3f}" for n in names))
+        values = (results[n].get(key, float("nan")) / scale for n in names)
+        print(f"{label:34}" + "".join(f"{value:16.3f}" for value in values))
     capture = results.get("default", {}).get("capture")
     if capture:
         print(f"\nmicrophone capture through PortAudio, per minute of audio: {capture / 1e9:.3f} G")
