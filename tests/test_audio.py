@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import threading
 import time
 import wave
@@ -433,6 +436,34 @@ async def test_a_flush_drops_the_reply_the_device_still_holds(jack_clock: object
     output.close()
     assert all(sound and held > 0 for held, sound in writes[2:flushed_at - 1]), writes
     assert 0 in [held for held, _ in writes[flushed_at : flushed_at + 2]], writes
+
+
+async def test_a_stalled_speaker_shows_as_dead_to_the_watchdog_and_still_closes(
+    jack_clock: object,
+) -> None:
+    """A device that stops taking audio (here its JACK server, stopped) hangs a blocking write
+    for good: alive() turns False, so the watchdog stops and systemd restarts the daemon, and
+    close() still returns."""
+    server = subprocess.run(
+        ["pgrep", "-f", f"jackd -n {os.environ['JACK_DEFAULT_SERVER']} "],
+        capture_output=True,
+        text=True,
+    ).stdout.split()[0]
+    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
+    speaker.play(np.full(24000 * 10, 3000, np.int16).tobytes())
+    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+    output.start(speaker, supervise=False)
+    await until(lambda: speaker.first_sample_at is not None)
+    assert output.alive()
+    os.kill(int(server), signal.SIGSTOP)
+    try:
+        await until(lambda: not output.alive(), seconds=5.0)
+        assert not output.alive()
+        began = time.monotonic()
+        output.close()
+        assert time.monotonic() - began < 5.0
+    finally:
+        os.kill(int(server), signal.SIGCONT)
 
 
 async def test_a_writer_that_falls_behind_the_device_counts_an_underrun(jack_clock: object) -> None:

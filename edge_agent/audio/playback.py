@@ -29,7 +29,8 @@ overflow_log = RateLimitedLog(log)
 
 MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 OUTPUT_LEVEL_HALF_LIFE_S = 0.2
-PA_OUTPUT_UNDERFLOWED = -9980  # PortAudio's paOutputUnderflowed
+PA_OUTPUT_UNDERFLOWED = -9980
+CLOSE_WAIT_S = 1.0  # for the writer's last write, at close  # PortAudio's paOutputUnderflowed
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
@@ -389,9 +390,14 @@ class PortAudioOutput(PortAudioStream):
         self._closing = True
         self._wakeup.set()
         if self._writer is not None:
-            self._writer.join(timeout=2.0)
-        with self._control:
+            self._writer.join(timeout=CLOSE_WAIT_S)
+        if not self._control.acquire(timeout=CLOSE_WAIT_S):  # a write hangs on a stalled device
+            log.warning("speaker: the device stopped taking audio; left as it is")
+            return
+        try:
             self._terminate()  # Pa_StopStream plays out what the device still holds
+        finally:
+            self._control.release()
 
 
 class WavOutput:
