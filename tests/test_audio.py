@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import wave
@@ -438,32 +439,55 @@ async def test_a_flush_drops_the_reply_the_device_still_holds(jack_clock: object
     assert 0 in [held for held, _ in writes[flushed_at : flushed_at + 2]], writes
 
 
-async def test_a_stalled_speaker_shows_as_dead_to_the_watchdog_and_still_closes(
+STALLED_SPEAKER = """
+import os, signal, sys, time
+import numpy as np
+from edge_agent.audio.playback import PortAudioOutput, Speaker
+
+def wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
+speaker.play(np.full(24000 * 10, 3000, np.int16).tobytes())
+output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
+output.start(speaker, supervise=False)
+playing = wait_for(lambda: speaker.first_sample_at is not None, 3.0) and output.alive()
+os.kill(int(sys.argv[1]), signal.SIGSTOP)
+dead = wait_for(lambda: not output.alive(), 5.0)
+began = time.monotonic()
+output.close()
+print(playing, dead, round(time.monotonic() - began, 2), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_stalled_speaker_shows_as_dead_to_the_watchdog_and_still_closes(
     jack_clock: object,
 ) -> None:
     """A device that stops taking audio (here its JACK server, stopped) hangs a blocking write
     for good: alive() turns False, so the watchdog stops and systemd restarts the daemon, and
-    close() still returns."""
+    close() still returns. In a child process: the hung write stays hung in the process."""
     server = subprocess.run(
         ["pgrep", "-f", f"jackd -n {os.environ['JACK_DEFAULT_SERVER']} "],
         capture_output=True,
         text=True,
     ).stdout.split()[0]
-    speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
-    speaker.play(np.full(24000 * 10, 3000, np.int16).tobytes())
-    output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
-    output.start(speaker, supervise=False)
-    await until(lambda: speaker.first_sample_at is not None)
-    assert output.alive()
-    os.kill(int(server), signal.SIGSTOP)
     try:
-        await until(lambda: not output.alive(), seconds=5.0)
-        assert not output.alive()
-        began = time.monotonic()
-        output.close()
-        assert time.monotonic() - began < 5.0
+        child = subprocess.run(
+            [sys.executable, "-c", STALLED_SPEAKER, server],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         os.kill(int(server), signal.SIGCONT)
+    playing, dead, close_s = child.stdout.split()
+    assert (playing, dead) == ("True", "True"), child.stderr[-2000:]
+    assert float(close_s) < 5.0
+    assert "the device stopped moving audio; left as it is" in child.stderr
 
 
 async def test_a_writer_that_falls_behind_the_device_counts_an_underrun(jack_clock: object) -> None:
