@@ -295,15 +295,14 @@ CAPTURE = """
 import asyncio, sys
 from edge_agent.audio.capture import Microphone
 async def main(seconds):
-    wanted, got, done = int(seconds * 1000 / 30) - 1, [0], asyncio.Event()
+    wanted, got = int(seconds * 1000 / 30) - 1, [0]
     def sink(frame):
         got[0] += 1
-        if got[0] >= wanted:
-            done.set()
     mic = Microphone("mic", frame_ms=30, rate=16000, channels=1, max_seconds=seconds)
     mic.rest(True)
     mic.start(sink)
-    await done.wait()
+    while got[0] + mic.dropped_frames < wanted:  # frames the slow loop missed count too
+        await asyncio.sleep(0.05)
     await mic.close()
 asyncio.run(main(float(sys.argv[1])))
 """
