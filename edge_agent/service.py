@@ -1,5 +1,5 @@
 """systemd integration: sd_notify (READY, STATUS, WATCHDOG, STOPPING, RELOADING) and a watchdog
-fed only while the event loop and the audio callbacks are alive. Being offline is not a fault."""
+fed only while the event loop and the audio threads move audio. Being offline is not a fault."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Watchdog:
     """Sends WATCHDOG=1 at half the systemd interval while every health check passes.
 
     It runs on the event loop, so a blocked loop stops it by itself; the checks cover the audio
-    threads (their callbacks ran recently)."""
+    threads (they moved audio recently)."""
 
     def __init__(
         self,

@@ -142,7 +142,7 @@ async def test_the_watchdog_stops_when_the_loop_is_blocked_or_a_callback_dies(
     blocked_at = time.monotonic()
     time.sleep(0.6)  # the event loop is stuck
     await asyncio.sleep(0.3)
-    alive["speaker"] = False  # the audio callback stopped
+    alive["speaker"] = False  # the speaker thread stopped moving audio
     died_at = time.monotonic()
     await asyncio.sleep(0.3)
     watchdog.cancel()

@@ -1,7 +1,7 @@
-"""Microphone: PortAudio input (callback mode) or a WAV file -> fixed 16 kHz mono int16 frames.
+"""Microphone: PortAudio input (blocking reads) or a WAV file -> fixed 16 kHz mono int16 frames.
 
-The PortAudio callback runs on PortAudio's thread; it converts the block (mono, 16 kHz) and hands
-whole frames to the event loop with call_soon_threadsafe. Nothing blocks the loop.
+The microphone's own thread reads a block, converts it (mono, 16 kHz) and hands whole frames to
+the event loop with call_soon_threadsafe. Nothing blocks the loop.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ class WavMicrophone(FrameSource):
 
 
 class Microphone(PortAudioStream, FrameSource):
-    """A PortAudio input device, re-opened with backoff when it fails or disappears."""
+    """A PortAudio input device, re-opened with backoff when it fails or disappears. Its thread
+    reads BLOCK_S blocks, or a whole batch at a time while the agent rests."""
 
     def __init__(
         self,
@@ -128,18 +129,20 @@ class Microphone(PortAudioStream, FrameSource):
         self.max_seconds = max_seconds
         self.rate = 0  # as opened
         self.channels = 0
-        self.overflows = 0
         self.dropped_frames = 0  # the loop was more than MAX_BEHIND_S behind
         self._handed = 0  # frames handed to the loop (audio thread) ...
         self._taken = 0  # ... and taken by the sink (loop)
         self._sink: FrameSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cut: Callable[[bytes, bool, list[bytes]], None] = lambda block, last, out: None
+        self._remaining: int | None = None  # device frames left to read (a bounded capture)
+        self._most_behind = max(1, round(MAX_BEHIND_S * MODEL_INPUT_RATE / self.frame_samples))
 
     def open(self, sink: FrameSink) -> None:
         """Opens the device now; raises DeviceNotFound or OSError (a missing device at start)."""
         self._sink = sink
         self._loop = asyncio.get_running_loop()
-        self._open_stream()
+        self._serve()
 
     def start(self, sink: FrameSink) -> None:
         self.open(sink)
@@ -154,15 +157,15 @@ class Microphone(PortAudioStream, FrameSource):
             self.channels = self.requested_channels or self._mono_if_possible(
                 chosen.index, self.rate
             )
-            budget = int(self.max_seconds * self.rate) if self.max_seconds else None
             return {
                 "rate": self.rate,
                 "channels": self.channels,
-                "frames_per_buffer": max(1, int(self.rate * BLOCK_S)),
-                "stream_callback": self._make_callback(self.rate, self.channels, budget),
+                "frames_per_buffer": self._block(),
             }
 
         chosen = self._open_on("input", parameters)
+        self._cut = self._frames_of(self.rate, self.channels)
+        self._remaining = int(self.max_seconds * self.rate) if self.max_seconds else None
         log.info("microphone: %s at %d Hz, %d channel(s)", chosen.name, self.rate, self.channels)
 
     def _mono_if_possible(self, index: int, rate: int) -> int:
@@ -176,44 +179,40 @@ class Microphone(PortAudioStream, FrameSource):
         except ValueError:
             return 2
 
-    def _make_callback(self, rate: int, channels: int, budget: int | None) -> Any:
-        import pyaudio
+    def _block(self) -> int:
+        return max(1, int(self.rate * BLOCK_S))
 
-        overflow, go_on, complete = pyaudio.paInputOverflow, pyaudio.paContinue, pyaudio.paComplete
-        frames = self._frames_of(rate, channels)
-        loop, sink = self._loop, self._sink
-        assert loop is not None and sink is not None
-        remaining = [budget]
+    def _step(self, stream: Any) -> bool:
+        count = self._block()
+        if self.frames_per_wakeup > 1:  # resting: one read a batch
+            count = self.frames_per_wakeup * self.frame_samples * self.rate // MODEL_INPUT_RATE
+        done = False
+        if self._remaining is not None:
+            count = min(count, self._remaining)
+            self._remaining -= count
+            done = self._remaining <= 0
         pending: list[bytes] = []
+        self._cut(stream.read(count, exception_on_overflow=False), done, pending)
+        if pending:
+            self._hand_over(pending)
+        if done:
+            stream.stop_stream()
+        return not done
 
-        most_behind = max(1, round(MAX_BEHIND_S * MODEL_INPUT_RATE / self.frame_samples))
+    def _hand_over(self, frames: list[bytes]) -> None:
+        if self.behind() + len(frames) > self._most_behind:
+            self.dropped_frames += len(frames)
+            late_log.warning("late", "microphone: the loop is behind; audio dropped")
+            return
+        self._handed += len(frames)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, frames)
 
-        def deliver(frames: list[bytes]) -> None:
-            self._taken += len(frames)
-            for frame in frames:
-                sink(frame)
-
-        def callback(data: bytes, count: int, time_info: Any, status: int) -> tuple[None, int]:
-            self._callback_began()
-            if status & overflow:
-                self.overflows += 1
-            done = False
-            if remaining[0] is not None:
-                keep = min(count, remaining[0])
-                data, remaining[0] = data[: keep * channels * 2], remaining[0] - keep
-                done = remaining[0] <= 0
-            frames(data, done, pending)
-            if pending and (len(pending) >= self.frames_per_wakeup or done):
-                if self.behind() + len(pending) > most_behind:
-                    self.dropped_frames += len(pending)
-                    late_log.warning("late", "microphone: the loop is behind; audio dropped")
-                else:
-                    self._handed += len(pending)
-                    loop.call_soon_threadsafe(deliver, pending[:])
-                pending.clear()
-            return None, complete if done else go_on
-
-        return callback
+    def _deliver(self, frames: list[bytes]) -> None:
+        self._taken += len(frames)
+        assert self._sink is not None
+        for frame in frames:
+            self._sink(frame)
 
     def behind(self) -> int:
         """Frames handed to the loop that it has not taken yet."""
@@ -245,5 +244,4 @@ class Microphone(PortAudioStream, FrameSource):
         return convert
 
     async def close(self) -> None:
-        self._stop_supervising()
-        await asyncio.get_running_loop().run_in_executor(None, self._terminate)
+        await asyncio.get_running_loop().run_in_executor(None, self._shut)

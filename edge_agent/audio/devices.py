@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import threading
 import time
@@ -167,38 +166,43 @@ def drop_queued(stream: Any) -> bool:
     return True
 
 
-STALLED_AFTER_S = 1.0  # an active stream without a callback for this long is re-opened
-_pinned = threading.local()
-
-
-def keep_thread_state() -> None:
-    """Called first in every PortAudio callback. PyAudio wraps each callback in
-    PyGILState_Ensure/Release on PortAudio's own thread, so Python creates and destroys a thread
-    state per callback; on 3.11 that is an mmap and a munmap, and the munmap's TLB shootdown
-    interrupts every core (a third of the daemon's CPU on the bench). One Ensure that is never
-    released keeps the state for the thread's life; a few KB stay behind when the stream closes."""
-    if not getattr(_pinned, "done", False):
-        ctypes.pythonapi.PyGILState_Ensure()
-        _pinned.done = True
+STALLED_AFTER_S = 1.0  # an active stream that has not moved audio for this long is re-opened
+CLOSE_WAIT_S = 1.0  # at close, for the thread's last read or write
 
 
 class PortAudioStream(ABC):
-    """One PortAudio stream that is re-opened (after a re-scan) when it stops or disappears.
+    """One blocking PortAudio stream, served by a thread of ours that reads or writes a block
+    at a time (`_step`), and re-opened (after a re-scan) when it stops or disappears.
 
-    Subclasses open it in `_open_stream` and call `_callback_began` first in their callback."""
+    Blocking, not callbacks: PyAudio's callback wrapper costs a Python thread state, a dict and
+    a bytes object per block; a blocking read can take a larger block when latency does not
+    matter; and PortAudio starts a callback output stream with its buffer full of silence."""
 
     def __init__(self, name: str, device_spec: str) -> None:
         self.name = name
         self.device_spec = device_spec
         self.device_name = ""
-        self.last_callback = 0.0
+        self.last_io = 0.0  # when the thread last read or wrote a block
         self._pa: Any = None
         self._stream: Any = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._control = threading.Lock()  # the stream: held by the thread for each block
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._failed = False  # a read or write failed: the supervisor re-opens the stream
 
     @abstractmethod
     def _open_stream(self) -> None:
         """Opens the stream on a freshly scanned device (see _find)."""
+
+    @abstractmethod
+    def _step(self, stream: Any) -> bool:
+        """Reads or writes one block, on the thread; False ends the thread."""
+
+    def _waiting(self) -> bool:
+        """True while the thread should sleep until _wakeup is set (besides a failure)."""
+        return False
 
     def _find(self, direction: Direction) -> AudioDevice:
         """A fresh PortAudio instance (a re-scan) and the configured device in it."""
@@ -210,7 +214,7 @@ class PortAudioStream(ABC):
         self, direction: Direction, parameters: Callable[[AudioDevice], dict[str, Any]]
     ) -> AudioDevice:
         """Scans, opens an int16 stream on the configured device with `parameters(device)`
-        (rate, channels, block, callback), and cleans up if that fails."""
+        (rate, channels, block), and cleans up if that fails."""
         import pyaudio
 
         try:
@@ -225,12 +229,41 @@ class PortAudioStream(ABC):
             self._terminate()
             raise
         self.device_name = chosen.name
-        self.last_callback = time.monotonic()
+        self.last_io = time.monotonic()
         return chosen
 
-    def _callback_began(self) -> None:
-        keep_thread_state()
-        self.last_callback = time.monotonic()
+    def _serve(self) -> None:
+        """Opens the stream and starts the thread that serves it."""
+        with self._control:
+            self._open_stream()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closing:
+            if self._failed or self._waiting():
+                self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            with self._control:
+                if self._closing:
+                    break
+                if self._stream is None:  # a re-open failed; the supervisor tries again
+                    self._failed = True
+                    continue
+                try:
+                    going_on = self._step(self._stream)
+                except OSError as exc:
+                    log.warning("%s: %s", self.name, exc)
+                    self._failed = True
+                    continue
+                except Exception:  # the supervisor re-opens; the daemon goes on
+                    log.exception("%s: failed", self.name)
+                    self._failed = True
+                    continue
+            self.last_io = time.monotonic()
+            if not going_on:
+                break
 
     def _supervise(self) -> None:
         self._supervisor = asyncio.create_task(
@@ -238,21 +271,42 @@ class PortAudioStream(ABC):
         )
 
     def _stream_active(self) -> bool:
-        """Running and calling back. A stream can stay active with its thread spinning and no
-        callbacks (seen with PortAudio's ALSA thread after an overrun): re-open that too."""
+        """Running and moving audio. A stream can stay active with PortAudio's thread spinning
+        and no audio moving (seen in ALSA after an overrun): re-open that too."""
         return (
-            self._stream is not None
+            not self._failed
+            and self._stream is not None
             and bool(self._stream.is_active())
-            and time.monotonic() - self.last_callback < STALLED_AFTER_S
+            and time.monotonic() - self.last_io < STALLED_AFTER_S
         )
 
     def _reopen(self) -> None:
-        self._terminate()
-        self._open_stream()
+        with self._control:
+            self._terminate()
+            self._open_stream()
+            self._failed = False
+        self._wakeup.set()
 
     def alive(self) -> bool:
-        """The callback ran recently (the watchdog's view of the audio thread)."""
-        return self._stream is not None and time.monotonic() - self.last_callback < 2.0
+        """Audio moved recently (the watchdog's view of the audio thread). A read or write that
+        never returns (a stalled device) shows here, and systemd restarts the daemon."""
+        return self._stream is not None and time.monotonic() - self.last_io < 2.0
+
+    def _shut(self) -> None:
+        """Ends the thread and closes the stream; a thread stuck in a stalled device's read or
+        write is left as it is (it holds the stream)."""
+        self._stop_supervising()
+        self._closing = True
+        self._wakeup.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=CLOSE_WAIT_S)
+        if not self._control.acquire(timeout=CLOSE_WAIT_S):
+            log.warning("%s: the device stopped moving audio; left as it is", self.name)
+            return
+        try:
+            self._terminate()  # Pa_StopStream plays out what an output still holds
+        finally:
+            self._control.release()
 
     def _terminate(self) -> None:
         if self._stream is not None:

@@ -253,14 +253,14 @@ class Speaker:
 
 
 class PortAudioOutput(PortAudioStream):
-    """Plays a Speaker on a PortAudio device: a writer thread pulls one period at a time and
-    writes it in blocking mode.
+    """Plays a Speaker on a PortAudio device: its thread pulls one period at a time and writes
+    it in blocking mode.
 
-    Blocking writes, not a callback: PortAudio fills a callback stream's whole device buffer
-    with silence when it starts, so a reply waited behind it (45 ms at 20 ms periods); a
-    blocking stream starts empty and plays the first write at once. For the same reason, when
-    the device may be stopped (speaker_idle_stop_s > 0), silence queued on a running device is
-    dropped before a sound, and a flush drops the voice the device still holds."""
+    A blocking stream starts empty and plays the first write at once, where PortAudio starts a
+    callback stream with its whole buffer full of silence (an answer waited 45 ms behind it at
+    20 ms periods). For the same reason, when the device may be stopped (speaker_idle_stop_s >
+    0), silence queued on a running device is dropped before a sound, and a flush drops the
+    voice the device still holds."""
 
     def __init__(self, device: str, rate: int = 0, channels: int = 0, period_ms: int = 20) -> None:
         super().__init__("speaker", device)
@@ -268,14 +268,9 @@ class PortAudioOutput(PortAudioStream):
         self.requested_channels = channels
         self.period_ms = period_ms
         self.rate = 0
-        self._speaker: Speaker | None = None
-        self._control = threading.Lock()  # the stream: held by the writer for each period
-        self._wakeup = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._closing = False
-        self._failed = False  # a write failed: the supervisor re-opens the stream
-        self._period = 0  # frames per write
         self.device_frames = 0  # frames the device's buffer holds
+        self._speaker: Speaker | None = None
+        self._period = 0  # frames per write
         self._silent_writes = 0  # periods of silence written since the last sound
         self._flushes_seen = 0
 
@@ -294,37 +289,16 @@ class PortAudioOutput(PortAudioStream):
     def start(self, speaker: Speaker, supervise: bool = True) -> None:
         self._speaker = speaker
         speaker.on_wake = self._wakeup.set
-        with self._control:
-            self._open_stream()
-        self._writer = threading.Thread(target=self._write_periods, name="speaker", daemon=True)
-        self._writer.start()
+        self._serve()
         if supervise:
             self._supervise()
 
-    def _write_periods(self) -> None:
+    def _waiting(self) -> bool:
+        return self._speaker is not None and self._speaker.paused
+
+    def _step(self, stream: Any) -> bool:
         speaker = self._speaker
         assert speaker is not None
-        while not self._closing:
-            if speaker.paused or self._failed:
-                self._wakeup.wait()
-                self._wakeup.clear()
-                continue
-            with self._control:
-                if self._closing:
-                    break
-                if self._stream is None:  # a re-open failed; the supervisor tries again
-                    self._failed = True
-                    continue
-                try:
-                    self._write_one(self._stream, speaker)
-                except OSError as exc:
-                    log.warning("speaker: write failed (%s)", exc)
-                    self._failed = True
-                except Exception:  # the supervisor re-opens; the daemon plays on
-                    log.exception("speaker: writer failed")
-                    self._failed = True
-
-    def _write_one(self, stream: Any, speaker: Speaker) -> None:
         samples, channels = speaker.pull(self._period), self.requested_channels or 1
         sounding = speaker.last_level > 0
         may_stop = speaker.idle_stop_samples > 0
@@ -342,25 +316,19 @@ class PortAudioOutput(PortAudioStream):
             if exc.errno != PA_OUTPUT_UNDERFLOWED:
                 raise
             speaker.underruns += 1  # the device ran dry: this thread was late
-        self.last_callback = time.monotonic()
         self._silent_writes = 0 if sounding else self._silent_writes + 1
         if speaker.pause_if_idle():
             stream.stop_stream()  # plays out what the device holds, then rests
+        return True
 
     def _resting(self) -> bool:
-        return self._speaker is not None and self._speaker.paused and not self._failed
+        return self._waiting() and not self._failed
 
     def _stream_active(self) -> bool:
-        return self._resting() or (not self._failed and super()._stream_active())
+        return self._resting() or super()._stream_active()
 
     def alive(self) -> bool:
         return self._resting() or super().alive()
-
-    def _reopen(self) -> None:
-        with self._control:
-            super()._reopen()
-            self._failed = False
-        self._wakeup.set()
 
     def _open_stream(self) -> None:
         speaker = self._speaker
@@ -386,18 +354,7 @@ class PortAudioOutput(PortAudioStream):
         )
 
     def close(self) -> None:
-        self._stop_supervising()
-        self._closing = True
-        self._wakeup.set()
-        if self._writer is not None:
-            self._writer.join(timeout=CLOSE_WAIT_S)
-        if not self._control.acquire(timeout=CLOSE_WAIT_S):  # a write hangs on a stalled device
-            log.warning("speaker: the device stopped taking audio; left as it is")
-            return
-        try:
-            self._terminate()  # Pa_StopStream plays out what the device still holds
-        finally:
-            self._control.release()
+        self._shut()
 
 
 class WavOutput:
