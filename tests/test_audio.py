@@ -115,6 +115,36 @@ async def test_an_idle_agents_microphone_wakes_the_loop_a_few_frames_at_a_time(
         assert set(await wakeups_of(listening, 20)) == {1}
 
 
+async def test_a_resting_microphone_hands_over_at_once_when_the_agent_listens(
+    jack_clock: object,
+) -> None:
+    """A turn's first frames must not wait out the rest of a resting batch: once the agent
+    listens (here at the first resting hand-over), the next hand-over holds one resting read
+    (50 ms: 1-2 frames of 30 ms) and a frame left from the batch, not another 200 ms."""
+    step = [0]
+
+    async def count_steps() -> None:
+        while True:
+            step[0] += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_steps())
+    mic = Microphone("mic_rt", frame_ms=30, rate=16000, channels=1)
+    mic.rest(True)
+    seen: list[int] = []
+
+    def sink(frame: bytes) -> None:
+        seen.append(step[0])
+        mic.rest(False)
+
+    mic.start(sink)
+    await until(lambda: len(set(seen)) >= 3)
+    await mic.close()
+    counter.cancel()
+    groups = [seen.count(value) for value in sorted(set(seen))]
+    assert groups[0] == 7 and max(groups[1:]) <= 3, groups
+
+
 async def test_a_loop_that_falls_behind_the_microphone_gets_its_newest_audio_not_a_backlog(
     alsa_files: tuple[Path, Path],
 ) -> None:

@@ -34,6 +34,9 @@ BLOCK_S = 0.01
 # and the wake word still see every frame, in order; a turn's start is heard up to this much
 # later (its pre-roll keeps the audio) and from then on every frame goes on at once.
 IDLE_WAKEUP_S = 0.2
+# While resting the microphone's thread reads this much at a time (a read costs ~6k
+# instructions whatever its size), so once the agent listens its next frame waits at most this.
+RESTING_READ_S = 0.05
 # A loop this far behind the microphone gets its newest audio, not a backlog: older frames are
 # dropped (counted, logged at most once a minute) instead of queueing without end.
 MAX_BEHIND_S = 2.0
@@ -112,7 +115,8 @@ class WavMicrophone(FrameSource):
 
 class Microphone(PortAudioStream, FrameSource):
     """A PortAudio input device, re-opened with backoff when it fails or disappears. Its thread
-    reads BLOCK_S blocks, or a whole batch at a time while the agent rests."""
+    reads BLOCK_S blocks, or RESTING_READ_S while the agent rests, and hands frames over in
+    batches of frames_per_wakeup."""
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class Microphone(PortAudioStream, FrameSource):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cut: Callable[[bytes, bool, list[bytes]], None] = lambda block, last, out: None
         self._remaining: int | None = None  # device frames left to read (a bounded capture)
+        self._pending: list[bytes] = []  # whole frames read, not yet handed over (the thread's)
         self._most_behind = max(1, round(MAX_BEHIND_S * MODEL_INPUT_RATE / self.frame_samples))
 
     def open(self, sink: FrameSink) -> None:
@@ -165,6 +170,7 @@ class Microphone(PortAudioStream, FrameSource):
 
         chosen = self._open_on("input", parameters)
         self._cut = self._frames_of(self.rate, self.channels)
+        self._pending = []
         self._remaining = int(self.max_seconds * self.rate) if self.max_seconds else None
         log.info("microphone: %s at %d Hz, %d channel(s)", chosen.name, self.rate, self.channels)
 
@@ -183,18 +189,19 @@ class Microphone(PortAudioStream, FrameSource):
         return max(1, int(self.rate * BLOCK_S))
 
     def _step(self, stream: Any) -> bool:
-        count = self._block()
-        if self.frames_per_wakeup > 1:  # resting: one read a batch
-            count = self.frames_per_wakeup * self.frame_samples * self.rate // MODEL_INPUT_RATE
+        resting = self.frames_per_wakeup > 1
+        count = int(self.rate * RESTING_READ_S) if resting else self._block()
         done = False
         if self._remaining is not None:
             count = min(count, self._remaining)
             self._remaining -= count
             done = self._remaining <= 0
-        pending: list[bytes] = []
+        pending = self._pending
         self._cut(stream.read(count, exception_on_overflow=False), done, pending)
-        if pending:
-            self._hand_over(pending)
+        ready = len(pending) if done else len(pending) - len(pending) % self.frames_per_wakeup
+        if ready:
+            self._hand_over(pending[:ready])
+            del pending[:ready]
         if done:
             stream.stop_stream()
         return not done
