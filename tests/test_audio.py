@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ async def test_capture_equals_the_input_after_resampling(
     assert np.max(np.abs(got[:n].astype(int) - expected[:n])) <= 4
 
 
-async def wakeups_of(mic: Microphone | WavMicrophone, frames: int) -> list[int]:
-    """How many frames reached the sink at each wake-up of the loop."""
+@contextlib.asynccontextmanager
+async def loop_steps() -> AsyncIterator[list[int]]:
+    """[n]: the loop's iterations so far; frames seen at the same n came in one wake-up."""
     step = [0]
 
     async def count_steps() -> None:
@@ -81,15 +83,27 @@ async def wakeups_of(mic: Microphone | WavMicrophone, frames: int) -> list[int]:
             await asyncio.sleep(0)
 
     counter = asyncio.create_task(count_steps())
+    try:
+        yield step
+    finally:
+        counter.cancel()
+
+
+def group_sizes(steps_seen: list[int]) -> list[int]:
+    return [steps_seen.count(value) for value in sorted(set(steps_seen))]
+
+
+async def wakeups_of(mic: Microphone | WavMicrophone, frames: int) -> list[int]:
+    """How many frames reached the sink at each wake-up of the loop."""
     seen: list[int] = []
-    mic.start(lambda frame: seen.append(step[0]))
-    for _ in range(1000):
-        if len(seen) >= frames:
-            break
-        await asyncio.sleep(0.01)
-    await mic.close()
-    counter.cancel()
-    return [seen.count(value) for value in sorted(set(seen))]
+    async with loop_steps() as step:
+        mic.start(lambda frame: seen.append(step[0]))
+        for _ in range(1000):
+            if len(seen) >= frames:
+                break
+            await asyncio.sleep(0.01)
+        await mic.close()
+    return group_sizes(seen)
 
 
 @pytest.mark.parametrize("source", ["portaudio", "file"])
@@ -121,27 +135,19 @@ async def test_a_resting_microphone_hands_over_at_once_when_the_agent_listens(
     """A turn's first frames must not wait out the rest of a resting batch: once the agent
     listens (here at the first resting hand-over), the next hand-over holds one resting read
     (50 ms: 1-2 frames of 30 ms) and a frame left from the batch, not another 200 ms."""
-    step = [0]
-
-    async def count_steps() -> None:
-        while True:
-            step[0] += 1
-            await asyncio.sleep(0)
-
-    counter = asyncio.create_task(count_steps())
     mic = Microphone("mic_rt", frame_ms=30, rate=16000, channels=1)
     mic.rest(True)
     seen: list[int] = []
+    async with loop_steps() as step:
 
-    def sink(frame: bytes) -> None:
-        seen.append(step[0])
-        mic.rest(False)
+        def sink(frame: bytes) -> None:
+            seen.append(step[0])
+            mic.rest(False)
 
-    mic.start(sink)
-    await until(lambda: len(set(seen)) >= 3)
-    await mic.close()
-    counter.cancel()
-    groups = [seen.count(value) for value in sorted(set(seen))]
+        mic.start(sink)
+        await until(lambda: len(set(seen)) >= 3)
+        await mic.close()
+    groups = group_sizes(seen)
     assert groups[0] == 7 and max(groups[1:]) <= 3, groups
 
 
