@@ -29,8 +29,7 @@ overflow_log = RateLimitedLog(log)
 
 MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
 OUTPUT_LEVEL_HALF_LIFE_S = 0.2
-PA_OUTPUT_UNDERFLOWED = -9980
-CLOSE_WAIT_S = 1.0  # for the writer's last write, at close  # PortAudio's paOutputUnderflowed
+PA_OUTPUT_UNDERFLOWED = -9980  # PortAudio's paOutputUnderflowed
 
 Clock = Callable[[], float]
 ReferenceSink = Callable[[np.ndarray], None]
