@@ -12,12 +12,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
-from edge_agent.camera import Camera
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation
 from edge_agent.events import (
@@ -53,6 +52,9 @@ from edge_agent.events import (
     WaitingForInput,
 )
 from edge_agent.tools.runner import ToolRunner
+
+if TYPE_CHECKING:
+    from edge_agent.camera import Camera  # numpy: only when a camera is configured
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.volume import Volume
-from edge_agent.camera import Camera, make_source
 from edge_agent.config import Config
 from edge_agent.conversation import Conversation, DailyBudget, SessionLink
 from edge_agent.credentials import KeyProvider
@@ -24,6 +23,7 @@ from edge_agent.tools.registry import ToolSource, discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
 
 if TYPE_CHECKING:
+    from edge_agent.camera import Camera
     from edge_agent.tools.mcp_source import McpTools
 
 
@@ -58,8 +58,12 @@ def assemble(
 
     budget = DailyBudget(config.conversation.max_tokens_per_day, state_dir, dt.date.today)
     conversation = Conversation(config, link, clock, play_chime, budget, state_dir)
-    source = make_source(config.camera)
-    camera = Camera(config.camera, source, session.send_video, clock) if source else None
+    camera = None
+    if config.camera.source != "none":  # the camera module needs numpy
+        from edge_agent.camera import Camera, make_source
+
+        source = make_source(config.camera)
+        camera = Camera(config.camera, source, session.send_video, clock) if source else None
     volume = Volume(speaker, config.audio.volume)
     mcp = None
     if config.mcp.servers:
