@@ -47,8 +47,8 @@ from edge_agent.audio.resample import Resampler
 seconds = float(sys.argv[1])
 mic, speaker = Resampler(48000, 16000), Resampler(24000, 48000)
 rng = np.random.default_rng(0)
-mic_block = rng.integers(-3000, 3000, 1440).astype(np.int16)  # 30 ms at 48 kHz
-reply_block = rng.integers(-3000, 3000, 480).astype(np.int16)  # 20 ms at 24 kHz
+mic_block = rng.integers(-3000, 3000, 1440).astype(np.int16).tobytes()  # 30 ms at 48 kHz
+reply_block = rng.integers(-3000, 3000, 480).astype(np.int16).tobytes()  # 20 ms at 24 kHz
 for _ in range(int(seconds / 0.03)):
     mic.process(mic_block)
 for _ in range(int(seconds / 0.02)):

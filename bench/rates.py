@@ -42,11 +42,11 @@ mic = pa.open(rate=mic_rate, channels=1, format=pyaudio.paInt16, input=True,
 speaker = pa.open(rate=speaker_rate, channels=1, format=pyaudio.paInt16, output=True,
                   output_device_index=index[speaker_name], frames_per_buffer=speaker_rate // 50)
 to_model, to_device = Resampler(mic_rate, 16000), Resampler(24000, speaker_rate)
-reply = np.random.default_rng(0).integers(-3000, 3000, 480).astype(np.int16)  # 20 ms at 24 kHz
+reply = np.random.default_rng(0).integers(-3000, 3000, 480).astype(np.int16).tobytes()  # 20 ms
 for _ in range(int(seconds * 100)):
-    to_model.process(np.frombuffer(mic.read(mic_rate // 100), np.int16))
+    to_model.process(mic.read(mic_rate // 100))
 for _ in range(int(seconds * 50)):
-    speaker.write(to_device.process(reply).tobytes())
+    speaker.write(to_device.process(reply))
 mic.close(); speaker.close(); pa.terminate()
 """
 MODES = {"model rates": "direct", "soxr (48 kHz devices)": "soxr", "alsa plug (48 kHz)": "plug"}

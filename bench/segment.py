@@ -26,8 +26,9 @@ import soxr
 
 from bench.corpus import build
 from edge_agent.audio.echo import EchoGuard
+from edge_agent.audio.pcm import to_mono
 from edge_agent.audio.playback import Speaker
-from edge_agent.audio.resample import MODEL_INPUT_RATE, to_mono
+from edge_agent.audio.resample import MODEL_INPUT_RATE
 from edge_agent.audio.vad import SpeechGate, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
 
@@ -70,7 +71,7 @@ def gate_turns(path: Path, gate: SpeechGate, guard: EchoGuard | None = None) -> 
     The file is mixed down and resampled in one piece: soxr's streaming output can differ by
     one LSB with the memory alignment of each block, which made runs differ now and then."""
     pcm, rate, channels = read_file(path)
-    mono = to_mono(pcm, channels)
+    mono = np.frombuffer(to_mono(pcm, channels), "<i2")
     samples = np.asarray(soxr.resample(mono, rate, MODEL_INPUT_RATE, "HQ"), np.int16)
     frame_samples = gate.frame_ms * MODEL_INPUT_RATE // 1000
     frame_s = gate.frame_ms / 1000

@@ -22,7 +22,7 @@ import soxr
 from bench.corpus import RATE, at_dbfs, sox_noise
 from bench.pi import callgrind
 from bench.segment import ensure_corpus, evaluate, read_file, totals
-from edge_agent.audio.resample import to_mono
+from edge_agent.audio.pcm import to_mono
 from edge_agent.audio.vad import GateEvent, SpeechGate
 from edge_agent.config import VadConfig
 
@@ -135,7 +135,7 @@ def listening_inputs(folder: Path) -> dict[str, np.ndarray]:
     """A quiet room, and a room with a TV on (a minute of the corpus's noise-tv, looped)."""
     quiet = at_dbfs(sox_noise(30, "brownnoise", seed=5), -62)
     pcm, rate, channels = read_file(folder / "noise-tv.wav")
-    mono = to_mono(pcm[: rate * channels * 2 * 60], channels)
+    mono = np.frombuffer(to_mono(pcm[: rate * channels * 2 * 60], channels), "<i2")
     tv = np.asarray(soxr.resample(mono, rate, RATE), np.float32)
     return {"quiet room": quiet, "TV on": tv}
 

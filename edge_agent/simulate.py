@@ -81,7 +81,7 @@ class VirtualSoundCard:
         delay = int(options.echo_delay_ms * 16)
         self._echo_line = np.zeros(delay, dtype=np.int16)
         self._to_16k = Resampler(MODEL_OUTPUT_RATE, 16000)
-        self.output: list[np.ndarray] = []
+        self.output: list[bytes] = []
         self.ticks = 0
 
     @property
@@ -93,7 +93,9 @@ class VirtualSoundCard:
         played = self.speaker.pull(self.out_samples)
         self.output.append(played)
         if self.echo_gain:
-            self._echo_line = np.concatenate([self._echo_line, self._to_16k.process(played)])
+            self._echo_line = np.concatenate(
+                [self._echo_line, np.frombuffer(self._to_16k.process(played), dtype="<i2")]
+            )
             echo = self._echo_line[: self.frame_samples]
             self._echo_line = self._echo_line[len(echo) :]
             mixed = frame.astype(np.int32)
@@ -148,7 +150,7 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
             parts.camera.close()
     if options.output is not None:
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
-            wav.writeframes(np.concatenate(card.output).tobytes())
+            wav.writeframes(b"".join(card.output))
     agent = parts.agent
     errors = list(agent.errors)
     if agent.turns and parts.session.connected_at == 0.0:

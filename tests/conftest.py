@@ -123,6 +123,11 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., np.ndarray
     return make
 
 
+def samples(pcm: bytes) -> np.ndarray:
+    """16-bit PCM (what the Speaker pulls, a chime) as int16 samples."""
+    return np.frombuffer(pcm, dtype="<i2")
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(channels)

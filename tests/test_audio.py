@@ -27,7 +27,7 @@ from edge_agent.audio.resample import Resampler
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
 from edge_agent.emulator.voice import synthesize_speech
-from tests.conftest import write_wav
+from tests.conftest import samples, write_wav
 
 RATES = [16000, 24000, 44100, 48000]
 
@@ -43,7 +43,7 @@ def make_signal(rate: int, seconds: float, channels: int) -> np.ndarray:
 
 
 def expected_16k(signal: np.ndarray, rate: int, channels: int) -> np.ndarray:
-    mono = signal.reshape(-1, channels).mean(axis=1, dtype=np.int32).astype(np.int16)
+    mono = (signal.reshape(-1, channels).astype(np.int32).sum(axis=1) // channels).astype(np.int16)
     return np.asarray(soxr.resample(mono, rate, 16000), dtype=np.int16)
 
 
@@ -223,14 +223,14 @@ async def test_playback_writes_the_expected_wav(alsa_files: tuple[Path, Path], r
 def test_jitter_buffer_waits_then_plays_out_the_tail() -> None:
     speaker = Speaker(device_rate=24000, jitter_ms=100)
     speaker.play(np.full(1200, 500, np.int16).tobytes())  # 50 ms: below the jitter target
-    assert not np.any(speaker.pull(480))
+    assert not np.any(samples(speaker.pull(480)))
     speaker.end_of_reply()
-    assert np.all(speaker.pull(480) == 500)
+    assert np.all(samples(speaker.pull(480)) == 500)
     speaker.pull(480)
-    assert np.count_nonzero(speaker.pull(480)) == 240  # the tail, then silence
+    assert np.count_nonzero(samples(speaker.pull(480))) == 240  # the tail, then silence
     assert speaker.underruns == 0
     speaker.play(np.full(2400 * 2, 500, np.int16).tobytes())
-    assert np.any(speaker.pull(480))
+    assert np.any(samples(speaker.pull(480)))
     for _ in range(12):
         speaker.pull(480)  # drains before the reply ended: one underrun, counted, not fatal
     assert speaker.underruns == 1
@@ -240,12 +240,13 @@ def test_chimes_are_mixed_and_survive_a_flush() -> None:
     speaker = Speaker(device_rate=16000, jitter_ms=0)
     speaker.play(np.full(4000, 1000, np.int16).tobytes())
     for name in CHIMES:
-        tone = chime(name, 16000)
+        tone = samples(chime(name, 16000))
         assert 0.1 < len(tone) / 16000 < 0.4 and np.max(np.abs(tone)) < 8000
     speaker.chime(chime("listening", 16000))
     assert speaker.flush() > 0
-    played = np.concatenate([speaker.pull(320) for _ in range(10)])
-    assert np.any(played) and np.array_equal(played[:200], chime("listening", 16000)[:200])
+    played = samples(b"".join(speaker.pull(320) for _ in range(10)))
+    listening = samples(chime("listening", 16000))
+    assert np.any(played) and np.array_equal(played[:200], listening[:200])
 
 
 async def test_flush_lets_at_most_one_period_of_old_audio_out(jack_clock: object) -> None:
@@ -256,10 +257,10 @@ async def test_flush_lets_at_most_one_period_of_old_audio_out(jack_clock: object
     pulled_total = [0]
     original_pull = speaker.pull
 
-    def counting_pull(count: int) -> np.ndarray:
+    def counting_pull(count: int) -> bytes:
         pulls.append(count)
         out = original_pull(count)
-        pulled_total[0] += int(np.count_nonzero(out))
+        pulled_total[0] += int(np.count_nonzero(samples(out)))
         return out
 
     speaker.pull = counting_pull  # type: ignore[method-assign]
@@ -285,7 +286,7 @@ def test_an_idle_speaker_pauses_once_and_sound_wakes_it_once() -> None:
     speaker.on_wake = lambda: wakes.append(1)
     speaker.play(np.full(800, 1000, np.int16).tobytes())
     speaker.end_of_reply()
-    assert np.any(speaker.pull(800)) and not speaker.pause_if_idle()  # sounding
+    assert np.any(samples(speaker.pull(800))) and not speaker.pause_if_idle()  # sounding
     speaker.pull(800)
     assert not speaker.pause_if_idle()  # quiet for 50 ms only
     speaker.pull(1600)
@@ -371,7 +372,7 @@ async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) 
     output.close()
     with wave.open(str(speaker_wav)) as wav:
         written = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    assert np.count_nonzero(written) > len(chime("done", 48000)) // 2  # the chime was played
+    assert np.count_nonzero(written) > len(chime("done", 48000)) // 4  # the chime was played
 
 
 def watch_writes(output: PortAudioOutput) -> list[tuple[int, bool]]:
@@ -596,7 +597,7 @@ def echo_loop(mode: str, user_over_reply: np.ndarray | None = None) -> list[obje
     played = []
     events: list[object] = []
     for index in range(150):  # 4.5 s of 30 ms frames
-        out = speaker.pull(480)
+        out = samples(speaker.pull(480))
         played.append(out)
         echoed = np.concatenate([delay, out])
         delay, mic = echoed[480:], echoed[:480]
@@ -629,9 +630,10 @@ def test_half_duplex_still_lets_a_loud_user_barge_in(speech: Callable[..., np.nd
 def test_resampler_streams_in_bursts_without_losing_samples() -> None:
     resampler = Resampler(48000, 16000)
     signal = make_signal(48000, 1.0, 1)
-    out = [resampler.process(signal[i : i + 1440]) for i in range(0, len(signal), 1440)]
-    out.append(resampler.process(np.zeros(0, np.int16), last=True))
-    assert sum(len(o) for o in out) == 16000
+    pcm = signal.tobytes()
+    out = [resampler.process(pcm[i : i + 2880]) for i in range(0, len(pcm), 2880)]
+    out.append(resampler.process(b"", last=True))
+    assert sum(len(o) for o in out) == 2 * 16000
 
 
 async def test_a_vanished_microphone_is_reopened_when_it_returns(
@@ -675,7 +677,7 @@ def test_the_jitter_buffer_adapts_to_the_delivery_it_has_seen_and_flush_stays_in
     def reply(gap_s: float) -> bool:
         """Three chunks gap_s apart, played out: did the first chunk play at once?"""
         speaker.play(chunk)
-        at_once = bool(np.any(speaker.pull(480)))
+        at_once = bool(np.any(samples(speaker.pull(480))))
         for _ in range(2):
             now[0] += gap_s
             speaker.play(chunk)
@@ -694,7 +696,7 @@ def test_the_jitter_buffer_adapts_to_the_delivery_it_has_seen_and_flush_stays_in
     assert speaker.start_samples() == speaker.jitter_samples
     assert speaker.underruns == 0
     assert speaker.flush() == pytest.approx(0.08)
-    assert not np.any(speaker.pull(480))  # barge-in: nothing queued plays
+    assert not np.any(samples(speaker.pull(480)))  # barge-in: nothing queued plays
 
 
 async def test_devices_that_take_the_model_rates_are_opened_at_them(

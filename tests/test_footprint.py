@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ NOT_AT_READY = (
     "pymicro_wakeword",
     "mcp",
     "gpiozero",  # only with a GPIO part configured
+    "numpy",  # with a camera, the wake word, or a device that needs its rate converted
+    "soxr",
+    "edge_agent.camera",
     "edge_agent.web",
     "edge_agent.emulator",
     "aiohttp",  # google.genai imports it when installed; both load after READY
@@ -36,10 +40,10 @@ NOT_AT_READY = (
 ALLOWED = {"edge_agent.emulator", "edge_agent.emulator.cli"}
 
 # Runs the real CLI in a fresh interpreter and writes sys.modules when the daemon says READY
-# (observed at Notifier.ready, so imports a worker starts right after READY do not count), and
-# again once the SDK has loaded after READY.
+# (observed at Notifier.ready, so imports a worker starts right after READY do not count), again
+# once the SDK has loaded after READY, and at exit.
 OBSERVER = """
-import runpy, sys
+import atexit, runpy, sys
 import edge_agent.service as service
 import edge_agent.live.session as session
 ready, load_sdk, listing = service.Notifier.ready, session.load_sdk, sys.argv[1]
@@ -54,44 +58,57 @@ async def observed_load(config):
     write(listing + ".sdk")
 service.Notifier.ready = observed
 session.load_sdk = observed_load
+atexit.register(write, listing + ".end")
 sys.argv = ["edge-agent", *sys.argv[2:]]
 runpy.run_module("edge_agent", run_name="__main__")
 """
 
 
-def run_observed(tmp_path: Path, notify_socket: socket.socket) -> tuple[set[str], set[str]]:
-    """The modules `run` has imported at READY, and once the SDK has loaded."""
-    mic = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 30, np.int16))
+def run_observed(
+    tmp_path: Path,
+    notify_socket: socket.socket,
+    mic: np.ndarray | None = None,
+    wait_for: str = "",
+) -> tuple[set[str], set[str], set[str]]:
+    """The modules `run` has imported at READY, once the SDK has loaded, and at exit (after
+    the log says wait_for, if given)."""
+    mic_wav = write_wav(
+        tmp_path / "mic.wav", np.zeros(16000 * 30, np.int16) if mic is None else mic
+    )
     config = tmp_path / "config.toml"
     config.write_text(
         f'[live]\nendpoint = "https://127.0.0.1:9"\n'
-        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[audio]\ninput_device = "file:{mic_wav}"\noutput_device = "file:{tmp_path}/o.wav"\n'
         f'[service]\nstate_dir = "{tmp_path}/state"\n'
     )
     listing = tmp_path / "modules.txt"
+    log = tmp_path / "stderr.txt"
     env = {**os.environ, "GEMINI_API_KEY": "k", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     command = [sys.executable, "-c", OBSERVER, str(listing), "run", "--config", str(config)]
-    daemon = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while b"READY=1" not in notify_socket.recv(4096):
-            assert time.monotonic() < deadline, "no READY"
-        while not (tmp_path / "modules.txt.sdk").exists():
-            assert time.monotonic() < deadline, "the SDK never loaded"
-            time.sleep(0.05)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(15)
-    finally:
-        daemon.kill()
-        _, errors = daemon.communicate()
-    assert "Traceback" not in errors, errors
-    return set(listing.read_text().split()), set((tmp_path / "modules.txt.sdk").read_text().split())
+    with log.open("w") as errors:
+        daemon = subprocess.Popen(command, env=env, stderr=errors, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while b"READY=1" not in notify_socket.recv(4096):
+                assert time.monotonic() < deadline, "no READY"
+            while not (tmp_path / "modules.txt.sdk").exists() or wait_for not in log.read_text():
+                assert time.monotonic() < deadline, f"the SDK never loaded or no {wait_for!r}"
+                time.sleep(0.05)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(15)
+        finally:
+            daemon.kill()
+            daemon.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()
+    return tuple(  # type: ignore[return-value]
+        set(Path(f"{listing}{suffix}").read_text().split()) for suffix in ("", ".sdk", ".end")
+    )
 
 
 def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     tmp_path: Path, notify_socket: socket.socket
 ) -> None:
-    at_ready, with_sdk = run_observed(tmp_path, notify_socket)
+    at_ready, with_sdk, _ = run_observed(tmp_path, notify_socket)
     assert "edge_agent.daemon" in at_ready  # the observer saw the real daemon
     present = {
         module
@@ -104,6 +121,17 @@ def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     # page) but a Live session never uses it: 6 MB and 40 modules stay out without the page
     assert "google.genai.live" in with_sdk
     assert not {m for m in with_sdk if m.split(".")[0] == "aiohttp"}
+
+
+def test_a_spoken_turn_through_run_loads_neither_numpy_nor_soxr(
+    tmp_path: Path, notify_socket: socket.socket, speech: Callable[..., np.ndarray]
+) -> None:
+    """At the model's rates, the speech gate (its pitch check too), the echo guard, the Speaker
+    and the chimes run on bytes: numpy's 15 MB stay out of the process."""
+    mic = speech("what is the weather like today", lead_s=1.0, gap_s=3.0)
+    *_, at_exit = run_observed(tmp_path, notify_socket, mic, "conversation 1 opened")
+    assert "edge_agent.audio.pitch" in at_exit  # a turn opened: the pitch check ran
+    assert not {m.split(".")[0] for m in at_exit} & {"numpy", "soxr"}
 
 
 # Builds the agent's genai.Client as a connection does, in a fresh interpreter.

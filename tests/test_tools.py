@@ -20,7 +20,7 @@ from edge_agent.simulate import SimulateOptions, simulate
 from edge_agent.tools import builtins
 from edge_agent.tools.registry import Tool, discover
 from edge_agent.tools.runner import ToolContext, ToolRunner
-from tests.conftest import read_log, write_wav
+from tests.conftest import read_log, samples, write_wav
 from tests.test_simulate import against
 
 PLUGIN = """
@@ -141,7 +141,7 @@ async def test_set_volume_turns_the_speaker_down(
         volume.set(percent)
         speaker.play(tone)
         speaker.end_of_reply()
-        peaks.append(int(np.abs(speaker.pull(4800)).max()))
+        peaks.append(int(np.abs(samples(speaker.pull(4800))).max()))
     assert peaks[0] > 15000 and 3500 < peaks[1] < 4500  # gain 2.0, then a quarter of it
 
 

@@ -55,7 +55,8 @@ async def _record(config: Config, seconds: float, say: Say) -> np.ndarray:
     spec = config.audio.input_device
     wanted = int(seconds * MODEL_INPUT_RATE)
     if spec.startswith(FILE_PREFIX):
-        samples = read_wav_16k_mono(Path(spec[len(FILE_PREFIX) :]))[:wanted]
+        pcm = read_wav_16k_mono(Path(spec[len(FILE_PREFIX) :]))
+        samples = np.frombuffer(pcm, dtype="<i2")[:wanted]
         say(f"microphone: {spec}, {len(samples) / MODEL_INPUT_RATE:.1f} s")
         return samples
     frames: list[bytes] = []
@@ -138,7 +139,8 @@ def tone(rate: int) -> np.ndarray:
 
 
 async def _play(config: Config, recording: np.ndarray, say: Say) -> None:
-    voice = Resampler(MODEL_INPUT_RATE, MODEL_OUTPUT_RATE).process(recording, last=True)
+    to_24k = Resampler(MODEL_INPUT_RATE, MODEL_OUTPUT_RATE)
+    voice = np.frombuffer(to_24k.process(recording.tobytes(), last=True), dtype="<i2")
     pcm = np.concatenate([voice, np.zeros(MODEL_OUTPUT_RATE // 4, np.int16), tone(24000)])
     spec = config.audio.output_device
     what = f"the recording ({len(voice) / MODEL_OUTPUT_RATE:.1f} s) and a {TONE_HZ:g} Hz tone"

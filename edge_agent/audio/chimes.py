@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from functools import cache
-
-import numpy as np
 
 AMPLITUDE = 0.22 * 32767
 # each chime: (frequency Hz, seconds) notes, played back to back
@@ -17,16 +17,17 @@ CHIMES: dict[str, tuple[tuple[float, float], ...]] = {
 
 
 @cache
-def chime(name: str, rate: int) -> np.ndarray:
-    notes = [_note(frequency, seconds, rate) for frequency, seconds in CHIMES[name]]
-    return np.concatenate(notes)
+def chime(name: str, rate: int) -> bytes:
+    """The chime as 16-bit mono PCM at rate."""
+    return b"".join(_note(frequency, seconds, rate) for frequency, seconds in CHIMES[name])
 
 
-def _note(frequency: float, seconds: float, rate: int) -> np.ndarray:
+def _note(frequency: float, seconds: float, rate: int) -> bytes:
     count = int(seconds * rate)
     if frequency == 0.0:
-        return np.zeros(count, dtype=np.int16)
-    t = np.arange(count) / rate
-    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)  # 10 ms ramps: no clicks
-    tone = np.sin(2 * np.pi * frequency * t) + 0.3 * np.sin(4 * np.pi * frequency * t)
-    return (tone * fade * AMPLITUDE / 1.3).astype(np.int16)
+        return bytes(2 * count)
+    step, sin = 2 * math.pi * frequency / rate, math.sin
+    ramp = [min(1.0, min(i / rate, seconds - i / rate) / 0.01) for i in range(count)]  # no clicks
+    tone = [sin(step * i) + 0.3 * sin(2 * step * i) for i in range(count)]
+    samples = [int(t * f * AMPLITUDE / 1.3) for t, f in zip(tone, ramp, strict=True)]
+    return array("h", samples).tobytes()

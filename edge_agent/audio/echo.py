@@ -9,12 +9,11 @@ none / system: frames pass (headsets, XMOS boards, or PipeWire's echo-cancel ups
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
+from edge_agent.audio import pcm
 from edge_agent.audio.playback import SampleFifo, Speaker
 from edge_agent.audio.resample import MODEL_INPUT_RATE, Resampler
 
@@ -29,14 +28,6 @@ class EchoVerdict:
     suppressed: bool  # True: this frame may not open a turn
 
 
-def rms(frame: np.ndarray) -> float:
-    """A frame's level; a float32 dot costs a quarter of np.mean(x * x) (bench/levels.py)."""
-    if not len(frame):
-        return 0.0
-    wide = frame.astype(np.float32)
-    return math.sqrt(float(np.dot(wide, wide)) / len(wide))
-
-
 class EchoGuard:
     def __init__(self, mode: str, speaker: Speaker, tail_ms: int) -> None:
         self.mode = mode
@@ -46,7 +37,7 @@ class EchoGuard:
         self._loud_frames = 0
         self._quiet_frames = 0
         self._released = False
-        self._canceller = None
+        self._canceller: Any = None
         self.cancelled = b""  # aec: the last frame after cancellation (the wake word hears it)
         if mode == "aec":
             from pywebrtc_audio import EchoCanceller
@@ -57,7 +48,7 @@ class EchoGuard:
             self._to_16k = Resampler(speaker.device_rate, MODEL_INPUT_RATE)
             speaker.reference_sink = self._take_reference
 
-    def _take_reference(self, mix: np.ndarray) -> None:
+    def _take_reference(self, mix: bytes) -> None:
         reference = self._to_16k.process(mix)
         with self._reference_lock:
             self._reference.push(reference)
@@ -73,15 +64,14 @@ class EchoGuard:
             self._loud_frames, self._released = 0, False
             return EchoVerdict(frame, False)
         if self._canceller is not None:
-            near = np.frombuffer(frame, dtype="<i2")
             with self._reference_lock:
-                far = self._reference.pop(len(near))
+                far = self._reference.pop(len(frame) // 2)
             if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
                 # nothing played for a while: no echo to cancel, and AEC3 left running on a
                 # silent far end takes seconds to pass the user's first words through
                 self.cancelled = frame
                 return EchoVerdict(frame, False)
-            self.cancelled = self._canceller.process(near, far).tobytes()
+            self.cancelled = self._cancel(frame, far)
             return EchoVerdict(self.cancelled, False)
         if self.mode != "half_duplex":
             return EchoVerdict(frame, False)
@@ -89,7 +79,7 @@ class EchoGuard:
         if not playing:
             self._loud_frames, self._released = 0, False
             return EchoVerdict(frame, False)
-        level = rms(np.frombuffer(frame, dtype="<i2"))
+        level = pcm.rms(frame)
         expected_echo = self._coupling * self.speaker.output_level
         if level > LOUDER_THAN_ECHO * expected_echo + 100.0:
             self._loud_frames += 1
@@ -109,3 +99,9 @@ class EchoGuard:
         elif self._quiet_frames >= RELEASE_QUIET_FRAMES:
             self._released = False
         return EchoVerdict(frame, not self._released)
+
+    def _cancel(self, near: bytes, far: bytes) -> bytes:
+        import numpy as np  # AEC3 takes arrays; aec mode only
+
+        pair = np.frombuffer(near, dtype="<i2"), np.frombuffer(far, dtype="<i2")
+        return bytes(self._canceller.process(*pair).tobytes())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 import wave
@@ -18,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-
+from edge_agent.audio import pcm
 from edge_agent.audio.devices import PortAudioStream, drop_queued, preferred_rate
-from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler, to_channels
+from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -32,42 +30,36 @@ OUTPUT_LEVEL_HALF_LIFE_S = 0.2
 PA_OUTPUT_UNDERFLOWED = -9980  # PortAudio's paOutputUnderflowed
 
 Clock = Callable[[], float]
-ReferenceSink = Callable[[np.ndarray], None]
+ReferenceSink = Callable[[bytes], None]
 Wake = Callable[[], None]
 
 
 class SampleFifo:
-    """int16 samples in arrival order; O(1) appends, reads without re-copying the rest."""
+    """int16 PCM in arrival order; reads from the front without moving the rest."""
 
     def __init__(self) -> None:
-        self._chunks: list[np.ndarray] = []
-        self._offset = 0
-        self.size = 0
+        self._held = bytearray()
 
-    def push(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self._chunks.append(samples)
-            self.size += len(samples)
+    @property
+    def size(self) -> int:
+        """Samples held."""
+        return len(self._held) // 2
 
-    def pop(self, count: int) -> np.ndarray:
-        out = np.zeros(count, dtype=np.int16)
-        filled = 0
-        while filled < count and self._chunks:
-            head = self._chunks[0]
-            take = min(count - filled, len(head) - self._offset)
-            out[filled : filled + take] = head[self._offset : self._offset + take]
-            filled += take
-            self._offset += take
-            if self._offset == len(head):
-                self._chunks.pop(0)
-                self._offset = 0
-        self.size -= filled
+    def push(self, samples: bytes) -> None:
+        self._held.extend(samples)
+
+    def pop(self, count: int) -> bytes:
+        """The next count samples, silence after what is held."""
+        held = self._held
+        out = bytes(held[: 2 * count])
+        del held[: 2 * count]  # a bytearray drops its front in O(1)
+        if len(out) < 2 * count:
+            out += pcm.silence(count - len(out) // 2)
         return out
 
     def clear(self) -> int:
-        dropped, self.size = self.size, 0
-        self._chunks.clear()
-        self._offset = 0
+        dropped = self.size
+        self._held.clear()
         return dropped
 
 
@@ -111,7 +103,7 @@ class Speaker:
 
     def play(self, pcm24: bytes) -> None:
         whole = len(pcm24) - len(pcm24) % 2  # a server may send an odd byte count
-        samples = self._gain(self._resampler.process(np.frombuffer(pcm24[:whole], dtype="<i2")))
+        samples = self._gain(self._resampler.process(pcm24[:whole]))
         now = self.clock()
         with self._lock:
             if not self._reply_started:
@@ -122,20 +114,18 @@ class Speaker:
                 self.jitter_s = max(self.jitter_s, self._reply_gap_s)
             self._last_chunk_at = now
             self._reply_ended = False
-            if self._voice.size + len(samples) > MAX_QUEUED_S * self.device_rate:
+            if self._voice.size + len(samples) // 2 > MAX_QUEUED_S * self.device_rate:
                 overflow_log.warning("overflow", "speaker queue full: model audio dropped")
                 return
             self._voice.push(samples)
         self._wake_device()
 
-    def _gain(self, samples: np.ndarray) -> np.ndarray:
-        if self.volume == 1.0:
-            return samples
-        return np.clip(samples * self.volume, -32768, 32767).astype(np.int16)
+    def _gain(self, samples: bytes) -> bytes:
+        return samples if self.volume == 1.0 else pcm.scale(samples, self.volume)
 
     def end_of_reply(self) -> None:
         """The model finished: play out what is buffered even if below the jitter target."""
-        tail = self._gain(self._resampler.process(np.zeros(0, dtype=np.int16), last=True))
+        tail = self._gain(self._resampler.process(b"", last=True))
         self._resampler.reset()
         with self._lock:
             self._voice.push(tail)
@@ -156,7 +146,7 @@ class Speaker:
             self._reply_started = False
         return dropped / self.device_rate
 
-    def chime(self, samples: np.ndarray) -> None:
+    def chime(self, samples: bytes) -> None:
         with self._lock:
             self._chimes.push(samples)
         self._wake_device()
@@ -193,7 +183,7 @@ class Speaker:
 
     # ---- device side -----------------------------------------------------------------------
 
-    def pull(self, count: int) -> np.ndarray:
+    def pull(self, count: int) -> bytes:
         self._period = count
         with self._lock:
             waiting = self._voice.size
@@ -203,7 +193,7 @@ class Speaker:
                 and (waiting >= self.start_samples() or self._reply_ended)
             ):
                 self._primed = True
-            voice: np.ndarray | None = None
+            voice: bytes | None = None
             if self._primed:
                 voice = self._voice.pop(count)
                 if self.first_sample_at is None:
@@ -214,13 +204,12 @@ class Speaker:
                     self._primed = False
             chimes = self._chimes.pop(count) if self._chimes.size else None
         if voice is None and chimes is None:  # the usual case on a speaker: nothing to play
-            mix, level = np.zeros(count, np.int16), 0.0
+            mix, level = pcm.silence(count), 0.0
         else:
-            mix = voice if voice is not None else np.zeros(count, np.int16)
+            mix = voice if voice is not None else pcm.silence(count)
             if chimes is not None:
-                mix = np.clip(mix.astype(np.int32) + chimes, -32768, 32767).astype(np.int16)
-            wide = mix.astype(np.float32)
-            level = math.sqrt(float(np.dot(wide, wide)) / count) if count else 0.0
+                mix = pcm.mix(mix, chimes)
+            level = pcm.rms(mix)
         if self._decay[0] != count:
             half_life = OUTPUT_LEVEL_HALF_LIFE_S * self.device_rate
             self._decay = (count, 0.5 ** (count / half_life))
@@ -310,7 +299,7 @@ class PortAudioOutput(PortAudioStream):
             drop_queued(stream)  # what the device holds: silence, or flushed voice
         self._flushes_seen = speaker.flushes
         try:
-            stream.write(to_channels(samples, channels).tobytes(), exception_on_underflow=True)
+            stream.write(pcm.to_channels(samples, channels), exception_on_underflow=True)
         except OSError as exc:  # written all the same
             if exc.errno != PA_OUTPUT_UNDERFLOWED:
                 raise
@@ -383,7 +372,7 @@ class WavOutput:
         period_s = self.period_ms / 1000
         started, count = time.monotonic(), 0
         while True:
-            wav.writeframesraw(speaker.pull(period).tobytes())  # the header is patched at close
+            wav.writeframesraw(speaker.pull(period))  # the header is patched at close
             count += 1
             if speaker.pause_if_idle():
                 assert self._file is not None

@@ -1,9 +1,12 @@
-"""Format conversion at the device edge: any rate and channel count <-> mono int16 with soxr."""
+"""Rate conversion at the device edge, on 16-bit mono PCM bytes, with soxr.
+
+numpy and soxr are imported only by a Resampler that converts: a device that runs at the
+model's rates never loads them.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import soxr
+from typing import Any
 
 MODEL_INPUT_RATE = 16000
 MODEL_OUTPUT_RATE = 24000
@@ -14,45 +17,36 @@ class Resampler:
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._stream = (
-            soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
-            if in_rate != out_rate
-            else None
-        )
+        self._stream: Any = None
+        if in_rate != out_rate:
+            import soxr
 
-    def process(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+
+    def process(self, pcm: bytes, last: bool = False) -> bytes:
         if self._stream is None:
-            return samples
-        return np.asarray(self._stream.resample_chunk(samples, last=last), dtype=np.int16)
+            return pcm
+        import numpy as np
+
+        samples = np.frombuffer(pcm, dtype="<i2")
+        return bytes(self._stream.resample_chunk(samples, last=last).tobytes())
 
     def reset(self) -> None:
         if self._stream is not None:
             self._stream.clear()
 
 
-def to_mono(interleaved: bytes, channels: int) -> np.ndarray:
-    samples = np.frombuffer(interleaved, dtype="<i2")
-    if channels == 1:
-        return samples
-    frames = samples[: len(samples) // channels * channels].reshape(-1, channels)
-    return np.asarray(frames.mean(axis=1, dtype=np.int32), dtype=np.int16)
-
-
-def to_channels(mono: np.ndarray, channels: int) -> np.ndarray:
-    return mono if channels == 1 else np.repeat(mono, channels)
-
-
 class FrameSplitter:
-    """Collects samples and hands out fixed-size frames."""
+    """Collects PCM and hands out whole frames of frame_samples."""
 
     def __init__(self, frame_samples: int) -> None:
-        self.frame_samples = frame_samples
-        self._pending = np.zeros(0, dtype=np.int16)
+        self.frame_bytes = 2 * frame_samples
+        self._pending = bytearray()
 
-    def push(self, samples: np.ndarray) -> list[np.ndarray]:
-        if len(self._pending):
-            samples = np.concatenate([self._pending, samples])
-        count = len(samples) // self.frame_samples
-        cut = count * self.frame_samples
-        self._pending = samples[cut:].copy()
-        return [samples[i : i + self.frame_samples] for i in range(0, cut, self.frame_samples)]
+    def push(self, pcm: bytes) -> list[bytes]:
+        self._pending.extend(pcm)
+        size, held = self.frame_bytes, self._pending
+        cut = len(held) - len(held) % size
+        frames = [bytes(held[i : i + size]) for i in range(0, cut, size)]
+        del held[:cut]
+        return frames

@@ -7,14 +7,14 @@ never cut), the turn's audio, and a turn end. Times are input-timeline seconds (
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
 import webrtcvad
 
+from edge_agent.audio import pcm
+from edge_agent.audio.pitch import pitched
 from edge_agent.audio.resample import MODEL_INPUT_RATE
 from edge_agent.config import VadConfig
 
@@ -46,18 +46,10 @@ FLOOR_RISE_DB_S = 5.0  # then it follows the room's median level up and down at 
 FLOOR_FALL_DB_S = 5.0
 FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
 LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
-PITCHED_FRAMES = 2  # voiced frames with a pitch peak needed before a turn opens
-CEPSTRAL_PEAK = 0.3  # noise stays under it in 99 % of frames, voiced speech often goes over
-FFT_SIZE = 1024
+PITCHED_FRAMES = 2  # voiced frames with a pitch peak (audio/pitch.py) before a turn opens
 LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
 QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
 MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
-
-
-def frame_power(samples: np.ndarray) -> float:
-    """Mean square of int16 samples; exact (float64 holds any sum of 2**39 or less)."""
-    wide = samples.astype(np.float64)
-    return float(np.dot(wide, wide)) / len(wide)
 
 
 class SpeechGate:
@@ -104,7 +96,7 @@ class SpeechGate:
         self._short_phrase_frames = config.short_phrase_ms // self.frame_ms
         self._max_frames = int(config.max_turn_s * 1000 / self.frame_ms)
         self._frames_seen = 0
-        self._last_samples = np.zeros(0, np.int16)
+        self._last_frame = b""
         self._in_turn = False
         self._turn_frames = 0
         self._silent_frames = 0
@@ -121,13 +113,13 @@ class SpeechGate:
     def _seconds(self, frames: int) -> float:
         return frames * self.frame_ms / 1000
 
-    def _voiced(self, frame: bytes, samples: np.ndarray, power: float) -> bool:
+    def _voiced(self, frame: bytes, power: float) -> bool:
         """Loud enough over the room's level (and the absolute minimum) and speech to webrtcvad;
         every frame then moves the room's level (the speaker's own voice only slowly)."""
         warming = self._frames_seen <= self._warmup_frames
         loud = power > self._min_power and power > self._floor * self._margin
         asked = loud or warming
-        heard = asked and self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE)
+        heard = asked and self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE)
         voiced = loud and bool(heard)
         if warming:  # candidates form (no turn opens yet) while the room's level is learnt
             self._warm_up(power, bool(heard))
@@ -146,46 +138,43 @@ class SpeechGate:
         self._warmup.append((power, speech))
         quiet = [p for p, s in self._warmup if not s]
         heard = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else [p for p, _ in self._warmup]
-        self._floor = max(1.0, float(np.median(heard)))
+        self._floor = max(1.0, _median(heard))
 
-    def _for_vad(self, frame: bytes, samples: np.ndarray) -> bytes:
+    def _for_vad(self, frame: bytes) -> bytes:
         """webrtcvad's models start out tuned for ordinary levels: a quiet room's frames are
         raised so that its floor sits at QUIET_ROOM_DBFS (a far or soft speaker is then heard
         from the first word)."""
         if self._floor >= self._quiet_room_power:
             return frame
         gain = min(MAX_VAD_GAIN, math.sqrt(self._quiet_room_power / self._floor))
-        louder = samples.astype(np.float32) * gain
-        return bytes(np.clip(louder, -32768, 32767).astype("<i2").tobytes())
+        return pcm.scale(frame, gain)
 
     def is_speech(self, frame: bytes) -> bool:
         """Would this frame count as speech now (the room's level is left as it is)."""
-        samples = np.frombuffer(frame, dtype="<i2")
-        power = frame_power(samples)
+        power = pcm.power(frame)
         if power <= self._min_power or power <= self._floor * self._margin:
             return False
-        return bool(self._vad.is_speech(self._for_vad(frame, samples), MODEL_INPUT_RATE))
+        return bool(self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
         """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
         index = self._frames_seen
         self._frames_seen += 1
-        samples = np.frombuffer(frame, dtype="<i2")
-        power = self._power = frame_power(samples)
+        power = self._power = pcm.power(frame)
         if (
             power <= self._min_power or power <= self._floor * self._margin
-        ) and self._quiet_outside(frame, samples, power):
+        ) and self._quiet_outside(frame, power):
             return []
-        voiced = self._voiced(frame, samples, power) and not suppressed
+        voiced = self._voiced(frame, power) and not suppressed
         if self._in_turn:
             return self._inside(frame, voiced, index)
-        events = self._outside(frame, samples, voiced, index)
-        self._last_samples = samples
+        events = self._outside(frame, voiced, index)
+        self._last_frame = frame
         if self._frames_seen == self._warmup_frames + 1 and not events:
             events = self._after_warmup()
         return events
 
-    def _quiet_outside(self, frame: bytes, samples: np.ndarray, power: float) -> bool:
+    def _quiet_outside(self, frame: bytes, power: float) -> bool:
         """The usual frame, a quiet room between turns, in short (what _voiced and _outside do
         with it): the room's level moves, the frame joins the pre-roll. False: not that case."""
         if self._in_turn or self._candidate or self._frames_seen <= self._warmup_frames + 1:
@@ -195,7 +184,7 @@ class SpeechGate:
             1.0, self._floor * (self._floor_up if power > self._floor else self._floor_down)
         )
         self._preroll.append(frame)
-        self._last_samples = samples
+        self._last_frame = frame
         return True
 
     def _after_warmup(self) -> list[GateEvent]:
@@ -209,9 +198,7 @@ class SpeechGate:
         self._near_miss = early[0]
         return [self._open()]
 
-    def _outside(
-        self, frame: bytes, samples: np.ndarray, voiced: bool, index: int
-    ) -> list[GateEvent]:
+    def _outside(self, frame: bytes, voiced: bool, index: int) -> list[GateEvent]:
         if not self._candidate and not voiced:
             self._preroll.append(frame)
             return []
@@ -221,7 +208,7 @@ class SpeechGate:
         self._candidate_voiced += voiced
         self._candidate_gap = 0 if voiced else self._candidate_gap + 1
         if voiced and self._candidate_pitched < PITCHED_FRAMES:
-            self._candidate_pitched += pitched(self._last_samples, samples)
+            self._candidate_pitched += pitched(self._last_frame, frame)
         self._candidate_power += self._power if voiced else 0.0
         settled = self._frames_seen > self._warmup_frames
         confirmed = self._candidate_pitched >= PITCHED_FRAMES
@@ -298,19 +285,8 @@ class SpeechGate:
         return self._close(self._frames_seen - self._silent_frames, "forced")
 
 
-def pitched(previous: np.ndarray, samples: np.ndarray) -> bool:
-    """A pitch peak (50-400 Hz) in the cepstrum of this frame and the one before: voiced speech
-    has one, noise bursts, coughs and door slams do not. Run only on frames that could open a
-    turn."""
-    if len(previous) == len(samples):
-        samples = np.concatenate([previous, samples])
-    spectrum = np.fft.rfft(samples * _window(len(samples)), FFT_SIZE)
-    power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag + 1.0
-    cepstrum = np.fft.irfft(np.log(power))
-    low, high = MODEL_INPUT_RATE // 400, min(MODEL_INPUT_RATE // 50, len(samples) * 2 // 3)
-    return bool(np.max(cepstrum[low:high]) > CEPSTRAL_PEAK)
 
-
-@functools.cache
-def _window(length: int) -> np.ndarray:
-    return np.hanning(length).astype(np.float32)
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge_agent.agent import Agent
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.resample import MODEL_INPUT_RATE, Resampler
@@ -155,23 +153,23 @@ class SpeakerTap:
         self._to_16k = Resampler(speaker.device_rate, MODEL_INPUT_RATE)
         self._limit = int(speaker.device_rate * REFERENCE_LIMIT_S)
         self._lock = threading.Lock()
-        self._chunks: list[np.ndarray] = []
-        self._size = 0
+        self._chunks: list[bytes] = []
+        self._size = 0  # samples
         previous = speaker.reference_sink
 
-        def sink(mix: np.ndarray) -> None:
+        def sink(mix: bytes) -> None:
             if previous is not None:
                 previous(mix)
             self._push(mix)
 
         speaker.reference_sink = sink
 
-    def _push(self, mix: np.ndarray) -> None:  # the audio thread: a copy and a lock, no more
+    def _push(self, mix: bytes) -> None:  # the audio thread: a lock, no more
         with self._lock:
-            self._chunks.append(mix.copy())
-            self._size += len(mix)
+            self._chunks.append(mix)
+            self._size += len(mix) // 2
             while self._size > self._limit:
-                self._size -= len(self._chunks.pop(0))
+                self._size -= len(self._chunks.pop(0)) // 2
 
     def take(self, wanted: bool) -> bytes | None:
         """Everything played since the last call at 16 kHz, if wanted (else it is dropped)."""
@@ -179,7 +177,7 @@ class SpeakerTap:
             chunks, self._chunks, self._size = self._chunks, [], 0
         if not chunks or not wanted:
             return None
-        return self._to_16k.process(np.concatenate(chunks)).tobytes()
+        return self._to_16k.process(b"".join(chunks))
 
 
 class WakeWord:
