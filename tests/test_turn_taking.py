@@ -14,6 +14,7 @@ import pytest
 from bench.corpus import Speech as CorpusSpeech
 from bench.corpus import active_rms, at_dbfs, babble, sox_noise
 from bench.segment import ensure_corpus, evaluate, totals
+from edge_agent.audio import pitch, vad
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
@@ -191,3 +192,26 @@ async def test_the_agent_streams_a_continued_turn_without_a_gap(
     audio_bytes = sum(int(m["audio"]["data"].strip("<> bytes")) for m in sent if "audio" in m)
     spoken_s = len(speech(sentences[0], gap_s=0, lead_s=0)) / 16000
     assert audio_bytes / 32000 >= 2 * spoken_s  # every word of both sentences went out
+
+
+def test_tv_babble_alone_rarely_reaches_the_pitch_check(
+    voices: CorpusSpeech, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pitch check (pure Python, the gate's costliest step) runs only for candidates that
+    nearly have min_speech_ms of voiced frames; a TV's talk seldom gets that far."""
+    bed = at_dbfs(babble(voices, 60, np.random.default_rng(4)), -35)
+    bed = bed + room(len(bed))
+    calls: list[int] = []
+
+    def counted(previous: bytes, frame: bytes) -> bool:
+        calls.append(1)
+        return pitch.pitched(previous, frame)
+
+    monkeypatch.setattr(vad, "pitched", counted)
+    checks = {}
+    for ahead in (99, vad.PITCH_AHEAD):  # 99: every voiced frame checked as it arrives
+        monkeypatch.setattr(vad, "PITCH_AHEAD", ahead)
+        calls.clear()
+        assert not starts(run_gate(bed))
+        checks[ahead] = len(calls)
+    assert checks[99] > 30 and checks[vad.PITCH_AHEAD] * 10 < checks[99], checks

@@ -47,6 +47,7 @@ FLOOR_FALL_DB_S = 5.0
 FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
 LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
 PITCHED_FRAMES = 2  # voiced frames with a pitch peak (audio/pitch.py) before a turn opens
+PITCH_AHEAD = 2  # checked from this many voiced frames short of min_speech_ms
 LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
 QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
 MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
@@ -82,6 +83,7 @@ class SpeechGate:
         self._candidate: list[bytes] = []
         self._candidate_voiced = 0
         self._candidate_pitched = 0
+        self._unchecked: list[tuple[bytes, bytes]] = []  # voiced (previous, frame) pairs
         self._candidate_power = 0.0  # of its voiced frames, summed
         self._early: tuple[int, float] | None = None  # speech confirmed while warming up
         self._power = 0.0  # the last frame's
@@ -208,7 +210,9 @@ class SpeechGate:
         self._candidate_voiced += voiced
         self._candidate_gap = 0 if voiced else self._candidate_gap + 1
         if voiced and self._candidate_pitched < PITCHED_FRAMES:
-            self._candidate_pitched += pitched(self._last_frame, frame)
+            self._unchecked.append((self._last_frame, frame))
+        if self._candidate_voiced >= self._min_frames - PITCH_AHEAD:
+            self._check_pitch()
         self._candidate_power += self._power if voiced else 0.0
         settled = self._frames_seen > self._warmup_frames
         confirmed = self._candidate_pitched >= PITCHED_FRAMES
@@ -226,9 +230,20 @@ class SpeechGate:
                 self._near_miss = self._candidate_start
             for old in self._candidate:
                 self._preroll.append(old)
-            self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
-            self._candidate_power = 0.0
+            self._drop_candidate()
         return []
+
+    def _check_pitch(self) -> None:
+        """Voiced frames are checked for a pitch peak, in order, only once the candidate has
+        nearly enough of them to open a turn, and only until PITCHED_FRAMES have one: the
+        bursts of a TV or a cough rarely get that far (the check is the gate's costliest step)."""
+        while self._unchecked and self._candidate_pitched < PITCHED_FRAMES:
+            self._candidate_pitched += pitched(*self._unchecked.pop(0))
+
+    def _drop_candidate(self) -> None:
+        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
+        self._unchecked = []
+        self._candidate_power = 0.0
 
     def _open(self) -> TurnStart:
         """The pre-roll reaches back to a speech-like burst just before ("so ... what is")."""
@@ -242,8 +257,7 @@ class SpeechGate:
         self._near_miss = None
         self._turn_frames = len(self._candidate)
         self._preroll.clear()
-        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
-        self._candidate_power = 0.0
+        self._drop_candidate()
         self._in_turn, self._silent_frames = True, 0
         return start
 
@@ -274,8 +288,7 @@ class SpeechGate:
     def forget(self) -> None:
         """Drops what was heard outside a turn (a wake word): no later turn reaches back to it."""
         self._preroll.clear()
-        self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
-        self._candidate_power = 0.0
+        self._drop_candidate()
         self._near_miss = self._early = None
 
     def force_end(self) -> TurnEnd | None:
