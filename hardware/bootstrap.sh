@@ -10,7 +10,7 @@ sudo_cmd=""
 $sudo_cmd apt-get update -qq
 $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-dev gcc \
-    portaudio19-dev libasound2-dev alsa-utils \
+    portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
     espeak-ng sox jackd2 libasound2-plugins \
     shellcheck systemd chromium chromium-driver >/dev/null
 

@@ -109,7 +109,7 @@ echo "== system packages"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-dev gcc \
-    portaudio19-dev libasound2-dev alsa-utils \
+    portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
     python3-picamera2 python3-libcamera \
     python3-lgpio python3-spidev >/dev/null
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
+from edge_agent.audio import pitch
 from edge_agent.audio.pitch import CEPSTRAL_PEAK, FFT_SIZE, _fft, _rfft, pitched
 
 FRAME = 480
@@ -31,9 +33,16 @@ def test_the_list_fft_is_numpys() -> None:
     assert np.allclose(_rfft(real, 40, 320), np.fft.rfft(real)[40:320])
 
 
+@pytest.mark.parametrize("transforms", ["fftw", "lists"])
 def test_voiced_speech_has_a_pitch_peak_and_noise_has_none(
-    speech: Callable[..., np.ndarray],
+    speech: Callable[..., np.ndarray], transforms: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """FFTW (libfftw3f, single precision) where the system has it, else Python lists: the
+    numpy code's verdicts either way."""
+    if transforms == "lists":
+        monkeypatch.setattr(pitch, "_fftw", lambda: None)
+    else:
+        assert pitch._fftw() is not None, "libfftw3f missing (apt: libfftw3-single3)"
     voice = speech("how warm will it be tomorrow morning", lead_s=0.0, gap_s=0.0)
     noise = np.random.default_rng(1).normal(0, 2000, len(voice)).clip(-32768, 32767)
     for audio, least, most in ((voice, 0.3, 1.0), (noise.astype(np.int16), 0.0, 0.0)):

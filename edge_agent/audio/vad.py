@@ -47,7 +47,6 @@ FLOOR_FALL_DB_S = 5.0
 FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
 LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
 PITCHED_FRAMES = 2  # voiced frames with a pitch peak (audio/pitch.py) before a turn opens
-PITCH_AHEAD = 2  # checked from this many voiced frames short of min_speech_ms
 LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
 QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
 MAX_VAD_GAIN = 31.6  # ... by at most 30 dB
@@ -211,7 +210,7 @@ class SpeechGate:
         self._candidate_gap = 0 if voiced else self._candidate_gap + 1
         if voiced and self._candidate_pitched < PITCHED_FRAMES:
             self._unchecked.append((self._last_frame, frame))
-        if self._candidate_voiced >= self._min_frames - PITCH_AHEAD:
+        if self._candidate_voiced >= self._min_frames:
             self._check_pitch()
         self._candidate_power += self._power if voiced else 0.0
         settled = self._frames_seen > self._warmup_frames
@@ -234,11 +233,12 @@ class SpeechGate:
         return []
 
     def _check_pitch(self) -> None:
-        """Voiced frames are checked for a pitch peak, in order, only once the candidate has
-        nearly enough of them to open a turn, and only until PITCHED_FRAMES have one: the
-        bursts of a TV or a cough rarely get that far (the check is the gate's costliest step)."""
+        """The candidate's voiced frames get the pitch check (the gate's costliest step) once
+        they add up to min_speech_ms, newest first (a word's first frames often have no pitch
+        yet), until PITCHED_FRAMES have a peak. Whether that many have one does not depend on
+        when or in which order they are checked; a TV's bursts of talk seldom get that far."""
         while self._unchecked and self._candidate_pitched < PITCHED_FRAMES:
-            self._candidate_pitched += pitched(*self._unchecked.pop(0))
+            self._candidate_pitched += pitched(*self._unchecked.pop())
 
     def _drop_candidate(self) -> None:
         self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
