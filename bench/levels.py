@@ -1,8 +1,8 @@
 """python -m bench.levels: instructions per call of the level maths on the per-frame paths
 (callgrind; a run of N calls and one of 2N, the difference divided by N, so start-up cancels).
 
-A 30 ms microphone frame at 16 kHz (480 samples, as bytes, the speech gate's and echo guard's
-input) and a 20 ms speaker period at 24 kHz (480 int16 samples, the Speaker's output level).
+A 30 ms microphone frame at 16 kHz or a 20 ms speaker period at 24 kHz: 480 samples, as bytes
+(the speech gate's, echo guard's and Speaker's input) or as an int16 array (numpy's forms).
 """
 
 from __future__ import annotations
@@ -16,27 +16,24 @@ from pathlib import Path
 from bench.footprint import callgrind_command, totals
 
 FORMS = {
-    # the speech gate's level floor (vad.py) and the echo guard's rms (echo.py) as they are
-    "np.mean(x*x) float32 (vad.py)": (
-        "s = np.frombuffer(frame, '<i2').astype(np.float32); float(np.mean(s * s))"
+    # now: audioop in C on the bytes (edge_agent/audio/pcm.py), no numpy
+    "pcm.power: exact mean square (vad.py)": "pcm.power(frame)",
+    "pcm.rms (echo.py, playback.py)": "pcm.rms(frame)",
+    # before: numpy
+    "np.dot float64, exact (vad.py before)": (
+        "s = np.frombuffer(frame, '<i2').astype(np.float64); float(np.dot(s, s)) / len(s)"
     ),
-    "sqrt(mean(x**2)) float64 (echo.py)": (
-        "s = np.frombuffer(frame, '<i2'); float(np.sqrt(np.mean(s.astype(np.float64) ** 2)))"
-    ),
-    "sqrt(mean(x**2)) float32 (playback.py)": (
-        "float(np.sqrt(np.mean(period.astype(np.float32) ** 2)))"
-    ),
-    "np.dot float32 view": (
-        "s = np.frombuffer(frame, '<i2').astype(np.float32); float(np.dot(s, s)) / len(s)"
-    ),
-    "math.sqrt(np.dot float32)": (
+    "math.sqrt(np.dot float32) (playback.py before)": (
         "s = period.astype(np.float32); math.sqrt(float(np.dot(s, s)) / len(s))"
     ),
-    "np.dot int64": ("s = period.astype(np.int64); int(np.dot(s, s)) / len(s)"),
+    "np.mean(x*x) float32 (vad.py, long before)": (
+        "s = np.frombuffer(frame, '<i2').astype(np.float32); float(np.mean(s * s))"
+    ),
 }
 SCRIPT = """
 import math, sys
 import numpy as np
+from edge_agent.audio import pcm
 rng = np.random.default_rng(0)
 period = rng.integers(-3000, 3000, 480).astype(np.int16)
 frame = period.tobytes()
