@@ -1,8 +1,8 @@
 """Is a frame voiced? A pitch peak (50-400 Hz) in the cepstrum, computed without numpy.
 
-The transforms run in FFTW (libfftw3f through ctypes: alsa-utils depends on it, so Raspberry Pi
-OS has it) and, where it is missing, in a radix-2 FFT on Python lists, ten times slower. The
-speech gate asks only about a few frames of a turn's first words.
+The transforms run in FFTW (libfftw3f through ctypes; Debian's alsa-utils depends on it) and,
+where it is missing, in a radix-2 FFT on Python lists, five times slower. The speech gate asks
+only about a few frames of a turn's first words.
 """
 
 from __future__ import annotations
