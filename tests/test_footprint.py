@@ -100,9 +100,11 @@ def run_observed(
             daemon.kill()
             daemon.wait()
     assert "Traceback" not in log.read_text(), log.read_text()
-    return tuple(  # type: ignore[return-value]
-        set(Path(f"{listing}{suffix}").read_text().split()) for suffix in ("", ".sdk", ".end")
-    )
+
+    def modules(suffix: str) -> set[str]:
+        return set(Path(f"{listing}{suffix}").read_text().split())
+
+    return modules(""), modules(".sdk"), modules(".end")
 
 
 def test_run_imports_nothing_at_ready_that_ready_does_not_need(

@@ -226,24 +226,15 @@ class Microphone(PortAudioStream, FrameSource):
 
     def _frames_of(self, rate: int, channels: int) -> Callable[[bytes, bool, list[bytes]], None]:
         """frames(block, last, out): the whole model frames a device block completes, onto out.
-        A device that gives what the model takes is only cut (capture then costs 0.13 G
-        instructions a minute, from 0.23 G; bench/README.md); other rates go through soxr."""
-        frame_bytes = 2 * self.frame_samples
-        if rate == MODEL_INPUT_RATE and channels == 1:
-            held = bytearray()
-
-            def cut(block: bytes, last: bool, out: list[bytes]) -> None:
-                held.extend(block)
-                while len(held) >= frame_bytes:
-                    out.append(bytes(held[:frame_bytes]))
-                    del held[:frame_bytes]
-
-            return cut
-        resampler = Resampler(rate, MODEL_INPUT_RATE)
+        A mono device at the model's rate is only cut into frames (no call it does not need:
+        this runs for every block); other rates go through soxr."""
         splitter = FrameSplitter(self.frame_samples)
+        if rate == MODEL_INPUT_RATE and channels == 1:
+            return lambda block, last, out: splitter.push(block, out)
+        resampler = Resampler(rate, MODEL_INPUT_RATE)
 
         def convert(block: bytes, last: bool, out: list[bytes]) -> None:
-            out.extend(splitter.push(resampler.process(to_mono(block, channels), last=last)))
+            splitter.push(resampler.process(to_mono(block, channels), last=last), out)
 
         return convert
 

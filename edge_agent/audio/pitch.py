@@ -34,7 +34,7 @@ def pitched(previous: bytes, frame: bytes) -> bool:
         frame = previous + frame
     samples = array("h", frame)
     count = min(len(samples), FFT_SIZE)
-    windowed = list(map(mul, samples[:count], _hann(count)))
+    windowed = list(map(mul, samples, _hann(count)))
     windowed.extend(repeat(0.0, FFT_SIZE - count))
     low, high = RATE // 400, min(RATE // 50, count * 2 // 3)
     transforms = _fftw()

@@ -43,10 +43,10 @@ class FrameSplitter:
         self.frame_bytes = 2 * frame_samples
         self._pending = bytearray()
 
-    def push(self, pcm: bytes) -> list[bytes]:
-        self._pending.extend(pcm)
-        size, held = self.frame_bytes, self._pending
-        cut = len(held) - len(held) % size
-        frames = [bytes(held[i : i + size]) for i in range(0, cut, size)]
-        del held[:cut]
-        return frames
+    def push(self, pcm: bytes, out: list[bytes]) -> None:
+        """Appends the frames pcm completes onto out."""
+        held, size = self._pending, self.frame_bytes
+        held.extend(pcm)
+        while len(held) >= size:
+            out.append(bytes(held[:size]))
+            del held[:size]
