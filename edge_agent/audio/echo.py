@@ -1,15 +1,19 @@
 """Echo guard: keeps the model's own voice, coming back through the mic, from opening turns.
 
-half_duplex: while the speaker plays (plus echo_tail_ms) the mic may not open a turn, unless
-  the user is clearly louder than the echo heard so far (barge-in by voice still works).
-aec: WebRTC AEC3 (pywebrtc-audio) with the speaker mix as the far end, taken where audio
-  really leaves (the playback pull).
+half_duplex: while the model's voice plays (and echo_tail_ms after) the mic may not open a
+  turn, unless a person is louder than its echo can be (EchoLevel) or their level does not
+  follow the output's: talking over the answer cuts it. Chimes are not guarded (too short and
+  too high to pass for speech).
+aec: the same guard, and WebRTC AEC3 (pywebrtc-audio) with the speaker mix as the far end,
+  taken where audio really leaves (the playback pull); while a person talks over the answer
+  and AEC3 swallows them too, the microphone's own frame is passed on.
 none / system: frames pass (headsets, XMOS boards, or PipeWire's echo-cancel upstream).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +21,137 @@ from edge_agent.audio import pcm
 from edge_agent.audio.playback import SampleFifo, Speaker
 from edge_agent.audio.resample import MODEL_INPUT_RATE, Resampler
 
-LOUDER_THAN_ECHO = 3.0  # 10 dB over the expected echo counts as a person talking over the reply
+LOUDER_THAN_ECHO = 1.6  # 4 dB over the loudest the echo can be: a person talking over it
+MUCH_LOUDER = 3.0  # (10 dB over it counts twice)
 BARGE_IN_FRAMES = 3  # loud frames in a row that release the guard
 RELEASE_QUIET_FRAMES = 10  # a released guard closes again after this many frames without them
+AEC_SWALLOWS = 4.0  # cancelled 12 dB under the microphone while a person talks over the answer
+REVERB_DECAY = 0.6  # the echo of older output, per frame past the delay (a room's tail)
+PRIOR_COUPLING = 0.6  # echo level / output level believed before a sound has been measured
+# (a worst case at any delay: a voice just louder is a person, before any margin is needed)
+LEARN_MS = 450  # the echo is measured over the first moments of a sound ...
+QUIET_BEFORE_MS = 150  # ... that starts in a quiet room (no one speaking over it)
+ECHO_SPREAD = 3.0  # an echo's level follows the output's: half its frames within 10 dB of the
+NO_ECHO = 0.05  # loudest (unless there is hardly any echo at all)
+NEARLY_AS_TIGHT = 1.25
+VOICE_FRAMES = 6  # frames measured before the window can tell a voice from echo ...
+VOICE_CORRELATION = 0.3  # ... by the microphone's level not following the output's
+MIN_LEARN_LEVEL = 300.0  # output frames quieter than this say little about the coupling
+NOISE_RISE = 1.01  # the microphone's quiet level (a minimum follower) rises this much a frame
+
+
+class EchoLevel:
+    """How loud the agent's own sound can be in the microphone: the output's level some frames
+    earlier (the delay; older output fading as a room's tail does) times the coupling, plus the
+    room. Delay and coupling are measured at the start of a sound that begins in a quiet room
+    (an answer starts after the person has finished): the delay whose bound is tightest while
+    covering every frame heard then. They are kept between sounds (the speaker's and the
+    microphone's geometry and the volume). A window in which the microphone did not follow the
+    output held a voice, not echo: it is not measured (the guard never takes a person's voice
+    for echo), and it lets the guard go at once.
+    """
+
+    def __init__(self, frame_ms: int, tail_ms: int) -> None:
+        self.lags = tail_ms // frame_ms + 2  # output to microphone: device buffers, the room
+        self._outputs: deque[float] = deque([0.0] * self.lags, maxlen=self.lags)  # newest last
+        self.coupling = PRIOR_COUPLING
+        self.delay: int | None = None  # frames; None: not measured (any delay is possible)
+        self.margin = 1.0  # how far over the bound a person must be: a measurement can be off
+        self.noise = 0.0  # the microphone's level when nothing plays
+        self.voice_heard = False  # the window being measured holds a voice
+        self._quiet_run = 0  # frames in a row at the room's level, nothing playing
+        self._quiet_before = max(1, QUIET_BEFORE_MS // frame_ms)
+        self._learn_frames = max(1, LEARN_MS // frame_ms)
+        self._sounding = 0  # frames since the output began to sound (0: silent)
+        # frames measured: the microphone's level, and the output's that can sound in it at
+        # each delay
+        self._window: list[tuple[float, list[float]]] | None = None
+
+    def update(self, output: float, mic: float) -> float | None:
+        """One frame: what left the speaker over it and the microphone's level; returns the
+        loudest the echo can be in this frame (None: nothing played lately)."""
+        self._outputs.append(output)
+        if not any(self._outputs):
+            self._idle(mic)
+            return None
+        outputs = list(self._outputs)
+        if not self._sounding and self._quiet_run >= self._quiet_before:
+            self._window = []
+        self._sounding += 1
+        if self._window is not None:
+            self._measure(mic, outputs)
+        reference = max(outputs) if self.delay is None else _reference(outputs, self.delay)
+        return self.coupling * reference + 2.0 * self.noise
+
+    def _idle(self, mic: float) -> None:
+        if self._sounding:
+            self._finish()
+        self._sounding = 0
+        self.voice_heard = False
+        self.noise = min(mic, max(self.noise, 1.0) * NOISE_RISE)
+        quiet = mic <= 2.0 * self.noise + 100.0
+        self._quiet_run = self._quiet_run + 1 if quiet else 0
+
+    def _measure(self, mic: float, outputs: list[float]) -> None:
+        assert self._window is not None
+        if max(outputs) >= MIN_LEARN_LEVEL:
+            references = [_reference(outputs, delay) for delay in range(self.lags - 1)]
+            self._window.append((max(0.0, mic - self.noise), references))
+        if len(self._window) >= VOICE_FRAMES and self._voice_in_window():
+            self.voice_heard = True
+            self._window = None
+        elif self._sounding >= self._learn_frames:
+            self._finish()
+
+    def _voice_in_window(self) -> bool:
+        """Loud in the microphone, and its level does not go with the output's at any delay."""
+        assert self._window is not None
+        mics = [mic for mic, _ in self._window]
+        if sum(mics) / len(mics) < 3.0 * self.noise + 300.0:
+            return False
+        return all(
+            _correlation(mics, [refs[delay] for _, refs in self._window]) < VOICE_CORRELATION
+            for delay in range(self.lags - 1)
+        )
+
+    def _finish(self) -> None:
+        window, self._window = self._window, None
+        if window is None or len(window) < VOICE_FRAMES:
+            return  # too short to say: the echo may not have arrived yet
+        bounds = []
+        for delay in range(self.lags - 1):
+            ratios = sorted(mic / refs[delay] for mic, refs in window if refs[delay] > 0.0)
+            if len(ratios) >= VOICE_FRAMES:
+                bounds.append((ratios[-1], delay, ratios[len(ratios) // 2]))
+        if not bounds:
+            return
+        # a periodic sound fits at several delays (and a long one is judged on fewer frames):
+        # the shortest that is nearly as tight
+        tightest = min(bound for bound, _, _ in bounds)
+        coupling, delay, typical = next(b for b in bounds if b[0] <= NEARLY_AS_TIGHT * tightest)
+        if coupling > NO_ECHO and typical < coupling / ECHO_SPREAD:
+            return  # the microphone did not follow the output: a voice, not its echo
+        self.coupling, self.delay, self.margin = coupling, delay, LOUDER_THAN_ECHO
+
+
+def _correlation(xs: list[float], ys: list[float]) -> float:
+    count = len(xs)
+    mean_x, mean_y = sum(xs) / count, sum(ys) / count
+    cross = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    spread = sum((x - mean_x) ** 2 for x in xs) * sum((y - mean_y) ** 2 for y in ys)
+    return cross / spread**0.5 if spread > 0.0 else 0.0
+
+
+def _reference(outputs: list[float], delay: int) -> float:
+    """The output level that can sound in the microphone now, `delay` frames after it left:
+    that frame's and the one before (a delay between frames), older ones fading."""
+    newest = len(outputs) - 1 - delay
+    reference = max(outputs[newest], outputs[newest - 1])
+    fade = REVERB_DECAY
+    for index in range(newest - 2, -1, -1):
+        reference = max(reference, outputs[index] * fade)
+        fade *= REVERB_DECAY
+    return reference
 
 
 @dataclass
@@ -29,11 +161,11 @@ class EchoVerdict:
 
 
 class EchoGuard:
-    def __init__(self, mode: str, speaker: Speaker, tail_ms: int) -> None:
+    def __init__(self, mode: str, speaker: Speaker, tail_ms: int, frame_ms: int = 30) -> None:
         self.mode = mode
         self.speaker = speaker
         self.tail_ms = tail_ms
-        self._coupling = 1.0  # echo level / output level, learned while the speaker plays
+        self.echo = EchoLevel(frame_ms, tail_ms)
         self._loud_frames = 0
         self._quiet_frames = 0
         self._released = False
@@ -63,42 +195,42 @@ class EchoGuard:
             self.cancelled = frame
             self._loud_frames, self._released = 0, False
             return EchoVerdict(frame, False)
-        if self._canceller is not None:
-            with self._reference_lock:
-                far = self._reference.pop(len(frame) // 2)
-            if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
-                # nothing played for a while: no echo to cancel, and AEC3 left running on a
-                # silent far end takes seconds to pass the user's first words through
-                self.cancelled = frame
-                return EchoVerdict(frame, False)
-            self.cancelled = self._cancel(frame, far)
-            return EchoVerdict(self.cancelled, False)
-        if self.mode != "half_duplex":
+        if self.mode not in ("half_duplex", "aec"):
             return EchoVerdict(frame, False)
-        playing = self.speaker.speaking or self.speaker.quiet_ms() < self.tail_ms
-        if not playing:
-            self._loud_frames, self._released = 0, False
-            return EchoVerdict(frame, False)
+        suppressed = self._suppressed(frame)
+        if self._canceller is None:
+            return EchoVerdict(frame, suppressed)
+        with self._reference_lock:
+            far = self._reference.pop(len(frame) // 2)
+        if not self.speaker.speaking and self.speaker.quiet_ms() >= self.tail_ms:
+            # nothing played for a while: no echo to cancel, and AEC3 left running on a
+            # silent far end takes seconds to pass the user's first words through
+            self.cancelled = frame
+            return EchoVerdict(frame, suppressed)
+        cancelled = self._cancel(frame, far)
+        if not suppressed and pcm.rms(cancelled) * AEC_SWALLOWS < pcm.rms(frame):
+            cancelled = frame  # AEC3 takes a person talking over the answer for echo
+        self.cancelled = cancelled
+        return EchoVerdict(cancelled, suppressed)
+
+    def _suppressed(self, frame: bytes) -> bool:
+        """The frame may not open a turn: the agent's sound may be all there is in it."""
         level = pcm.rms(frame)
-        expected_echo = self._coupling * self.speaker.output_level
-        if level > LOUDER_THAN_ECHO * expected_echo + 100.0:
-            self._loud_frames += 1
+        echo = self.echo.update(self.speaker.take_voice_rms(), level)
+        if echo is None:
+            self._loud_frames, self._released = 0, False
+            return False
+        if level > self.echo.margin * echo + 100.0:
+            self._loud_frames += 2 if level > MUCH_LOUDER * echo + 100.0 else 1
             self._quiet_frames = 0
         else:
             self._loud_frames = 0
             self._quiet_frames += 1
-            output = self.speaker.output_level
-            # learn only while the speaker sounds at its recent level: in a pause between
-            # sentences the echo is gone but output_level decays slowly, and learning there
-            # drove the coupling towards 0 until the next sentence's echo released the guard
-            if output > 100.0 and self.speaker.last_level > 0.5 * output and not self._released:
-                ratio = min(1.0, level / output)
-                self._coupling = 0.9 * self._coupling + 0.1 * ratio
-        if self._loud_frames >= BARGE_IN_FRAMES:
+        if self._loud_frames >= BARGE_IN_FRAMES or self.echo.voice_heard:
             self._released = True
         elif self._quiet_frames >= RELEASE_QUIET_FRAMES:
             self._released = False
-        return EchoVerdict(frame, not self._released)
+        return not self._released
 
     def _cancel(self, near: bytes, far: bytes) -> bytes:
         import numpy as np  # AEC3 takes arrays; aec mode only

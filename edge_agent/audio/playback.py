@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 overflow_log = RateLimitedLog(log)
 
 MAX_QUEUED_S = 300.0  # model audio queued beyond this (a flooding server) is dropped
-OUTPUT_LEVEL_HALF_LIFE_S = 0.2
 PA_OUTPUT_UNDERFLOWED = -9980  # PortAudio's paOutputUnderflowed
 
 Clock = Callable[[], float]
@@ -92,9 +91,9 @@ class Speaker:
         self._reply_ended = False
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
-        self.output_level = 0.0  # RMS of recent output, halving every 200 ms (echo paths lag)
         self.last_level = 0.0  # RMS of the last period pulled
-        self._decay = (0, 1.0)  # (period, output level factor per period of that length)
+        self._voice_energy = 0.0  # the model's voice pulled since take_voice_rms() (echo guard)
+        self._pulled_samples = 0
         self._period = 0  # samples per pull, as last seen
         self._last_chunk_at: float | None = None  # arrival of the reply's previous chunk
         self._reply_gap_s = 0.0  # this reply's longest gap between chunks
@@ -204,17 +203,17 @@ class Speaker:
                     self._primed = False
             chimes = self._chimes.pop(count) if self._chimes.size else None
         if voice is None and chimes is None:  # the usual case on a speaker: nothing to play
-            mix, level = pcm.silence(count), 0.0
-        else:
+            mix, level, voice_level = pcm.silence(count), 0.0, 0.0
+        elif chimes is None:
             mix = voice if voice is not None else pcm.silence(count)
-            if chimes is not None:
-                mix = pcm.mix(mix, chimes)
+            level = voice_level = pcm.rms(mix)
+        else:
+            mix = pcm.mix(voice, chimes) if voice is not None else chimes
             level = pcm.rms(mix)
-        if self._decay[0] != count:
-            half_life = OUTPUT_LEVEL_HALF_LIFE_S * self.device_rate
-            self._decay = (count, 0.5 ** (count / half_life))
-        self.output_level = max(level, self.output_level * self._decay[1])
+            voice_level = pcm.rms(voice) if voice is not None else 0.0
         self.last_level = level
+        self._voice_energy += voice_level * voice_level * count
+        self._pulled_samples += count
         if level:
             self._quiet_samples = 0
         else:
@@ -222,6 +221,13 @@ class Speaker:
         if self.reference_sink is not None:
             self.reference_sink(mix)
         return mix
+
+    def take_voice_rms(self) -> float:
+        """RMS of the model's voice that left for the device since the last call. Chimes are
+        left out: too short and too high to pass for speech, they need no guard."""
+        energy, count = self._voice_energy, self._pulled_samples
+        self._voice_energy, self._pulled_samples = 0.0, 0
+        return (energy / count) ** 0.5 if count else 0.0
 
     def pause_if_idle(self) -> bool:
         """Device side, after a pull: True, once, when nothing is queued and nothing has sounded
@@ -236,7 +242,6 @@ class Speaker:
             ):
                 return False
             self.paused = True
-        self.output_level = 0.0
         return True
 
 
