@@ -66,7 +66,8 @@ def read_file(path: Path) -> tuple[bytes, int, int]:
 
 def gate_turns(path: Path, gate: SpeechGate, guard: EchoGuard | None = None) -> list[Found]:
     """Runs the file through the gate frame by frame; the turns it opened, a turn carried past
-    max_turn_s (a TurnStart in the same frame as its TurnEnd) counted as one.
+    max_turn_s (a TurnStart in the same frame as its TurnEnd) or resumed after a pause counted
+    as one.
 
     The file is mixed down and resampled in one piece: soxr's streaming output can differ by
     one LSB with the memory alignment of each block, which made runs differ now and then."""
@@ -87,10 +88,9 @@ def gate_turns(path: Path, gate: SpeechGate, guard: EchoGuard | None = None) -> 
         now = index * frame_s
         for event in gate.feed(data, suppressed):
             if isinstance(event, TurnStart):
-                if continued_at == index:
-                    continue
-                audio_start = now - len(event.preroll) / 2 / MODEL_INPUT_RATE
-                turns.append(Found(audio_start, event.speech_start_s))
+                if continued_at == index or (event.resumed and turns):
+                    continue  # the same turn carried on (the Agent adds a part to it)
+                turns.append(Found(event.audio_start_s, event.speech_start_s))
             elif isinstance(event, TurnEnd):
                 turns[-1].speech_end_s, turns[-1].ended_at_s = event.speech_end_s, now
                 continued_at = index if event.reason == "max_length" else -1

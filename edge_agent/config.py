@@ -148,6 +148,7 @@ class VadConfig(Section):
     short_phrase_ms: int = Field(1000, ge=0)
     min_speech_ms: int = Field(200, ge=0)
     max_turn_s: float = Field(30, gt=0)
+    continuation_ms: int = Field(2000, ge=0)
     min_level_dbfs: float = Field(-65.0, ge=-96.0, le=0.0)
     noise_margin_db: float = Field(8.0, ge=0.0, le=40.0)
 

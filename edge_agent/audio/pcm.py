@@ -33,6 +33,11 @@ def rms(frame: bytes) -> float:
     return float(audioop.rms(frame, WIDTH)) if frame else 0.0
 
 
+def peak(frame: bytes) -> int:
+    """The largest absolute sample."""
+    return int(audioop.max(frame, WIDTH)) if frame else 0
+
+
 def scale(frame: bytes, gain: float) -> bytes:
     """Samples times gain, saturating at the int16 limits."""
     return audioop.mul(frame, WIDTH, gain)

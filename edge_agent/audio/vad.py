@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import webrtcvad
@@ -23,7 +24,9 @@ from edge_agent.config import VadConfig
 class TurnStart:
     preroll: bytes  # audio from before the onset through the frame that confirmed speech
     speech_start_s: float
+    audio_start_s: float  # where the pre-roll begins
     continued: bool = False  # the previous turn reached max_turn_s; the speech goes on
+    resumed: bool = False  # speech again within continuation_ms of the last turn's end
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,14 @@ GateEvent = TurnStart | TurnAudio | TurnEnd
 
 # The room's level (a frame's power), against which speech is judged:
 WARMUP_MS = 600  # learnt at start-up (no turn opens meanwhile; speech heard then is kept) ...
-WARMUP_QUIET_FRAMES = 3  # ... from frames webrtcvad does not take for speech, if this many
+WARMUP_QUIET_FRAMES = 8  # ... from frames webrtcvad does not take for speech, once this many
+WARMUP_QUIET_UNDER = 31.6  # in a row have been heard 15 dB under the speech heard (not a pause
+# inside a word; someone may be talking from the first frame)
+WARMUP_MAX_MS = 4000  # or from the quietest part once this long has passed without (a TV on)
+STEADY_SPREAD = 4.0  # a fan or a hum: 80 % of its frames within 6 dB
+ONSET_MARGIN = 2.5  # a turn reaches back over frames 4 dB over the room (a word's soft start)
+ONSET_GAP_FRAMES = 5  # ... across gaps this short (between words)
+ONSET_REACH_MS = 1000  # ... at most this far before the frames that opened it
 FLOOR_RISE_DB_S = 5.0  # then it follows the room's median level up and down at this pace,
 FLOOR_FALL_DB_S = 5.0
 FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
@@ -67,11 +77,14 @@ class SpeechGate:
         self._margin = 10 ** (config.noise_margin_db / 10)
         self._quiet_room_power = (32768 * 10 ** (QUIET_ROOM_DBFS / 20)) ** 2
         self._floor = 1.0  # the room's level (power)
-        self._warmup: list[tuple[float, bool]] = []
+        self._settled = False  # the room's level is known (start-up is over)
+        self._warmup: list[tuple[bytes, float, bool, bool]] = []  # frame, power, heard, suppressed
         seconds = self.frame_ms / 1000
         self._floor_up = 10 ** (FLOOR_RISE_DB_S * seconds / 10)
-        self._floor_up_in_turn = 10 ** (FLOOR_RISE_IN_TURN_DB_S * seconds / 10)
         self._warmup_frames = WARMUP_MS // self.frame_ms
+        self._warmup_max_frames = WARMUP_MAX_MS // self.frame_ms
+        self._onset_reach = ONSET_REACH_MS // self.frame_ms
+        self._floor_up_in_turn = 10 ** (FLOOR_RISE_IN_TURN_DB_S * seconds / 10)
         self._loud_run = 0
         self._loud_run_frames = LOUD_RUN_MS // self.frame_ms
         self._floor_down = 10 ** (-FLOOR_FALL_DB_S * seconds / 10)
@@ -83,8 +96,9 @@ class SpeechGate:
         self._candidate_voiced = 0
         self._candidate_pitched = 0
         self._unchecked: list[tuple[bytes, bytes]] = []  # voiced (previous, frame) pairs
-        self._candidate_power = 0.0  # of its voiced frames, summed
-        self._early: tuple[int, float] | None = None  # speech confirmed while warming up
+        self._candidate_echo = False  # it began while the echo guard held the mic ...
+        self._released_at: int | None = None  # ... which let go at this frame
+        self._last_echo = -1  # the last frame the echo guard held
         self._power = 0.0  # the last frame's
         self._candidate_gap = 0  # unvoiced frames since the candidate's last voiced one
         self._min_frames = max(1, config.min_speech_ms // self.frame_ms)
@@ -96,6 +110,8 @@ class SpeechGate:
         self._short_hangover_frames = max(1, short // self.frame_ms)
         self._short_phrase_frames = config.short_phrase_ms // self.frame_ms
         self._max_frames = int(config.max_turn_s * 1000 / self.frame_ms)
+        self._continuation_frames = config.continuation_ms // self.frame_ms
+        self._resume_until: int | None = None  # speech starting before this frame resumes a turn
         self._frames_seen = 0
         self._last_frame = b""
         self._in_turn = False
@@ -108,6 +124,11 @@ class SpeechGate:
         return self._in_turn
 
     @property
+    def holding(self) -> bool:
+        """Frames are held that may still open a turn (start-up, a candidate)."""
+        return bool(self._warmup) or bool(self._candidate)
+
+    @property
     def noise_floor_dbfs(self) -> float:
         return 10 * math.log10(max(self._floor, 1e-3) / 32768**2)
 
@@ -116,30 +137,72 @@ class SpeechGate:
 
     def _voiced(self, frame: bytes, power: float) -> bool:
         """Loud enough over the room's level (and the absolute minimum) and speech to webrtcvad;
-        every frame then moves the room's level (the speaker's own voice only slowly)."""
-        warming = self._frames_seen <= self._warmup_frames
+        every frame then moves the room's level (in a turn, see _follow_in_turn)."""
         loud = power > self._min_power and power > self._floor * self._margin
-        asked = loud or warming
-        heard = asked and self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE)
-        voiced = loud and bool(heard)
-        if warming:  # candidates form (no turn opens yet) while the room's level is learnt
-            self._warm_up(power, bool(heard))
-            return voiced
-        up, down = self._floor_up, self._floor_down
-        self._loud_run = self._loud_run + 1 if loud else 0
-        if self._in_turn and loud and self._loud_run < self._loud_run_frames:
-            up = self._floor_up_in_turn  # the speaker's own voice moves the room level slowly;
-            # loud without a dip for seconds is no one speaker (a TV came on): it moves it fast
-        self._floor = max(1.0, self._floor * (up if power > self._floor else down))
+        voiced = loud and bool(self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE))
+        if self._in_turn:
+            self._follow_in_turn(power)
+        else:
+            up, down = self._floor_up, self._floor_down
+            self._floor = max(1.0, self._floor * (up if power > self._floor else down))
         return voiced
 
-    def _warm_up(self, power: float, speech: bool) -> None:
-        """Start-up: the room's level is the median of the frames webrtcvad does not take for
-        speech (someone talking as the agent starts), or of all frames (a TV already on)."""
-        self._warmup.append((power, speech))
-        quiet = [p for p, s in self._warmup if not s]
-        heard = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else [p for p, _ in self._warmup]
-        self._floor = max(1.0, _median(heard))
+    def _follow_in_turn(self, power: float) -> None:
+        """The speaker's own voice moves the room's level slowly (a monologue is not the room),
+        unless it stays loud for LOUD_RUN_MS without a dip (no one speaker: a TV came on)."""
+        loud = power > self._floor * self._margin
+        self._loud_run = self._loud_run + 1 if loud else 0
+        slow = loud and self._loud_run < self._loud_run_frames
+        up = self._floor_up_in_turn if slow else self._floor_up
+        self._floor = max(1.0, self._floor * (up if power > self._floor else self._floor_down))
+
+    def _warm_up(self, frame: bytes, power: float, suppressed: bool) -> list[GateEvent]:
+        """Start-up: the frames are kept until the room's level is known, the median of the
+        frames webrtcvad does not take for speech (once there are a few: someone may be talking
+        as the agent starts), or of all frames after WARMUP_MAX_MS (a TV already on). Then they
+        are judged against it, as if it had been known from the first: speech heard meanwhile
+        opens its turn now, from its first frame."""
+        heard = bool(self._vad.is_speech(frame, MODEL_INPUT_RATE))
+        self._warmup.append((frame, power, heard, suppressed))
+        count = len(self._warmup)
+        quiet = self._quiet_run()
+        if count < self._warmup_frames or (
+            len(quiet) < WARMUP_QUIET_FRAMES and count < self._warmup_max_frames
+        ):
+            return []
+        room = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else self._quietest()
+        self._floor = max(1.0, _median(room))
+        self._settled = True
+        kept, self._warmup = self._warmup, []
+        events: list[GateEvent] = []
+        for index, (old, old_power, _, old_suppressed) in enumerate(kept):
+            events += self._judge(old, old_power, old_suppressed, index)
+        return events
+
+    def _quiet_run(self) -> list[float]:
+        """The powers of the longest run of start-up frames that sound like a room: webrtcvad
+        does not take them for speech, and they are well under the speech heard (not a pause
+        inside a word). A room is quiet for a while; a TV's babble only for a moment."""
+        speech = [p for _, p, h, _ in self._warmup if h]
+        ceiling = _median(speech) / WARMUP_QUIET_UNDER if speech else math.inf
+        longest: list[float] = []
+        run: list[float] = []
+        for _, power, heard, _ in self._warmup:
+            run = [*run, power] if not heard and power < ceiling else []
+            longest = run if len(run) > len(longest) else longest
+        return longest
+
+    def _quietest(self) -> list[float]:
+        """A steady sound all along (a fan, a hum): its quietest WARMUP_MS, which no one spoke
+        over. A sound that comes and goes (a TV already on): all of it, as it will go on."""
+        powers = [p for _, p, _, _ in self._warmup]
+        span = self._warmup_frames
+        starts = range(0, len(powers) - span + 1, span // 2)
+        windows: list[list[float]] = [powers[i : i + span] for i in starts]
+        quietest = min(windows, key=_median)
+        quietest.sort()
+        steady = quietest[len(quietest) * 9 // 10] < STEADY_SPREAD * quietest[len(quietest) // 10]
+        return quietest if steady else powers
 
     def _for_vad(self, frame: bytes) -> bytes:
         """webrtcvad's models start out tuned for ordinary levels: a quiet room's frames are
@@ -158,29 +221,35 @@ class SpeechGate:
         return bool(self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE))
 
     def feed(self, frame: bytes, suppressed: bool = False) -> list[GateEvent]:
-        """`suppressed` (the echo guard's verdict) keeps the frame from opening a turn."""
+        """`suppressed` (the echo guard's verdict): the frame may not open a turn; it may still
+        begin one that opens when the guard lets go (a person talking over a chime or answer)."""
         index = self._frames_seen
         self._frames_seen += 1
         power = self._power = pcm.power(frame)
+        if not self._settled:
+            return self._warm_up(frame, power, suppressed)
+        return self._judge(frame, power, suppressed, index)
+
+    def _judge(self, frame: bytes, power: float, suppressed: bool, index: int) -> list[GateEvent]:
+        self._power = power
+        if suppressed:
+            self._last_echo = index
         if (
             power <= self._min_power or power <= self._floor * self._margin
         ) and self._quiet_outside(frame, power):
             return []
-        voiced = self._voiced(frame, power) and not suppressed
+        voiced = self._voiced(frame, power)
         if self._in_turn:
             return self._inside(frame, voiced, index)
-        events = self._outside(frame, voiced, index)
+        events = self._outside(frame, voiced, suppressed, index)
         self._last_frame = frame
-        if self._frames_seen == self._warmup_frames + 1 and not events:
-            events = self._after_warmup()
         return events
 
     def _quiet_outside(self, frame: bytes, power: float) -> bool:
         """The usual frame, a quiet room between turns, in short (what _voiced and _outside do
         with it): the room's level moves, the frame joins the pre-roll. False: not that case."""
-        if self._in_turn or self._candidate or self._frames_seen <= self._warmup_frames + 1:
+        if self._in_turn or self._candidate:
             return False
-        self._loud_run = 0
         self._floor = max(
             1.0, self._floor * (self._floor_up if power > self._floor else self._floor_down)
         )
@@ -188,23 +257,17 @@ class SpeechGate:
         self._last_frame = frame
         return True
 
-    def _after_warmup(self) -> list[GateEvent]:
-        """Speech heard while the room's level was learnt opens its turn now, if it stands out
-        from the room as learnt (the agent started while someone talked; not a TV already on)."""
-        early, self._early = self._early, None
-        if early is None or early[1] <= self._floor * self._margin:
-            return []
-        if self._frames_seen - early[0] > len(self._preroll) + len(self._candidate):
-            return []
-        self._near_miss = early[0]
-        return [self._open()]
-
-    def _outside(self, frame: bytes, voiced: bool, index: int) -> list[GateEvent]:
+    def _outside(
+        self, frame: bytes, voiced: bool, suppressed: bool, index: int
+    ) -> list[GateEvent]:
         if not self._candidate and not voiced:
             self._preroll.append(frame)
             return []
         if not self._candidate:
             self._candidate_start = index
+            self._candidate_echo, self._released_at = suppressed, None
+        elif self._candidate_echo and not suppressed and self._released_at is None:
+            self._released_at = index
         self._candidate.append(frame)
         self._candidate_voiced += voiced
         self._candidate_gap = 0 if voiced else self._candidate_gap + 1
@@ -212,20 +275,14 @@ class SpeechGate:
             self._unchecked.append((self._last_frame, frame))
         if self._candidate_voiced >= self._min_frames:
             self._check_pitch()
-        self._candidate_power += self._power if voiced else 0.0
-        settled = self._frames_seen > self._warmup_frames
         confirmed = self._candidate_pitched >= PITCHED_FRAMES
-        if confirmed and self._candidate_voiced >= self._min_frames:
-            if settled:
-                return [self._open()]
-            if self._early is None:
-                power = self._candidate_power / self._candidate_voiced
-                self._early = (self._candidate_start, power)
+        if confirmed and self._candidate_voiced >= self._min_frames and not suppressed:
+            return [self._open(index)]
         too_long = len(self._candidate) > self._max_candidate
         if too_long or self._candidate_gap > max(
             2, self._min_frames // 2
         ):  # a click, a cough: no turn
-            if self._candidate_voiced >= self._min_frames:
+            if self._candidate_voiced >= self._min_frames and not self._candidate_echo:
                 self._near_miss = self._candidate_start
             for old in self._candidate:
                 self._preroll.append(old)
@@ -243,23 +300,45 @@ class SpeechGate:
     def _drop_candidate(self) -> None:
         self._candidate, self._candidate_voiced, self._candidate_pitched = [], 0, 0
         self._unchecked = []
-        self._candidate_power = 0.0
 
-    def _open(self) -> TurnStart:
-        """The pre-roll reaches back to a speech-like burst just before ("so ... what is")."""
-        onset = self._candidate_start if self._candidate else self._frames_seen
-        first = onset
-        if self._near_miss is not None and onset - self._near_miss < len(self._preroll):
-            first = self._near_miss
-        keep = min(len(self._preroll), onset - first + self._preroll_frames)
-        audio = b"".join([*list(self._preroll)[len(self._preroll) - keep :], *self._candidate])
-        start = TurnStart(audio, self._seconds(first))
-        self._near_miss = None
+    def _open(self, index: int) -> TurnStart:
+        """The pre-roll reaches back over the word's soft start, and to a speech-like burst just
+        before ("so ... what is"); a candidate begun under the echo guard starts where the
+        guard let go (the person's voice rose over the echo), not in the echo before it."""
+        onset = self._candidate_start if self._candidate else index + 1
+        if self._candidate_echo and self._released_at is not None:
+            first = self._released_at
+        else:
+            first = max(onset - self._soft_start(), min(onset, self._last_echo + 1))
+            if self._near_miss is not None and onset - self._near_miss < len(self._preroll):
+                first = min(first, self._near_miss)
+        heard = [*self._preroll, *self._candidate]
+        oldest = onset - len(self._preroll)  # the frame number of heard[0]
+        audio_from = max(oldest, first - self._preroll_frames)
+        audio = b"".join(heard[audio_from - oldest :])
+        resumed = self._resume_until is not None and first <= self._resume_until
+        start = TurnStart(audio, self._seconds(first), self._seconds(audio_from), resumed=resumed)
+        self._near_miss = self._resume_until = None
         self._turn_frames = len(self._candidate)
         self._preroll.clear()
         self._drop_candidate()
         self._in_turn, self._silent_frames = True, 0
+        self._loud_run = 0
         return start
+
+    def _soft_start(self) -> int:
+        """Frames just before the candidate that are a little over the room's level: in steady
+        noise a word's first frames are not yet far enough over it to count as speech."""
+        threshold = self._floor * ONSET_MARGIN
+        frames, reach, gap = list(self._preroll), 0, 0
+        for back, frame in enumerate(reversed(frames[-self._onset_reach :]), 1):
+            if pcm.power(frame) > threshold:
+                reach, gap = back, 0
+            else:
+                gap += 1
+                if gap > ONSET_GAP_FRAMES:
+                    break
+        return reach
 
     def _inside(self, frame: bytes, voiced: bool, index: int) -> list[GateEvent]:
         self._turn_frames += 1
@@ -278,18 +357,20 @@ class SpeechGate:
     def _continue(self, frame: int) -> TurnStart:
         """The turn goes on past max_turn_s: a new one starts with the next frame."""
         self._in_turn, self._turn_frames = True, 0
-        return TurnStart(b"", self._seconds(frame), continued=True)
+        return TurnStart(b"", self._seconds(frame), self._seconds(frame), continued=True)
 
     def _close(self, end_frame: int, reason: str) -> TurnEnd:
         self._in_turn = False
         self._silent_frames = 0
+        if reason == "silence":
+            self._resume_until = end_frame + self._continuation_frames
         return TurnEnd(self._seconds(end_frame), reason)
 
     def forget(self) -> None:
         """Drops what was heard outside a turn (a wake word): no later turn reaches back to it."""
         self._preroll.clear()
         self._drop_candidate()
-        self._near_miss = self._early = None
+        self._near_miss = self._resume_until = None
 
     def force_end(self) -> TurnEnd | None:
         """Ends a turn now (the button took over, the conversation closed)."""
@@ -299,7 +380,7 @@ class SpeechGate:
 
 
 
-def _median(values: list[float]) -> float:
+def _median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
