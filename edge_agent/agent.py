@@ -90,7 +90,16 @@ class Uplink(Protocol):
 
 
 @dataclass
+class TurnPart:
+    start_s: float
+    end_s: float | None = None
+
+
+@dataclass
 class TurnRecord:
+    """One question: one part, or more when the person carried on after a pause (or past
+    max_turn_s) before the answer was done."""
+
     number: int
     start_s: float
     end_s: float | None = None
@@ -105,6 +114,8 @@ class TurnRecord:
     code_results: list[str] = field(default_factory=list)  # service-side code execution output
     complete: bool = False
     logged: bool = False
+    parts: list[TurnPart] = field(default_factory=list)
+    earlier_answer_cut: bool = False  # an answer to its first part(s) was cut when it resumed
 
     @property
     def first_audio_ms(self) -> float | None:
@@ -117,9 +128,13 @@ class TurnRecord:
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3) if self.end_s is not None else None,
             "first_audio_ms": self.first_audio_ms,
-            "interrupted": self.interrupted,
+            "interrupted": self.interrupted or self.earlier_answer_cut,
             "input_transcript": self.input_transcript.strip(),
             "output_transcript": self.output_transcript.strip(),
+            "parts": [
+                {"start_s": round(part.start_s, 3), "end_s": _rounded(part.end_s)}
+                for part in self.parts
+            ],
         }
 
 
@@ -150,7 +165,9 @@ class Agent:
         # service's own silence_duration_ms (a shorter pause must not split the turn)
         server_silence = config.turns.silence_duration_ms if self.mode == "server_vad" else None
         self.gate = SpeechGate(config.vad, hangover_ms=server_silence)
-        self.echo = EchoGuard(config.audio.echo, speaker, config.audio.echo_tail_ms)
+        self.echo = EchoGuard(
+            config.audio.echo, speaker, config.audio.echo_tail_ms, config.vad.frame_ms
+        )
         self.text_replies = config.live.response_modality == "text"
         self.conversation = conversation
         self.tools = tools
@@ -181,6 +198,7 @@ class Agent:
         self._unanswered: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
         self._last_sign_of_life = 0.0  # the last model output (or turn end) while awaiting
         self._model_streaming = False
+        self._stale_audio = False  # the cut answer's audio in flight: not played
         self._connecting = True  # a conversation is open and its session is not up yet
         self._offline = False  # the service cannot be reached (an outage, not a connect)
         self._key_refused = False
@@ -207,8 +225,11 @@ class Agent:
 
     def close_conversation(self, reason: str) -> None:
         self._called = False
-        if self._open_turn is not None:
-            self._open_turn = None
+        turn, self._open_turn = self._open_turn, None
+        if turn is not None and len(turn.parts) > 1:
+            turn.parts.pop()  # a part the conversation closed on: the turn is what was sent
+            turn.end_s = turn.parts[-1].end_s
+        elif turn is not None:
             self.turns.pop()
         self.barge_in()
         self.conversation.close(reason)
@@ -243,14 +264,20 @@ class Agent:
         self._play_chime("done" if muted else "listening")
         self._update_state()
 
-    def barge_in(self) -> None:
-        """The user talks over the answer: silence it now, do not wait for the service."""
+    def barge_in(self) -> bool:
+        """The user talks over the answer: silence it now, do not wait for the service. True
+        when there was an answer to cut."""
         if self.speaker.speaking or self._model_streaming:
             self.speaker.flush()
             if self._reply_turn is not None:
                 self._reply_turn.interrupted = True
+            # what the service sent before it heard of the cut is still on its way: dropped
+            # until it says the answer was interrupted (or done)
+            self._stale_audio = self._model_streaming
             self._model_streaming = False
             log.info("barge-in: answer cut")
+            return True
+        return False
 
     def wake(self, source: str) -> None:
         """The wake word (or a press): cut any answer and open a conversation. Speech the gate
@@ -340,8 +367,13 @@ class Agent:
             self._turn_ignored = not (opens and self.open_conversation("speech"))
             if self._turn_ignored:
                 return
-            self.barge_in()
-            self._start_turn(event.speech_start_s)
+            answer_cut = self.barge_in()
+            last = self.turns[-1] if self.turns else None
+            if (event.resumed or event.continued) and self._resumable(last):
+                assert last is not None
+                self._resume_turn(last, event.speech_start_s, answer_cut)
+            else:
+                self._start_turn(event.speech_start_s)
             self.conversation.activity()
             if self.mode == "vad":
                 self.uplink.activity_start()
@@ -368,7 +400,32 @@ class Agent:
         self._called = False
         self.turn_count += 1
         self._open_turn = TurnRecord(self.turn_count, start_s=start_s)
+        self._open_turn.parts.append(TurnPart(start_s))
         self.turns.append(self._open_turn)
+
+    def _resumable(self, turn: TurnRecord | None) -> bool:
+        """The last turn may take more speech while its answer is not done (nor logged)."""
+        return (
+            turn is not None
+            and self._open_turn is None
+            and turn is self._reply_turn
+            and not turn.logged
+            and turn.parts[-1].end_s is not None
+        )
+
+    def _resume_turn(self, turn: TurnRecord, start_s: float, answer_cut: bool) -> None:
+        """The person carried on (after a pause, or past max_turn_s): the same turn takes the
+        new part, and the answer to come is the one to the whole."""
+        self._called = False
+        turn.earlier_answer_cut = turn.earlier_answer_cut or answer_cut
+        turn.interrupted = False
+        turn.reply_received_s = turn.first_sample_s = None
+        turn.complete = False
+        turn.parts.append(TurnPart(start_s))
+        if turn in self._unanswered:
+            self._unanswered.remove(turn)
+        self._awaiting_reply = bool(self._unanswered)
+        self._open_turn = turn
 
     def _check_reply_timeout(self) -> None:
         """Counted only while connected and no tool call runs; a new user turn does not reset
@@ -391,7 +448,7 @@ class Agent:
         turn = self._open_turn
         if turn is None:
             return
-        turn.end_s = end_s
+        turn.end_s = turn.parts[-1].end_s = end_s
         self._open_turn = None
         if not self._awaiting_reply:
             self._last_sign_of_life = self.clock()
@@ -415,6 +472,8 @@ class Agent:
         self._update_state()
 
     def _on_ModelAudio(self, event: ModelAudio) -> None:
+        if self._stale_audio:
+            return
         turn = self._reply_turn
         if turn is not None and turn.reply_received_s is None:
             turn.reply_received_s = self.clock()
@@ -451,6 +510,7 @@ class Agent:
             self._emit(TranscriptDelta("agent", event.text, self._reply_turn.number))
 
     def _on_Interrupted(self, event: Interrupted) -> None:
+        self._stale_audio = False
         if self.speaker.speaking or self._model_streaming:  # also after turnComplete
             self.speaker.flush()
             if self._reply_turn is not None:
@@ -461,10 +521,12 @@ class Agent:
         """An answer, or the model's choice of silence: either way the turn is answered."""
         if event.reason and event.reason != "TURN_COMPLETE_REASON_UNSPECIFIED":
             log.info("turn complete: %s", event.reason)
-        self._model_streaming = False
+        self._model_streaming = self._stale_audio = False
         self._awaiting_reply = False
         self.speaker.end_of_reply()
         turn = self._reply_turn
+        if turn is not None and turn is self._open_turn:
+            return  # the answer to its first part: the person has carried on
         if turn is not None:
             turn.complete = True
             while self._unanswered and (earlier := self._unanswered.popleft()) is not turn:
@@ -532,6 +594,7 @@ class Agent:
             self.session_started_s = self.clock()
 
     def _on_Disconnected(self, event: Disconnected) -> None:
+        self._stale_audio = False
         if self._model_streaming and self._reply_turn is not None:
             # the service drops an answer its connection lost; the turn is asked again
             self.speaker.flush()
@@ -683,6 +746,10 @@ class Agent:
         if (self._connecting or self._offline) and self.conversation.is_open:
             return True
         return self._awaiting_reply and self.speaker.buffered_s < 0.5
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
 
 
 def _capped(text: str) -> str:
