@@ -408,10 +408,26 @@ class Connection:
         handling = self.setup.get("realtimeInputConfig", {}).get("activityHandling")
         if handling == "NO_INTERRUPTION":
             return
+        waiting = self._drop_waiting_answers()
         if self.answering is not None and not self.answering.done():
             self.answering.cancel()
             await self.send({"serverContent": {"interrupted": True}})
             await self._cancel_open_calls()
+        elif waiting:  # a turn ended and its answer had not begun: it never will
+            await self.send({"serverContent": {"interrupted": True}})
+
+    def _drop_waiting_answers(self) -> int:
+        """Answers to user turns still queued: the new activity interrupts them too."""
+        kept, dropped = [], 0
+        while not self.answers.empty():
+            item = self.answers.get_nowait()
+            if item[0] is not None:
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self.answers.put_nowait(item)
+        return dropped
 
     async def _cancel_open_calls(self) -> None:
         assert self.session is not None
