@@ -144,6 +144,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         SAMPLE_QUESTION,
         SimulateOptions,
         dump,
+        exit_code,
         format_summary,
         parse_echo,
         parse_ptt,
@@ -186,7 +187,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except DeviceNotFound as exc:
         raise UserError(f"--input: {exc}") from None
     print(dump(summary) if args.json else format_summary(summary))
-    return 1 if summary["errors"] else 0  # never reached, or a turn lost
+    return exit_code(config, summary)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

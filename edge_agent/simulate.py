@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 
 from edge_agent.agent import Agent, Tokens
 from edge_agent.assembly import assemble
+from edge_agent.audio import pcm
 from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
@@ -155,7 +157,38 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     errors = list(agent.errors)
     if agent.turns and parts.session.connected_at == 0.0:
         errors.append("the service was never reached")
+    if not agent.turns:
+        errors.append(no_turn(config, options, mic))
     return _summary(agent, parts.session.reconnects, errors)
+
+
+NO_TURN = "no turn: "
+
+
+def no_turn(config: Config, options: SimulateOptions, mic: WavMicrophone) -> str:
+    """What can be told when the input gave no turn at all."""
+    peak = pcm.peak(mic.pcm)
+    level = f"{20 * math.log10(peak / 32768):.1f} dBFS" if peak else "digital silence"
+    heard = f"{mic.duration_s:.1f} s of input, peak {level}"
+    if config.turns.mode == "push_to_talk" or config.conversation.start == "button":
+        press = "the button was pressed" if options.ptt_spans else "no button press (--ptt)"
+        return f"{NO_TURN}{press}; {heard}"
+    if config.conversation.start == "wake_word":
+        return f"{NO_TURN}no wake word heard in {heard}"
+    return f"{NO_TURN}the speech gate heard no speech in {heard}"
+
+
+def exit_code(config: Config, summary: dict[str, Any]) -> int:
+    """1: the service was never reached, a turn was lost, or speech should have opened a turn
+    and none did; a wake-word or button config that heard no call is not a failure."""
+    waits_for_a_call = config.conversation.start in ("wake_word", "button")
+    waits_for_a_call |= config.turns.mode == "push_to_talk"
+    errors = [
+        error
+        for error in summary["errors"]
+        if not (waits_for_a_call and error.startswith(NO_TURN))
+    ]
+    return 1 if errors else 0
 
 
 def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[str, Any]:
@@ -180,7 +213,9 @@ async def _drive(
     started = time.monotonic()
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
-    while card.now < end_of_input or (agent.busy and card.now < limit):
+    while card.now < end_of_input or (
+        (agent.busy or agent.gate.holding) and card.now < limit
+    ):
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:
             agent.on_button(True)
