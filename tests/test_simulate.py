@@ -127,7 +127,8 @@ async def test_barge_in_cuts_the_answer(
 ) -> None:
     first = speech("tell me a long story", gap_s=0.0, lead_s=0.5)
     second = speech("stop please", gap_s=3.0, lead_s=0.0)
-    audio = np.concatenate([first, np.zeros(int(16000 * 1.6), np.int16), second])
+    # past [vad] continuation_ms: a new question, not the first one carried on
+    audio = np.concatenate([first, np.zeros(int(16000 * 2.6), np.int16), second])
     wav_in = write_wav(tmp_path / "in.wav", audio)
     emulator = await start_emulator(scenario=Scenario(turns=[Turn(reply_seconds=8.0)]))
     options = SimulateOptions(input=wav_in, output=tmp_path / "out.wav")
@@ -152,8 +153,8 @@ async def test_the_reply_through_the_speaker_opens_no_turn(
     config = against(emulator, audio={"echo": echo})
     options = SimulateOptions(input=wav_in, echo_gain=0.3, echo_delay_ms=40, tail_limit_s=2.0)
     summary = await simulate(config, options)
-    if expected_turns is None:
-        assert len(summary["turns"]) > 1  # without a guard the echo is taken for a user
+    if expected_turns is None:  # without a guard the echo is taken for a user carrying on
+        assert sum(len(turn["parts"]) for turn in summary["turns"]) > 1
     else:
         assert len(summary["turns"]) == expected_turns
 
@@ -196,7 +197,9 @@ def test_the_command_line_prints_the_contract_json(tmp_path: Path) -> None:
         "interrupted",
         "input_transcript",
         "output_transcript",
+        "parts",
     }
+    assert turn["parts"] == [{"start_s": turn["start_s"], "end_s": turn["end_s"]}]
     assert turn["first_audio_ms"] is not None
 
 
