@@ -96,6 +96,24 @@ QUESTIONS = (
     "what are the opening hours of the swimming pool",
     "how do I reset the router in the living room",
 )
+TEMPLATES = (  # more questions, composed: a new seed says ones never heard before
+    "how long does it take to drive from {town} to {town2}",
+    "what will the weather be like in {town} on {day}",
+    "set a timer for {number} minutes for the {food}",
+    "how many calories are there in a bowl of {food}",
+    "remind me to call {person} on {day} morning",
+    "is the {shop} in {town} open on {day}",
+    "what time does the last train to {town} leave tonight",
+    "please add {food} and {food2} to the shopping list",
+)
+SLOTS = {
+    "town": ("Bristol", "Glasgow", "York", "Cardiff", "Norwich", "Brighton", "Dundee", "Exeter"),
+    "day": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "number": ("seven", "twelve", "fifteen", "twenty five", "forty"),
+    "food": ("porridge", "rice", "lentils", "potatoes", "tomato soup", "eggs", "apples"),
+    "person": ("my aunt", "the plumber", "doctor Patel", "my neighbour", "the school office"),
+    "shop": ("post office", "hardware shop", "garden centre", "fish market", "bike shop"),
+}
 THINK_OPENINGS = (
     "let me think",
     "hang on a moment",
@@ -421,9 +439,20 @@ def applause(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(bright * envelope, np.float32)
 
 
+def reverberant(dry: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A living room's reverberation (RT60 0.3-0.6 s), mixed 6-10 dB under the direct sound."""
+    rt60 = rng.uniform(0.3, 0.6)
+    taps = round(rt60 * RATE)
+    tail = rng.standard_normal(taps) * np.exp(-6.9 * np.arange(taps) / taps)
+    size = len(dry) + taps
+    wet = np.fft.irfft(np.fft.rfft(dry, size) * np.fft.rfft(tail, size), size)[: len(dry)]
+    wet *= db_to_gain(-rng.uniform(6, 10)) * np.std(dry) / (np.std(wet) + 1e-9)
+    return np.asarray(dry + wet, np.float32)
+
+
 def tv(speech: Speech, n: int, dbfs: float, rng: np.random.Generator) -> np.ndarray:
-    """A TV: scenes of a presenter, music, talk over music and applause, at changing levels
-    (an advert is louder), through a small speaker's band."""
+    """A TV: scenes of a presenter, music, talk over music and applause, each 4 dB louder or
+    quieter at most, through a small speaker's band, in a room."""
     presenter = background_voice(rng)
     out = np.zeros(n, np.float32)
     at = 0
@@ -437,18 +466,18 @@ def tv(speech: Speech, n: int, dbfs: float, rng: np.random.Generator) -> np.ndar
             piece[: len(claps)] += claps / (np.std(claps) + 1e-9)
             clapping = len(claps)
         if ("talk" in scene or scene == "applause") and length > clapping:
-            words = talk(speech, length - clapping, rng, presenter, (0.15, 0.9))
+            words = talk(speech, length - clapping, rng, presenter, (0.15, 0.6))
             piece[clapping:] += words / (np.std(words) + 1e-9)
         if "music" in scene:
             tune = music(length, rng)
             under = -12.0 if "talk" in scene else 0.0
             piece += tune / (np.std(tune) + 1e-9) * db_to_gain(under)
-        out[at : at + length] = piece * db_to_gain(rng.uniform(-6, 6))
+        out[at : at + length] = piece * db_to_gain(rng.uniform(-4, 4))
         at += length
-    spectrum = np.fft.rfft(out)
     freqs = np.fft.rfftfreq(n, 1 / RATE)
     speaker = (freqs > 150) / np.sqrt(1 + (freqs / 6000) ** 4)
-    sound = at_rms(np.fft.irfft(spectrum * speaker, n), dbfs)
+    sound = reverberant(np.fft.irfft(np.fft.rfft(out) * speaker, n).astype(np.float32), rng)
+    sound = at_rms(sound, dbfs)
     ceiling = 32768 * db_to_gain(dbfs + 16)  # the set's own limiter
     return at_rms(ceiling * np.tanh(sound / ceiling), dbfs)
 
@@ -475,6 +504,22 @@ def pick(rng: np.random.Generator, pool: tuple[str, ...], count: int) -> list[st
     return [str(text) for text in rng.choice(pool, count, replace=False)]
 
 
+def questions(rng: np.random.Generator, count: int) -> list[str]:
+    """Distinct questions, about half from QUESTIONS and half composed from TEMPLATES."""
+    chosen: list[str] = []
+    while len(chosen) < count:
+        if rng.random() < 0.5:
+            text = str(rng.choice(QUESTIONS))
+        else:
+            values = {slot: str(rng.choice(words)) for slot, words in SLOTS.items()}
+            values["town2"] = str(rng.choice([t for t in SLOTS["town"] if t != values["town"]]))
+            values["food2"] = str(rng.choice([f for f in SLOTS["food"] if f != values["food"]]))
+            text = str(rng.choice(TEMPLATES)).format(**values)
+        if text not in chosen:
+            chosen.append(text)
+    return chosen
+
+
 def gap(rng: np.random.Generator) -> float:
     """Between utterances: the answer (about 3 s) plays out before the next one."""
     return float(rng.uniform(5.0, 7.0))
@@ -485,7 +530,7 @@ def first_sample(fan_on: bool) -> Recipe:
         voice = foreground_voice(rng)
         level = rng.uniform(-35, -20)
         line = Timeline()
-        text = pick(rng, QUESTIONS, 1)[0]
+        text = questions(rng, 1)[0]
         line.say([speech.say(text, voice)], [], level, text)
         line.silence(rng.uniform(2.0, 4.0))
         bed = room(line.length, rng.uniform(-70, -62), rng)
@@ -509,7 +554,7 @@ def quiet_far(think: bool, count: int) -> Recipe:
             chunks = [speech.say(opening, voice), speech.say(question, voice)]
             line.say(chunks, [rng.uniform(0.8, 1.2)], -45.0, f"{opening} ... {question}")
             line.silence(gap(rng))
-        for text in pick(rng, QUESTIONS, count - think):
+        for text in questions(rng, count - think):
             line.say([speech.say(text, voice)], [], rng.uniform(-50, -40), text)
             line.silence(gap(rng))
         bed = room(line.length, rng.uniform(-72, -64), rng)
@@ -546,7 +591,7 @@ def noise_onsets(kind: str, count: int) -> Recipe:
         level = rng.uniform(-34, -22)
         line = Timeline()
         line.silence(rng.uniform(1.5, 3.0))
-        for text in pick(rng, QUESTIONS, count):
+        for text in questions(rng, count):
             line.say([speech.say(text, voice)], [], level, text)
             line.silence(gap(rng))
         n = line.length
@@ -569,7 +614,7 @@ def over_answer(echo: str, pairs: int) -> Recipe:
         voice = foreground_voice(rng)
         line = Timeline()
         line.silence(rng.uniform(1.0, 2.0))
-        texts = pick(rng, QUESTIONS, 2 * pairs)
+        texts = questions(rng, 2 * pairs)
         for first, second in zip(texts[::2], texts[1::2], strict=True):
             level = rng.uniform(-34, -22)
             line.say([speech.say(first, voice)], [], level, first)
@@ -622,7 +667,7 @@ def echo_only(count: int) -> Recipe:
         voice = foreground_voice(rng)
         line = Timeline()
         line.silence(rng.uniform(1.0, 2.0))
-        for text in pick(rng, QUESTIONS, count):
+        for text in questions(rng, count):
             line.say([speech.say(text, voice)], [], rng.uniform(-32, -24), text)
             line.silence(rng.uniform(8.0, 10.0))
         bed = room(line.length, rng.uniform(-68, -62), rng)
