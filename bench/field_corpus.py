@@ -384,9 +384,9 @@ def talk(
     return out
 
 
-def background_voice(rng: np.random.Generator, avoid: str = "") -> Voice:
-    names = [v for v in BACKGROUND_VOICES if v != avoid]
-    return Voice(str(rng.choice(names)), int(rng.integers(140, 200)), int(rng.integers(20, 80)))
+def background_voice(rng: np.random.Generator) -> Voice:
+    name = str(rng.choice(BACKGROUND_VOICES))
+    return Voice(name, int(rng.integers(140, 200)), int(rng.integers(20, 80)))
 
 
 def babble(speech: Speech, n: int, dbfs: float, rng: np.random.Generator) -> np.ndarray:
