@@ -398,6 +398,10 @@ class Agent:
 
     def _start_turn(self, start_s: float) -> None:
         self._called = False
+        cut = self._reply_turn
+        if cut is not None and cut.interrupted and not cut.logged:
+            cut.complete = True  # its answer was cut for this turn: its outcome is known
+            self._maybe_log_turn(cut)
         self.turn_count += 1
         self._open_turn = TurnRecord(self.turn_count, start_s=start_s)
         self._open_turn.parts.append(TurnPart(start_s))
@@ -665,17 +669,20 @@ class Agent:
             for name, values in (("sources", turn.sources), ("code results", turn.code_results))
             if values
         )
+        spans = ", ".join(f"{p.start_s:.2f}-{p.end_s or 0.0:.2f}" for p in turn.parts)
+        speech = f"{turn.start_s:.2f}-{turn.end_s or 0.0:.2f} s"
+        if len(turn.parts) > 1:
+            speech += f" in {len(turn.parts)} parts ({spans})"
         log.info(
-            'turn %d: user "%s" -> agent "%s"; speech %.2f-%.2f s, reply received %s, '
+            'turn %d: user "%s" -> agent "%s"; speech %s, reply received %s, '
             "first sample %s, interrupted %s, tokens %d/%d, session age %.0f s, reconnects %d%s",
             number,
             user,
             agent,
-            turn.start_s,
-            turn.end_s or 0.0,
+            speech,
             received,
             first,
-            "yes" if turn.interrupted else "no",
+            "yes" if turn.interrupted or turn.earlier_answer_cut else "no",
             turn.prompt_tokens,
             turn.response_tokens,
             age,
@@ -684,7 +691,8 @@ class Agent:
             extra={
                 "turn": number,
                 "first_audio_ms": turn.first_audio_ms,
-                "interrupted": turn.interrupted,
+                "interrupted": turn.interrupted or turn.earlier_answer_cut,
+                "parts": turn.summary()["parts"],
                 "user": user,
                 "agent": agent,
                 "sources": turn.sources,
