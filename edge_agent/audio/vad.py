@@ -56,6 +56,7 @@ FLOOR_RISE_DB_S = 5.0  # then it follows the room's median level up and down at 
 FLOOR_FALL_DB_S = 5.0
 FLOOR_RISE_IN_TURN_DB_S = 1.0  # the speaker's own voice moves it slowly (a monologue is not the
 LOUD_RUN_MS = 2000  # room), unless loud this long without a dip (no one speaker: a TV came on)
+SYLLABLE_GAP_MS = 180  # a candidate's voiced frames may be this far apart (soft syllables)
 PITCHED_FRAMES = 2  # voiced frames with a pitch peak (audio/pitch.py) before a turn opens
 LOOKBACK_MS = 2000  # a speech-like burst this shortly before a turn opens belongs to it
 QUIET_ROOM_DBFS = -55.0  # a quieter noise floor is raised to this level for webrtcvad ...
@@ -103,6 +104,7 @@ class SpeechGate:
         self._candidate_gap = 0  # unvoiced frames since the candidate's last voiced one
         self._min_frames = max(1, config.min_speech_ms // self.frame_ms)
         self._max_candidate = self._min_frames + int(1000 / self.frame_ms)
+        self._syllable_gap = max(2, SYLLABLE_GAP_MS // self.frame_ms)  # inside a candidate
         long, short = config.hangover_ms, config.hangover_short_ms
         if hangover_ms is not None:
             long = short = hangover_ms
@@ -140,7 +142,7 @@ class SpeechGate:
         every frame then moves the room's level (in a turn, see _follow_in_turn)."""
         loud = power > self._min_power and power > self._floor * self._margin
         voiced = loud and bool(self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE))
-        if self._in_turn:
+        if self._in_turn or self._candidate:  # speech may be starting: it is not the room
             self._follow_in_turn(power)
         else:
             up, down = self._floor_up, self._floor_down
@@ -279,9 +281,7 @@ class SpeechGate:
         if confirmed and self._candidate_voiced >= self._min_frames and not suppressed:
             return [self._open(index)]
         too_long = len(self._candidate) > self._max_candidate
-        if too_long or self._candidate_gap > max(
-            2, self._min_frames // 2
-        ):  # a click, a cough: no turn
+        if too_long or self._candidate_gap > self._syllable_gap:  # a click, a cough: no turn
             if self._candidate_voiced >= self._min_frames and not self._candidate_echo:
                 self._near_miss = self._candidate_start
             for old in self._candidate:
