@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.field_corpus import build
 from edge_agent.config import Config, load_config
-from edge_agent.simulate import SimulateOptions, parse_echo, simulate
+from edge_agent.simulate import NO_TURN, SimulateOptions, parse_echo, simulate
 
 START_LIMIT_S = 0.05  # a turn's audio may start this long after the first word
 END_LIMIT_S = 0.3  # its last part may end this long before the last word
@@ -55,6 +55,8 @@ class Turn:
     parts: list[tuple[float, float]]  # speech spans; audio reaches back the pre-roll before each
     interrupted: bool
     first_audio_ms: float | None
+    number: int = 0  # the summary's turn it belongs to (a turn's parts are scored apart)
+    answer_cut_before: bool = False  # the answer playing when it began was cut
 
 
 @dataclass
@@ -84,16 +86,25 @@ class FileScore:
 
 
 def turns_from(summary: dict[str, Any], duration_s: float) -> list[Turn]:
-    """The summary's turns; a turn without `parts` is one part, an unended one ends with the
-    input."""
-    turns = []
-    for turn in summary["turns"]:
+    """The summary's turns, one entry per part (a question said over the answer within
+    continuation_ms is a part of the turn before it); a turn without `parts` is one part, an
+    unended one ends with the input."""
+    turns: list[Turn] = []
+    for number, turn in enumerate(summary["turns"]):
         spans = turn.get("parts") or [{"start_s": turn["start_s"], "end_s": turn["end_s"]}]
-        parts = [
-            (float(p["start_s"]), float(p["end_s"]) if p["end_s"] is not None else duration_s)
-            for p in spans
-        ]
-        turns.append(Turn(parts, bool(turn["interrupted"]), turn["first_audio_ms"]))
+        interrupted = bool(turn["interrupted"])
+        for index, span in enumerate(spans):
+            end = float(span["end_s"]) if span["end_s"] is not None else duration_s
+            cut_before = interrupted if index else bool(turns and turns[-1].interrupted)
+            turns.append(
+                Turn(
+                    [(float(span["start_s"]), end)],
+                    interrupted,
+                    turn["first_audio_ms"],
+                    number,
+                    cut_before,
+                )
+            )
     return turns
 
 
@@ -137,6 +148,8 @@ def classify(
         return Verdict("merged", single=single)
     if len(mine) == 1:
         fault, late_ms = whole_failure(mine[0].parts, utterance, preroll_s)
+    elif all(t.number == mine[0].number for t in mine):  # one turn's parts
+        fault, late_ms = whole_failure([p for t in mine for p in t.parts], utterance, preroll_s)
     elif len(mine) == 2 and utterance["pauses"] and mine[0].interrupted:
         fault, late_ms = whole_failure(mine[0].parts + mine[1].parts, utterance, preroll_s)
         fault = "split" if fault == "gapped" else fault
@@ -144,10 +157,8 @@ def classify(
         return Verdict("split", single=single)
     if fault:
         return Verdict(fault, round(late_ms), single)
-    if utterance["over_answer"]:
-        before = next(i for i, t in enumerate(turns) if t is mine[0]) - 1
-        if before < 0 or not turns[before].interrupted:
-            return Verdict("uncut", single=single)
+    if utterance["over_answer"] and not mine[0].answer_cut_before:
+        return Verdict("uncut", single=single)
     return Verdict("whole", single=single, first_audio_ms=mine[-1].first_audio_ms)
 
 
@@ -178,7 +189,8 @@ def score(
         len(utterances),
         len(turns),
         float(entry["noise_s"]),
-        errors=list(summary["errors"]),
+        # "no turn: ..." where no one spoke is the right outcome, not a fault
+        errors=[e for e in summary["errors"] if utterances or not e.startswith(NO_TURN)],
     )
     result.false = sum(not any(overlaps(t, u) for u in utterances) for t in turns)
     for index, utterance in enumerate(utterances):
