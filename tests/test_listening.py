@@ -4,6 +4,7 @@ answer with and without its echo, thinking pauses, onsets in steady noise, monol
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import wave
@@ -294,3 +295,90 @@ def test_simulate_says_why_no_turn_came(
     assert done.returncode == code, done.stderr
     (error,) = json.loads(done.stdout)["errors"]
     assert error.startswith(f"no turn: {says}") and error.endswith("dBFS")
+
+
+async def test_the_question_right_after_the_wake_word_is_heard(
+    start_emulator: Callable[..., Any], say: Say, tmp_path: Path
+) -> None:
+    """docs/wake_word.md's own example, said in one breath, chimes on."""
+    pytest.importorskip("pymicro_wakeword")
+    track = Track()
+    track.add(quiet(1.0), say("okay nabu, what time is it"), quiet(4.0))
+    summary = await run(
+        start_emulator,
+        tmp_path,
+        track.audio(),
+        conversation={"start": "wake_word", "chimes": True},
+        wake_word={"models": ["okay_nabu"]},
+    )
+    (turn,) = summary["turns"]
+    assert turn["first_audio_ms"] is not None and not summary["errors"]
+
+
+@pytest.mark.parametrize("echo", ["0.3@40", "0.5@40"])
+async def test_the_wake_word_said_over_an_echoing_answer_cuts_it(
+    start_emulator: Callable[..., Any], say: Say, tmp_path: Path, echo: str
+) -> None:
+    pytest.importorskip("pymicro_wakeword")
+    track = Track()
+    track.add(quiet(0.5), say("okay nabu"), quiet(0.3), say("tell me a story"), quiet(2.5))
+    again = track.add(say("okay nabu"))
+    track.add(quiet(0.4), say("stop the story please"), quiet(4.0))
+    summary = await run(
+        start_emulator,
+        tmp_path,
+        track.audio(),
+        echo,
+        Scenario(turns=[Turn(reply_seconds=8.0)]),
+        conversation={"start": "wake_word"},
+        wake_word={"models": ["okay_nabu"]},
+    )
+    first, second = summary["turns"]
+    assert first["interrupted"] and second["first_audio_ms"] is not None
+    answer = loud_spans(output_samples(tmp_path / "out.wav"))[0]
+    assert answer[0] < again < answer[1] <= again + 1.3  # cut by the word (or the voice)
+
+
+async def test_talking_over_the_answer_cuts_it_under_run_with_file_devices(
+    start_emulator: Callable[..., Any], say: Say, tmp_path: Path
+) -> None:
+    """The daemon itself, its microphone a WAV read at its own pace, its speaker a WAV."""
+    import asyncio
+    import os
+    import sys
+
+    from tests.conftest import read_log
+
+    track = Track()
+    track.add(quiet(1.0), say("what is the tallest mountain in Europe"), quiet(2.6))
+    over = say("actually tell me about the alps instead")
+    track.add(over, quiet(4.0))
+    mic = write_wav(tmp_path / "mic.wav", np.round(track.audio()))
+    emulator = await start_emulator(scenario=Scenario(turns=[Turn(reply_seconds=8.0)]))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[live]\nendpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/out.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+    )
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+        env={**os.environ, "GEMINI_API_KEY": "k"}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert daemon.stderr is not None
+        while not any(" turn 2: " in line for line in lines):
+            line = (await daemon.stderr.readline()).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        daemon.terminate()
+        await daemon.wait()
+    turn_lines = [line for line in lines if re.search(r"edge_agent\.agent: turn \d+: ", line)]
+    assert "interrupted yes" in turn_lines[0] and "interrupted no" in turn_lines[1], turn_lines
+    sent = [e["msg"]["realtimeInput"] for e in read_log(emulator) if "realtimeInput" in e["msg"]]
+    starts = [i for i, m in enumerate(sent) if "activityStart" in m]
+    second = sent[starts[1] :]
+    seconds = sum(int(m["audio"]["data"].strip("<> bytes")) for m in second if "audio" in m)
+    assert seconds / 32000 >= len(over) / RATE  # the whole question reached the service
