@@ -142,7 +142,7 @@ class SpeechGate:
         every frame then moves the room's level (in a turn, see _follow_in_turn)."""
         loud = power > self._min_power and power > self._floor * self._margin
         voiced = loud and bool(self._vad.is_speech(self._for_vad(frame), MODEL_INPUT_RATE))
-        if self._in_turn or self._candidate:  # speech may be starting: it is not the room
+        if self._in_turn:
             self._follow_in_turn(power)
         else:
             up, down = self._floor_up, self._floor_down
@@ -316,7 +316,7 @@ class SpeechGate:
         oldest = onset - len(self._preroll)  # the frame number of heard[0]
         audio_from = max(oldest, first - self._preroll_frames)
         audio = b"".join(heard[audio_from - oldest :])
-        resumed = self._resume_until is not None and first <= self._resume_until
+        resumed = self._resume_until is not None and onset <= self._resume_until
         start = TurnStart(audio, self._seconds(first), self._seconds(audio_from), resumed=resumed)
         self._near_miss = self._resume_until = None
         self._turn_frames = len(self._candidate)
