@@ -316,7 +316,7 @@ class MqttConfig(Section):
         if password and not CREDENTIAL_REFERENCE.fullmatch(password):
             raise ValueError(
                 'expected "credential:NAME" (the password in the systemd credential NAME, '
-                'or the variable NAME), never the password itself'
+                "or the variable NAME), never the password itself"
             )
         return password
 
