@@ -24,6 +24,7 @@ paho_log.setLevel(logging.INFO)  # paho's debug lines are one per packet
 QOS = 1
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
+STABLE_S = 30.0  # a connection that lasted this long starts the backoff afresh when lost
 REFUSED_RETRY_S = 300.0  # a refused login waits for someone to fix it
 GOODBYE_S = 2.0  # at most this long for "offline" on the way out
 LOGIN_REFUSED = {4, 5, 134, 135, 140}  # bad user name or password, not authorized, bad method
@@ -53,19 +54,21 @@ class Connection:
     async def run(self) -> None:
         delay = FIRST_RETRY_S
         while not self.stopping.is_set():
-            connected = False
+            connected_at: float | None = None
             try:
                 async with self._client() as client:
-                    connected = True
+                    connected_at = time.monotonic()
                     self._on_connected()
                     await self._serve(client)
             except Exception as exc:  # aiomqtt's errors, or a bug: said once, then retried
                 if self.stopping.is_set():
                     return
-                wait = self._on_fault(exc, connected, delay)
+                if connected_at is not None and time.monotonic() - connected_at >= STABLE_S:
+                    delay = FIRST_RETRY_S  # a connection that flaps keeps backing off
+                wait = self._on_fault(exc, connected_at is not None, delay)
             else:
                 continue
-            delay = FIRST_RETRY_S if connected else min(delay * 2, MAX_RETRY_S)
+            delay = min(delay * 2, MAX_RETRY_S)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.stopping.wait()
@@ -125,8 +128,8 @@ class Connection:
         return delay
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        topics = [(topic, QOS) for topic in (*self.states.commands, self.topics.status)]
-        await client.subscribe(topics)
+        wanted = [(topic, QOS) for topic in (*self.states.commands, self.topics.status)]
+        await client.subscribe(wanted)
         await self._announce(client)
         tasks = {
             asyncio.ensure_future(self._read(client)),
