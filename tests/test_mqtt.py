@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
+import trustme
 
 from edge_agent.cli import main
 from edge_agent.config import MqttConfig, WebConfig
@@ -61,7 +62,7 @@ def config_topic(key: str) -> str:
 class Broker:
     """Debian's mosquitto on 127.0.0.1:port with a password file and no persistence."""
 
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, tls: bool = False) -> None:
         if not MOSQUITTO.exists() or not shutil.which("mosquitto_passwd"):
             pytest.skip("apt mosquitto missing")
         self.port = port
@@ -78,6 +79,17 @@ class Broker:
             "persistence false\n"
             + ("user root\n" if os.geteuid() == 0 else "")  # else it cannot read tmp_path
         )
+        self.ca = folder / "ca.pem"
+        if tls:  # a certificate for 127.0.0.1 from a CA of the test's own
+            authority = trustme.CA()
+            authority.cert_pem.write_to_path(str(self.ca))
+            issued = authority.issue_cert("127.0.0.1")
+            issued.cert_chain_pems[0].write_to_path(str(folder / "broker.pem"))
+            issued.private_key_pem.write_to_path(str(folder / "broker.key"))
+            with self.conf.open("a") as conf:
+                conf.write(
+                    f"cafile {self.ca}\ncertfile {folder}/broker.pem\nkeyfile {folder}/broker.key\n"
+                )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -108,12 +120,14 @@ class HomeAssistant:
     """The other client: subscribes to discovery and the agent's topics, publishes commands.
     Reconnects by itself after a broker restart."""
 
-    def __init__(self, port: int, name: str = "home-assistant") -> None:
+    def __init__(self, port: int, name: str = "home-assistant", ca: Path | None = None) -> None:
         self.messages: list[Message] = []
         self.lock = threading.Lock()
         self.markers = 0
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=name)
         self.client.username_pw_set(USER, PASSWORD)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -372,6 +386,22 @@ def test_a_refused_login_is_one_line_and_the_agent_runs_on(tmp_path: Path, broke
         text = stop_agent(daemon, log)
     assert [x for x in text.splitlines() if "refused the" in x] == [line]
     assert wrong not in text and "stopping" in text
+
+
+def test_tls_to_a_broker_with_a_certificate_of_its_own(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, free_port(), tls=True)
+    broker.start()
+    ha = HomeAssistant(broker.port, ca=broker.ca)
+    tls = f'tls = true\nca_file = "{broker.ca}"\n'
+    daemon, log = start_agent(tmp_path, broker.port, tls)
+    try:
+        ha.wait(f"{BASE}/availability", lambda p: p == "online")
+        ha.send(f"{BASE}/volume/set", "25")
+        ha.wait_state("volume", "25")
+    finally:
+        stop_agent(daemon, log)
+        ha.close()
+        broker.stop()
 
 
 def run_cli_hiding(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
