@@ -36,6 +36,7 @@ from edge_agent.events import (
     ModelAudio,
     ModelText,
     ModelThought,
+    MutedChanged,
     Offline,
     Online,
     OutputTranscript,
@@ -262,6 +263,7 @@ class Agent:
         self.muted = muted
         log.info("microphone %s", "muted" if muted else "unmuted")
         self._play_chime("done" if muted else "listening")
+        self._emit(MutedChanged(muted))
         self._update_state()
 
     def barge_in(self) -> bool:

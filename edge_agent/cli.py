@@ -209,6 +209,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         from edge_agent.tools.mcp_source import check_lines
 
         print("\n".join(check_lines(config.mcp.servers, online=args.online)))
+    if config.mqtt.enabled:
+        from edge_agent.mqtt import check_lines as mqtt_lines
+
+        print("\n".join(mqtt_lines(config.mqtt)))
     print(tomli_w.dumps(config.model_dump()), end="")
     for warning in compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)

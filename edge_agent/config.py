@@ -285,6 +285,82 @@ class McpConfig(Section):
         return servers
 
 
+MQTT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a node id: Home Assistant's topic rules
+MQTT_PREFIX = re.compile(r"^[^#+/\s]+(/[^#+/\s]+)*$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")  # a host name or an IPv4/IPv6 address
+
+
+class MqttConfig(Section):
+    enabled: bool = False
+    host: str = "homeassistant.local"
+    port: int = Field(0, ge=0, le=65535)
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    discovery_prefix: str = "homeassistant"
+    node_id: str = ""
+    keepalive_s: int = Field(60, ge=5, le=65535)
+    publish_transcripts: bool = False
+    remote_conversation: bool = False
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        if not HOST_NAME.match(host):
+            raise ValueError("expected the broker's host name or IP address")
+        return host
+
+    @field_validator("password")
+    @classmethod
+    def _reference(cls, password: str) -> str:
+        if password and not CREDENTIAL_REFERENCE.fullmatch(password):
+            raise ValueError(
+                'expected "credential:NAME" (the password in the systemd credential NAME, '
+                "or the variable NAME), never the password itself"
+            )
+        return password
+
+    @field_validator("ca_file")
+    @classmethod
+    def _existing_file(cls, ca_file: str) -> str:
+        if ca_file and not Path(ca_file).is_file():
+            raise ValueError('no such file; give a PEM CA certificate\'s path, or ""')
+        return ca_file
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if not MQTT_PREFIX.match(prefix):
+            raise ValueError('expected a topic without wildcards, e.g. "homeassistant"')
+        return prefix
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, node_id: str) -> str:
+        if node_id and not MQTT_NAME.match(node_id):
+            raise ValueError("expected 1-64 letters, digits, '-' or '_', or \"\" for the host name")
+        return node_id
+
+    @model_validator(mode="after")
+    def _login(self) -> MqttConfig:
+        if self.password and not self.username:
+            raise ValueError("password needs a username")
+        if self.ca_file and not self.tls:
+            raise ValueError("ca_file is for tls = true")
+        return self
+
+    @property
+    def broker_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+    @property
+    def password_credential(self) -> str:
+        """The credential's name, or "" without a password."""
+        match = CREDENTIAL_REFERENCE.fullmatch(self.password)
+        return match.group(1) if match else ""
+
+
 class ServiceConfig(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -305,6 +381,7 @@ class Config(Section):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     @model_validator(mode="after")
@@ -409,7 +486,7 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = "expected " + message.removeprefix("Input should be ")
-    if isinstance(value, dict):
+    if isinstance(value, dict) or loc[-1] == "password":  # a password is never echoed
         return f"{where}: {message}"
     return f"{where}: {message} (got {value!r})"
 

@@ -64,6 +64,13 @@ def check_web(config: Config) -> None:
         check(config.web)
 
 
+def check_mqtt(config: Config) -> None:
+    if config.mqtt.enabled:  # nothing of MQTT is imported unless configured
+        from edge_agent.mqtt import check
+
+        check(config.mqtt)
+
+
 STOP_BOUND_S = 5.0  # a graceful stop takes at most this long
 ConfigLoader = Callable[[], Config]
 
@@ -79,6 +86,7 @@ async def run_daemon(
     fallback = EMULATOR_KEY if use_emulator else None
     keys = key_provider(config, fallback)
     check_web(config)
+    check_mqtt(config)
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
@@ -95,6 +103,7 @@ async def run_daemon(
             new = reload()
             new_keys = key_provider(new, fallback)
             check_web(new)
+            check_mqtt(new)
             if new.conversation.start == "wake_word":
                 from edge_agent.audio.wakeword import check_models
 
@@ -196,6 +205,11 @@ async def _run(
         web = Page(config.web, agent, parts.volume)  # starts in the background
     if parts.mcp is not None:
         parts.mcp.start()  # MCP servers connect in the background, after READY
+    mqtt = None
+    if config.mqtt.enabled:
+        from edge_agent.mqtt import Bridge
+
+        mqtt = Bridge(config, agent, parts.volume, reachable.verdict != "unreachable")
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )
@@ -222,6 +236,8 @@ async def _run(
         parts.conversation.remember_on_exit()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
+                if mqtt is not None:  # "offline" first, while the agent still stands
+                    await mqtt.close()
                 if web is not None:
                     await web.close()
                 await parts.link.shutdown()

@@ -250,6 +250,11 @@ class ConversationChanged:
 
 
 @dataclass(frozen=True)
+class MutedChanged:
+    muted: bool  # the microphone, by any command: the button, the page, Home Assistant
+
+
+@dataclass(frozen=True)
 class AgentError:
     cause: str  # a short machine-readable word: offline, no_answer, audio_dropped, tool, key
     message: str
@@ -264,5 +269,6 @@ AgentEvent = (
     | ToolFinished
     | ConnectionChanged
     | ConversationChanged
+    | MutedChanged
     | AgentError
 )

@@ -7,12 +7,19 @@ cd "$(dirname "$0")/.."
 sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
+had_mosquitto=no
+if dpkg -s mosquitto >/dev/null 2>&1; then had_mosquitto=yes; fi
 $sudo_cmd apt-get update -qq
 $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-dev gcc \
     portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
     espeak-ng sox jackd2 libasound2-plugins \
-    shellcheck systemd chromium chromium-driver >/dev/null
+    shellcheck systemd chromium chromium-driver mosquitto >/dev/null
+# The tests start their own mosquitto on a free port: the broker Debian's package starts on 1883
+# is not left running, unless it was there before.
+if [ "$had_mosquitto" = no ] && command -v systemctl >/dev/null; then
+    $sudo_cmd systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
 
 # On a Pi with a camera, picamera2 comes from apt: keep the system site packages visible.
 venv_flags=""
@@ -21,5 +28,5 @@ if python3 -c "import picamera2" 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv $venv_flags .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,metrics,camera,mcp,wake]'
+.venv/bin/python -m pip install -q -e '.[dev,metrics,camera,mcp,wake,mqtt]'
 echo "edge-agent installed in .venv (run .venv/bin/edge-agent --help)"

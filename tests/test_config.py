@@ -107,6 +107,14 @@ BAD_CONFIGS = [
     ),
     ("[web]\naddress = 'pi.local'\n", "[web] address: expected an IP address, e.g. 127.0.0.1"),
     ("[web]\ncredential = '../key'\n", "[web] credential: String should match pattern"),
+    (
+        "[mqtt]\nusername = 'ha'\npassword = 'hunter2'\n",
+        '[mqtt] password: expected "credential:NAME"',
+    ),
+    ("[mqtt]\npassword = 'credential:mqtt-password'\n", "[mqtt]: password needs a username"),
+    ("[mqtt]\nnode_id = 'kitchen/pi'\n", "[mqtt] node_id: expected 1-64 letters, digits"),
+    ("[mqtt]\ndiscovery_prefix = 'ha/#'\n", "[mqtt] discovery_prefix: expected a topic without"),
+    ("[mqtt]\nhost = ''\n", "[mqtt] host: expected the broker's host name or IP address"),
 ]
 
 

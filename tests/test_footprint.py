@@ -30,6 +30,9 @@ NOT_AT_READY = (
     "soxr",
     "edge_agent.camera",
     "edge_agent.web",
+    "edge_agent.mqtt",  # only with [mqtt] enabled; aiomqtt and paho after READY
+    "aiomqtt",
+    "paho",
     "edge_agent.emulator",
     "aiohttp",  # google.genai imports it when installed; both load after READY
     "google.genai",
@@ -69,9 +72,10 @@ def run_observed(
     notify_socket: socket.socket,
     mic: np.ndarray | None = None,
     wait_for: str = "",
+    extra: str = "",
 ) -> tuple[set[str], set[str], set[str]]:
     """The modules `run` has imported at READY, once the SDK has loaded, and at exit (after
-    the log says wait_for, if given)."""
+    the log says wait_for, if given); `extra` is added to the config."""
     mic_wav = write_wav(
         tmp_path / "mic.wav", np.zeros(16000 * 30, np.int16) if mic is None else mic
     )
@@ -79,7 +83,7 @@ def run_observed(
     config.write_text(
         f'[live]\nendpoint = "https://127.0.0.1:9"\n'
         f'[audio]\ninput_device = "file:{mic_wav}"\noutput_device = "file:{tmp_path}/o.wav"\n'
-        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n' + extra
     )
     listing = tmp_path / "modules.txt"
     log = tmp_path / "stderr.txt"
@@ -110,7 +114,7 @@ def run_observed(
 def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     tmp_path: Path, notify_socket: socket.socket
 ) -> None:
-    at_ready, with_sdk, _ = run_observed(tmp_path, notify_socket)
+    at_ready, with_sdk, at_exit = run_observed(tmp_path, notify_socket)
     assert "edge_agent.daemon" in at_ready  # the observer saw the real daemon
     present = {
         module
@@ -123,6 +127,9 @@ def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     # page) but a Live session never uses it: 6 MB and 40 modules stay out without the page
     assert "google.genai.live" in with_sdk
     assert not {m for m in with_sdk if m.split(".")[0] == "aiohttp"}
+    # [mqtt] is off: nothing of it, nor its client, ever loads
+    mqtt = {m for m in at_exit if m.split(".")[0] in ("aiomqtt", "paho") or ".mqtt" in m}
+    assert not mqtt, sorted(mqtt)
 
 
 def test_a_spoken_turn_through_run_loads_neither_numpy_nor_soxr(
