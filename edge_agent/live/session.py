@@ -1,8 +1,7 @@
 """LiveSession: one Live API session that survives GoAway, drops, outages and refused resumes.
 
-Sending never blocks the caller: messages go to an outbox. What was sent since the service last
-showed it had the user's turn (model output, turnComplete) stays in a journal, and a new
-connection replays it first, so no turn and no tool response is lost in a reconnect.
+Sending never blocks the caller: messages go to an outbox, and what was sent stays in a journal
+until answered, replayed first by a new connection (live/journal.py).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -44,6 +42,7 @@ from edge_agent.events import (
     TurnComplete,
     TurnLost,
 )
+from edge_agent.live.journal import Journal, Outgoing
 from edge_agent.logs import RateLimitedLog
 from edge_agent.statefiles import write_private
 
@@ -94,8 +93,6 @@ def _load_wire(hide_aiohttp: bool) -> None:
 HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
 HANDLE_FILE = "resumption.json"
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
-GAP_AUDIO_LIMIT_S = 30.0  # audio kept while disconnected; older audio is dropped
-JOURNAL_ITEMS = 5000  # besides its audio, the journal keeps at most this many messages
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
 HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
@@ -103,28 +100,11 @@ IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 TURN_RETRY_S = 0.5  # while a fresh turn waits to be sent, retry at least this often
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
-TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class _Switch(Exception):
     """A planned reconnect (after goAway, or an answer that never came): a new socket."""
-
-
-@dataclass
-class Outgoing:
-    kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
-    payload: Any = None
-    turn: int = 0  # on a turn's last message: the agent's number for it (0 = not said)
-    at: float = field(default_factory=time.monotonic)
-
-    @property
-    def ends_turn(self) -> bool:
-        return self.kind in TURN_ENDS or (self.kind == "content" and self.payload[1])
-
-    @property
-    def audio_seconds(self) -> float:
-        return len(self.payload) / 32000 if self.kind == "audio" else 0.0
 
 
 class LiveSession:
@@ -151,9 +131,7 @@ class LiveSession:
         self._outage_cause = ""
         self._served_turn = False  # the current connection completed a turn
         self._outbox: deque[Outgoing] = deque()
-        self._journal: list[Outgoing] = []
-        self._journal_turn_end = 0
-        self._journal_audio_s = 0.0
+        self._journal = Journal(self._outbox)
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_LINES)
         self._wake = asyncio.Event()
         self._send_now: Callable[[str, bytes], bool] | None = None  # the connection's, if any
@@ -223,18 +201,11 @@ class LiveSession:
             log.debug("direct send failed: %r", exc)
             return False
         if sent:
-            self._sent(item)
+            self._journal.record(item)
         return sent
 
     def _bound_gap_audio(self) -> None:
-        buffered = sum(item.audio_seconds for item in self._outbox)
-        dropped = 0.0
-        while buffered > GAP_AUDIO_LIMIT_S:
-            oldest = next(i for i, item in enumerate(self._outbox) if item.kind == "audio")
-            seconds = self._outbox[oldest].audio_seconds
-            del self._outbox[oldest]
-            buffered -= seconds
-            dropped += seconds
+        dropped = self._journal.bound_outbox_audio()
         if dropped:
             self.on_event(
                 TurnLost("audio_dropped", f"offline too long: dropped {dropped:.1f} s of audio")
@@ -292,7 +263,7 @@ class LiveSession:
                 self.on_event(KeyRefused(cause))
             elif not was_connected or failures >= 2:
                 self._report_outage(cause, delay)
-            self._expire_stale_turns()
+            self._expire_stale_turns(time.monotonic())
             log.debug("reconnecting in %.1f s (%s)", delay, cause)
             await self._pause(delay)
 
@@ -305,12 +276,7 @@ class LiveSession:
             await asyncio.sleep(min(0.5, end - now))
 
     def _fresh_turn_waiting(self) -> bool:
-        now = time.monotonic()
-        return any(
-            item.ends_turn and now - item.at <= REPLAY_WINDOW_S
-            for queue in (self._outbox, self._journal)
-            for item in queue
-        )
+        return self._journal.fresh_turn_waiting(time.monotonic(), REPLAY_WINDOW_S)
 
     def _report_outage(self, cause: str, delay: float) -> None:
         """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
@@ -372,39 +338,10 @@ class LiveSession:
             self._switch_cause = cause
             self._switch.set()
 
-    def _expire_stale_turns(self, now: float | None = None) -> None:
-        """Turns that ended over REPLAY_WINDOW_S before `now` are not sent (again): each is
-        reported lost, as unanswered if it went out once, else as never sent."""
-        now = time.monotonic() if now is None else now
-        for queue in (self._journal, self._outbox):
-            sent = queue is self._journal
-            cause, verb = ("no_answer", "no answer") if sent else ("offline", "not sent")
-            items = list(queue)
-            kept: list[Outgoing] = []
-            turn: list[Outgoing] = []
-            for item in items:
-                if item.kind in ("tool_response", "content", "video"):
-                    kept.append(item)
-                    continue
-                turn.append(item)
-                if item.ends_turn:
-                    age = now - item.at
-                    if age > REPLAY_WINDOW_S:
-                        self.on_event(TurnLost(cause, f"{verb} within {age:.0f} s", item.turn))
-                    else:
-                        kept += turn
-                    turn = []
-            kept += turn
-            if len(kept) == len(items):
-                continue
-            if queue is self._journal:
-                self._journal = kept
-                self._journal_turn_end = max(
-                    (i + 1 for i, item in enumerate(kept) if item.ends_turn), default=0
-                )
-                self._journal_audio_s = sum(item.audio_seconds for item in kept)
-            else:
-                self._outbox = deque(kept)
+    def _expire_stale_turns(self, now: float) -> None:
+        """Turns that ended over REPLAY_WINDOW_S before `now` are reported lost, not sent."""
+        for lost in self._journal.expire_stale_turns(now, REPLAY_WINDOW_S):
+            self.on_event(lost)
 
     async def _connect_and_serve(self) -> None:
         self._attempt_at = time.monotonic()  # a turn is sent in time if its attempt began in time
@@ -435,7 +372,7 @@ class LiveSession:
             self.on_event(Online(self._outage_attempts))
         self.offline, self._outage_attempts = False, 0
         self._expire_stale_turns(self._attempt_at)
-        replay = self._journal
+        replay = self._journal.take()
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
             if self._reseed and self._history:
@@ -444,7 +381,6 @@ class LiveSession:
                 log.info("re-seeded the fresh session with %d transcript lines", len(self._history))
         self._reseed = False
         self._outbox.extendleft(reversed(replay))
-        self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
         if self._ever_connected:
             kind = "resumed" if resumed else "fresh session"
             log.debug("reconnected (%s) after %.2f s", kind, gap)
@@ -454,15 +390,14 @@ class LiveSession:
 
     def _drop_dead_tool_responses(self, replay: list[Outgoing]) -> list[Outgoing]:
         """A fresh session has no open calls: responses for the old session's calls are lost."""
-        dead = [i for i in [*replay, *self._outbox] if i.kind == "tool_response"]
+        replay, dead = self._journal.drop_tool_responses(replay)
         for item in dead:
             call_id, name = item.payload[0], item.payload[1]
             log.warning(
                 "tool response for %s (%s) dropped: its call ended with the session", name, call_id
             )
             self.on_event(ToolResponseLost(call_id, name))
-        self._outbox = deque(i for i in self._outbox if i.kind != "tool_response")
-        return [i for i in replay if i.kind != "tool_response"]
+        return replay
 
     async def _serve(self, session: Any) -> None:
         self._send_now = _wire().direct_sender(session)
@@ -493,29 +428,7 @@ class LiveSession:
             item = self._outbox[0]
             await _wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
-            self._sent(item)
-
-    def _sent(self, item: Outgoing) -> None:
-        """Kept until its turn is answered: a reconnect replays it."""
-        if item.kind != "video":
-            self._journal.append(item)
-            self._journal_audio_s += item.audio_seconds
-            if item.ends_turn:
-                self._journal_turn_end = len(self._journal)
-            self._bound_journal()
-
-    def _bound_journal(self) -> None:
-        """Streamed audio with no turn end (server VAD) keeps only its last seconds."""
-        while self._journal_audio_s > GAP_AUDIO_LIMIT_S:
-            oldest = next(i for i, item in enumerate(self._journal) if item.kind == "audio")
-            self._journal_audio_s -= self._journal.pop(oldest).audio_seconds
-            if oldest < self._journal_turn_end:
-                self._journal_turn_end -= 1
-        excess = len(self._journal) - JOURNAL_ITEMS
-        if excess > 0:
-            self._journal_audio_s -= sum(i.audio_seconds for i in self._journal[:excess])
-            del self._journal[:excess]
-            self._journal_turn_end = max(0, self._journal_turn_end - excess)
+            self._journal.record(item)
 
     async def _receive_loop(self, session: Any) -> None:
         """A message the SDK cannot make sense of is dropped; the socket goes on."""
@@ -552,11 +465,7 @@ class LiveSession:
     def _note(self, event: LiveEvent) -> None:
         """Bookkeeping before the agent sees the event."""
         if isinstance(event, TurnComplete | Interrupted):
-            # the turn is answered (or cut by the user): a reconnect need not replay it. Until
-            # then it is replayed, since the service drops an answer its connection lost.
-            del self._journal[: self._journal_turn_end]
-            self._journal_turn_end = 0
-            self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+            self._journal.answered()
         if isinstance(event, ModelAudio | ModelText):
             self._model_busy = True
         elif isinstance(event, TurnComplete | Interrupted):
@@ -651,13 +560,13 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
-        for item in [item for item in self._outbox if item.ends_turn]:
+        for item in self._journal.unsent_turn_ends():
             detail = "the conversation ended before it could be sent"
             self.on_event(TurnLost("offline", detail, item.turn))
         self._closing = True
         self._switch.set()
         self._outbox.clear()
-        self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
+        self._journal.clear()
         self._user_turn_open = False
 
     async def close(self) -> None:
