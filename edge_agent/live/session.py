@@ -1,7 +1,8 @@
 """LiveSession: one Live API session that survives GoAway, drops, outages and refused resumes.
 
 Sending never blocks the caller: messages go to an outbox, and what was sent stays in a journal
-until answered, replayed first by a new connection (live/journal.py).
+until answered, replayed first by a new connection (live/journal.py). When to connect again and
+what is an outage: live/backoff.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import sys
 import time
 from collections import deque
@@ -42,6 +42,7 @@ from edge_agent.events import (
     TurnComplete,
     TurnLost,
 )
+from edge_agent.live.backoff import Backoff, pause
 from edge_agent.live.journal import Journal, Outgoing
 from edge_agent.logs import RateLimitedLog
 from edge_agent.statefiles import write_private
@@ -95,10 +96,7 @@ HANDLE_FILE = "resumption.json"
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
-HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
-IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
-TURN_RETRY_S = 0.5  # while a fresh turn waits to be sent, retry at least this often
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 Declarations = Callable[[], Sequence[dict[str, Any]]]
 
@@ -126,9 +124,7 @@ class LiveSession:
         self.connected_at = 0.0
         self.handle: str | None = self._load_handle()
         self.last_resume_handle: str | None = None  # the handle the last connect resumed with
-        self.offline = False  # an outage is being reported (not a single quick reconnect)
-        self._outage_attempts = 0
-        self._outage_cause = ""
+        self._backoff = Backoff()
         self._served_turn = False  # the current connection completed a turn
         self._outbox: deque[Outgoing] = deque()
         self._journal = Journal(self._outbox)
@@ -148,6 +144,11 @@ class LiveSession:
         self._attempt_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def offline(self) -> bool:
+        """An outage is being reported (not a single quick reconnect)."""
+        return self._backoff.offline
 
     # ---- sending (never blocks) ------------------------------------------------------------
 
@@ -224,8 +225,6 @@ class LiveSession:
             self.connected = False
 
     async def _run(self) -> None:
-        failures = 0  # consecutive connections that failed or did not become healthy
-        reseeded_last = False  # a fresh session is tried at once, but not twice in a row
         while not self._closing:
             self._served_turn = False
             key_refused = False
@@ -246,50 +245,34 @@ class LiveSession:
                 break
             was_connected = self.connected
             lived = time.monotonic() - self.connected_at if was_connected else 0.0
-            healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
-            reseed_at_once = self._reseed_now and not reseeded_last
-            reseeded_last, self._reseed_now = self._reseed_now, False
-            if healthy:
-                failures = 0
-            elif lived < IMMEDIATE_CLOSE_S and not reseed_at_once:
-                failures += 1
-            planned = healthy and (self._switch_cause or cause == "goAway")
-            self._switch_cause = ""
-            if planned or reseed_at_once:
-                continue  # a switch from a good connection, or a fresh session: at once
-            delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
+            planned = bool(self._switch_cause) or cause == "goAway"
+            fresh_session, self._reseed_now, self._switch_cause = self._reseed_now, False, ""
+            if self._backoff.connection_ended(lived, self._served_turn, planned, fresh_session):
+                continue
+            cap = self.config.live.max_backoff_s
+            delay = cap if key_refused else self._backoff.delay(cap)
             if key_refused:
                 self.on_event(KeyRefused(cause))
-            elif not was_connected or failures >= 2:
+            elif self._backoff.is_outage(was_connected):
                 self._report_outage(cause, delay)
             self._expire_stale_turns(time.monotonic())
             log.debug("reconnecting in %.1f s (%s)", delay, cause)
-            await self._pause(delay)
-
-    async def _pause(self, delay: float) -> None:
-        """The backoff, cut to TURN_RETRY_S while a user turn waits that can still be sent."""
-        end = time.monotonic() + delay
-        while (now := time.monotonic()) < end:
-            if self._fresh_turn_waiting():
-                end = min(end, now + TURN_RETRY_S)
-            await asyncio.sleep(min(0.5, end - now))
+            await pause(delay, self._fresh_turn_waiting)
 
     def _fresh_turn_waiting(self) -> bool:
         return self._journal.fresh_turn_waiting(time.monotonic(), REPLAY_WINDOW_S)
 
     def _report_outage(self, cause: str, delay: float) -> None:
         """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
-        self._outage_attempts += 1
-        if not self.offline:
-            self.offline = True
-            self._outage_cause = cause
+        began = not self._backoff.offline
+        if not self._backoff.outage_attempt(cause):
+            return
+        if began:
             log.warning("offline: %s; retrying with backoff", cause)
-            self.on_event(Offline(cause, delay))
-        elif _kind(cause) != _kind(self._outage_cause):
-            self._outage_cause = cause
+        else:
             log.info("still offline, now: %s", cause)
-            self.on_event(Offline(cause, delay))
+        self.on_event(Offline(cause, delay))
 
     def _classify(self, exc: Exception) -> tuple[str, bool]:
         """The cause to report, and whether the key or the model was refused."""
@@ -314,12 +297,6 @@ class LiveSession:
             self._forget_handle()
             self._reseed, self._reseed_now = True, True
         return False
-
-    def _backoff(self, failures: int) -> float:
-        cap = self.config.live.max_backoff_s
-        if failures <= 1:
-            return min(cap, random.uniform(0.05, 0.25))  # a single drop: come back at once
-        return float(min(cap, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.0))
 
     def _lost(self, cause: str) -> None:
         if self.connected:
@@ -367,10 +344,10 @@ class LiveSession:
         if self._ever_connected:
             self.reconnects += 1
         self.connected, self.connected_at = True, now
-        if self.offline:
-            log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
-            self.on_event(Online(self._outage_attempts))
-        self.offline, self._outage_attempts = False, 0
+        attempts = self._backoff.back_online()
+        if attempts is not None:
+            log.info("back online after %d failed attempts (%.0f s)", attempts, gap)
+            self.on_event(Online(attempts))
         self._expire_stale_turns(self._attempt_at)
         replay = self._journal.take()
         if not resumed:
@@ -571,8 +548,3 @@ class LiveSession:
 
     async def close(self) -> None:
         self.stop()
-
-
-def _kind(cause: str) -> str:
-    """"network: timed out" and "network: refused" are one outage; "1011 ..." another."""
-    return cause.split(":")[0].split(" ")[0]
