@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 import time
@@ -44,8 +43,8 @@ from edge_agent.events import (
 )
 from edge_agent.live.backoff import Backoff, pause
 from edge_agent.live.journal import Journal, Outgoing
+from edge_agent.live.resumption import HandleFile
 from edge_agent.logs import RateLimitedLog
-from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 bad_messages = RateLimitedLog(log)
@@ -91,8 +90,6 @@ def _load_wire(hide_aiohttp: bool) -> None:
         if sys.modules.get("aiohttp", "") is None:
             del sys.modules["aiohttp"]
 
-HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
-HANDLE_FILE = "resumption.json"
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
@@ -122,7 +119,9 @@ class LiveSession:
         self.reconnects = 0
         self.connected = False
         self.connected_at = 0.0
-        self.handle: str | None = self._load_handle()
+        self._handle_file = HandleFile(state_dir)
+        resumes = config.live.session_resumption
+        self.handle: str | None = self._handle_file.load(config.live.model) if resumes else None
         self.last_resume_handle: str | None = None  # the handle the last connect resumed with
         self._backoff = Backoff()
         self._served_turn = False  # the current connection completed a turn
@@ -497,38 +496,17 @@ class LiveSession:
 
     # ---- the persisted handle ----------------------------------------------------------------
 
-    def _handle_path(self) -> Path | None:
-        return self.state_dir / HANDLE_FILE if self.state_dir is not None else None
-
-    def _load_handle(self) -> str | None:
-        path = self._handle_path()
-        if path is None or not self.config.live.session_resumption:
-            return None
-        try:
-            saved = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
-        fresh = time.time() - float(saved.get("saved_at", 0)) < HANDLE_VALID_S
-        if fresh and saved.get("model") == self.config.live.model and saved.get("handle"):
-            return str(saved["handle"])
-        return None
-
     def _save_handle(self) -> None:
-        path = self._handle_path()
-        if path is None or self.handle is None:
+        if self.handle is None:
             return
-        record = {"handle": self.handle, "model": self.config.live.model, "saved_at": time.time()}
         try:
-            write_private(path, json.dumps(record))
+            self._handle_file.save(self.handle, self.config.live.model)
         except OSError as exc:
-            log.warning("cannot keep the resumption handle in %s: %s", path, exc)
+            log.warning("cannot keep the resumption handle in %s: %s", self._handle_file.path, exc)
 
     def _forget_handle(self) -> None:
         self.handle = None
-        path = self._handle_path()
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        self._handle_file.forget()
 
     def forget_session(self) -> None:
         """The next connection starts a new session (a conversation too old to continue)."""
