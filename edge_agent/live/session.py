@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from edge_agent.config import Config
@@ -44,6 +42,7 @@ from edge_agent.events import (
 from edge_agent.live.backoff import Backoff, pause
 from edge_agent.live.journal import Journal, Outgoing
 from edge_agent.live.resumption import HandleFile
+from edge_agent.live.sdk import load_wire, loaded_wire
 from edge_agent.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -51,44 +50,12 @@ bad_messages = RateLimitedLog(log)
 MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
 
 
-_loaded: list[ModuleType] = []  # live/wire.py once imported: no import machinery per message
-
-
-def _wire() -> ModuleType:
-    if not _loaded:
-        from edge_agent.live import wire
-
-        _loaded.append(wire)
-    return _loaded[0]
-
-
 async def load_sdk(config: Config) -> None:
     """Imports google-genai in a worker thread; the daemon calls it right after READY."""
-    if _loaded:
-        return
-    started = time.monotonic()
-    await asyncio.to_thread(_load_wire, not config.web.enabled)
-    if not _announced:  # on the loop: said once, whoever asked first
-        _announced.append(True)
-        log.info("google-genai loaded in %.1f s", time.monotonic() - started)
+    seconds = await load_wire(hide_aiohttp=not config.web.enabled)
+    if seconds is not None:
+        log.info("google-genai loaded in %.1f s", seconds)
 
-
-_announced: list[bool] = []
-
-
-def _load_wire(hide_aiohttp: bool) -> None:
-    """google-genai imports aiohttp whenever it is installed (for the emulator and the page) and
-    a Live session never uses it: hidden, the SDK takes its own no-aiohttp path and the agent
-    stays 6 MB smaller. Never hidden while the page (which needs it) may be importing it."""
-    if not hide_aiohttp or "aiohttp" in sys.modules:
-        _wire()
-        return
-    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # import aiohttp -> ImportError
-    try:
-        _wire()
-    finally:
-        if sys.modules.get("aiohttp", "") is None:
-            del sys.modules["aiohttp"]
 
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
@@ -275,7 +242,7 @@ class LiveSession:
 
     def _classify(self, exc: Exception) -> tuple[str, bool]:
         """The cause to report, and whether the key or the model was refused."""
-        wire = _wire()
+        wire = loaded_wire()
         if isinstance(exc, wire.APIError):
             detail = wire.error_detail(exc)
             return f"{exc.code} {detail}".strip()[:200], self._handle_api_error(exc.code, detail)
@@ -326,7 +293,7 @@ class LiveSession:
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle
         declared = self.declarations() if callable(self.declarations) else self.declarations
-        connection = _wire().connect(self.config, credential, list(declared), handle)
+        connection = loaded_wire().connect(self.config, credential, list(declared), handle)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:
@@ -376,7 +343,7 @@ class LiveSession:
         return replay
 
     async def _serve(self, session: Any) -> None:
-        self._send_now = _wire().direct_sender(session)
+        self._send_now = loaded_wire().direct_sender(session)
         sender = asyncio.create_task(self._send_loop(session))
         receiver = asyncio.create_task(self._receive_loop(session))
         switch: asyncio.Task[Any] = asyncio.create_task(self._switch.wait())
@@ -402,13 +369,13 @@ class LiveSession:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._outbox[0]
-            await _wire().send(session, item.kind, item.payload)
+            await loaded_wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
             self._journal.record(item)
 
     async def _receive_loop(self, session: Any) -> None:
         """A message the SDK cannot make sense of is dropped; the socket goes on."""
-        receive = _wire().receiver(session)
+        receive = loaded_wire().receiver(session)
         while True:
             try:
                 events = await receive()
@@ -416,7 +383,7 @@ class LiveSession:
                 self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
                 continue
             except Exception as exc:
-                if not isinstance(exc, _wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
+                if not isinstance(exc, loaded_wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
                     raise  # the connection closed, or worse: the connection loop decides
                 self._bad_message(f"an error object: {str(exc)[:160]}")
                 continue
