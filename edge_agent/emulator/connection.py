@@ -7,36 +7,60 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from edge_agent.emulator import brain, reply, rules, voice
 from edge_agent.emulator.listener import Activity, DetectorSettings, SpeechDetector, audio_rate
-from edge_agent.emulator.scenario import ToolCallStep, Turn
+from edge_agent.emulator.options import EmulatorOptions
+from edge_agent.emulator.scenario import Scenario, ToolCallStep, Turn
 from edge_agent.emulator.state import (
     AUDIO_TOKENS_PER_SECOND,
     TEXT_CHARS_PER_TOKEN,
     VIDEO_TOKENS,
     VIDEO_TOKENS_DEFAULT,
     OpenCall,
+    Registry,
     Session,
 )
 from edge_agent.emulator.wire import WireError, close_reason, parse_client_message
 from edge_agent.live.models import ModelTraits
 
-if TYPE_CHECKING:
-    from edge_agent.emulator.server import Emulator
-
 DEADLINE = "Deadline expired before operation could complete."
 CONNECTION_LIFETIME_S = 600.0  # the service's connection limit, on the scaled clock
 GOAWAY_NOTICE_S = 60.0  # goAway comes this long before it
 STREAM_STOP_S = 1.0  # wall time without audio after speech that ends a turn (as audioStreamEnd)
-INVALID_KEY = "API key not valid. Please pass a valid API key."
-NO_KEY = (
-    "Method doesn't allow unregistered callers (callers without established identity). "
-    "Please use API Key or other form of API consumer identity to call this API."
-)
+
+
+class Host(Protocol):
+    """What a connection asks of the server that accepted it (emulator/server.py's Emulator)."""
+
+    options: EmulatorOptions
+    scenario: Scenario
+    registry: Registry
+    parsed_setups: list[dict[str, Any]]
+    video_frames: list[bytes]
+
+    def model_traits(self, model: str) -> ModelTraits | None: ...
+
+    def check_credentials(
+        self, request: web.Request, constrained: bool
+    ) -> tuple[int, str] | None: ...
+
+    def apply_token_constraints(
+        self, request: web.Request, setup: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def send(
+        self, number: int, ws: web.WebSocketResponse, message: dict[str, Any]
+    ) -> None: ...
+
+    def log_in(self, number: int, message: dict[str, Any]) -> None: ...
+
+    def log_close(self, number: int, code: int, reason: str, by: str = "server") -> None: ...
+
+    def log_event(self, number: int, event: str) -> None: ...
 
 
 @dataclass
@@ -52,7 +76,7 @@ class UserTurn:
 
 class Connection:
     def __init__(
-        self, emulator: Emulator, ws: web.WebSocketResponse, number: int, request: web.Request
+        self, emulator: Host, ws: web.WebSocketResponse, number: int, request: web.Request
     ) -> None:
         self.emulator = emulator
         self.ws = ws
