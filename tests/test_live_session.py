@@ -29,7 +29,8 @@ from edge_agent.events import (
     ToolCall,
     TurnComplete,
 )
-from edge_agent.live.session import HANDLE_FILE, LiveSession
+from edge_agent.live.resumption import HANDLE_FILE
+from edge_agent.live.session import LiveSession
 from tests.conftest import read_log, simulate_against
 
 

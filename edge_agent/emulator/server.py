@@ -7,7 +7,6 @@ import contextlib
 import copy
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -15,8 +14,8 @@ from typing import IO, Any
 from aiohttp import web
 
 from edge_agent.emulator.certs import make_server_context, write_authority
-from edge_agent.emulator.connection import INVALID_KEY, NO_KEY, Connection
-from edge_agent.emulator.scenario import Scenario
+from edge_agent.emulator.connection import Connection
+from edge_agent.emulator.options import EmulatorOptions as EmulatorOptions  # callers find it here
 from edge_agent.emulator.state import Registry
 from edge_agent.emulator.wire import (
     WireError,
@@ -32,26 +31,11 @@ LIVE_PATH = (
     r".GenerativeService.BidiGenerateContent{constrained:(?:Constrained)?}"
 )
 MAX_CLIENT_FRAME = 8 * 1024 * 1024
-
-
-@dataclass
-class EmulatorOptions:
-    host: str = "127.0.0.1"
-    port: int = 0
-    cert_dir: Path = Path(".")
-    api_key: str = ""  # "" = any non-empty key
-    reject_models: tuple[str, ...] = ()
-    any_model: bool = False  # accept a model the table does not know, with the default's rules
-    scenario: Scenario = field(default_factory=Scenario)
-    log_path: Path | None = None
-    goaway_every: float = 0.0
-    goaway_time_left_s: float = 50.0
-    drop_every: float = 0.0
-    latency_ms: int = 0
-    no_setup_complete: bool = False
-    silent_after_goaway: bool = False
-    clock_scale: float = 1.0
-    pace: float = 4.0  # answers stream this many times faster than real time
+INVALID_KEY = "API key not valid. Please pass a valid API key."
+NO_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
 
 
 class Emulator:

@@ -1,24 +1,19 @@
 """LiveSession: one Live API session that survives GoAway, drops, outages and refused resumes.
 
-Sending never blocks the caller: messages go to an outbox. What was sent since the service last
-showed it had the user's turn (model output, turnComplete) stays in a journal, and a new
-connection replays it first, so no turn and no tool response is lost in a reconnect.
+Sending never blocks the caller: messages go to an outbox, and what was sent stays in a journal
+until answered, replayed first by a new connection (live/journal.py). When to connect again and
+what is an outage: live/backoff.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from edge_agent.config import Config
@@ -44,87 +39,34 @@ from edge_agent.events import (
     TurnComplete,
     TurnLost,
 )
+from edge_agent.live.backoff import Backoff, pause
+from edge_agent.live.journal import Journal, Outgoing
+from edge_agent.live.resumption import HandleFile
+from edge_agent.live.sdk import load_wire, loaded_wire
 from edge_agent.logs import RateLimitedLog
-from edge_agent.statefiles import write_private
 
 log = logging.getLogger(__name__)
 bad_messages = RateLimitedLog(log)
 MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
 
 
-_loaded: list[ModuleType] = []  # live/wire.py once imported: no import machinery per message
-
-
-def _wire() -> ModuleType:
-    if not _loaded:
-        from edge_agent.live import wire
-
-        _loaded.append(wire)
-    return _loaded[0]
-
-
 async def load_sdk(config: Config) -> None:
     """Imports google-genai in a worker thread; the daemon calls it right after READY."""
-    if _loaded:
-        return
-    started = time.monotonic()
-    await asyncio.to_thread(_load_wire, not config.web.enabled)
-    if not _announced:  # on the loop: said once, whoever asked first
-        _announced.append(True)
-        log.info("google-genai loaded in %.1f s", time.monotonic() - started)
+    seconds = await load_wire(hide_aiohttp=not config.web.enabled)
+    if seconds is not None:
+        log.info("google-genai loaded in %.1f s", seconds)
 
 
-_announced: list[bool] = []
-
-
-def _load_wire(hide_aiohttp: bool) -> None:
-    """google-genai imports aiohttp whenever it is installed (for the emulator and the page) and
-    a Live session never uses it: hidden, the SDK takes its own no-aiohttp path and the agent
-    stays 6 MB smaller. Never hidden while the page (which needs it) may be importing it."""
-    if not hide_aiohttp or "aiohttp" in sys.modules:
-        _wire()
-        return
-    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # import aiohttp -> ImportError
-    try:
-        _wire()
-    finally:
-        if sys.modules.get("aiohttp", "") is None:
-            del sys.modules["aiohttp"]
-
-HANDLE_VALID_S = 2 * 3600  # the service keeps a handle 2 h after the session ends
-HANDLE_FILE = "resumption.json"
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
-GAP_AUDIO_LIMIT_S = 30.0  # audio kept while disconnected; older audio is dropped
-JOURNAL_ITEMS = 5000  # besides its audio, the journal keeps at most this many messages
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
-HEALTHY_AFTER_S = 10.0  # a connection this old (or one that answered a turn) resets the backoff
-IMMEDIATE_CLOSE_S = 2.0  # one that ends sooner, having answered nothing, counts as a failure
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
-TURN_RETRY_S = 0.5  # while a fresh turn waits to be sent, retry at least this often
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
-TURN_ENDS = {"activity_end", "text", "audio_stream_end"}
 Declarations = Callable[[], Sequence[dict[str, Any]]]
 
 
 class _Switch(Exception):
     """A planned reconnect (after goAway, or an answer that never came): a new socket."""
-
-
-@dataclass
-class Outgoing:
-    kind: str  # audio video text activity_start activity_end audio_stream_end content tool_response
-    payload: Any = None
-    turn: int = 0  # on a turn's last message: the agent's number for it (0 = not said)
-    at: float = field(default_factory=time.monotonic)
-
-    @property
-    def ends_turn(self) -> bool:
-        return self.kind in TURN_ENDS or (self.kind == "content" and self.payload[1])
-
-    @property
-    def audio_seconds(self) -> float:
-        return len(self.payload) / 32000 if self.kind == "audio" else 0.0
 
 
 class LiveSession:
@@ -144,16 +86,14 @@ class LiveSession:
         self.reconnects = 0
         self.connected = False
         self.connected_at = 0.0
-        self.handle: str | None = self._load_handle()
+        self._handle_file = HandleFile(state_dir)
+        resumes = config.live.session_resumption
+        self.handle: str | None = self._handle_file.load(config.live.model) if resumes else None
         self.last_resume_handle: str | None = None  # the handle the last connect resumed with
-        self.offline = False  # an outage is being reported (not a single quick reconnect)
-        self._outage_attempts = 0
-        self._outage_cause = ""
+        self._backoff = Backoff()
         self._served_turn = False  # the current connection completed a turn
         self._outbox: deque[Outgoing] = deque()
-        self._journal: list[Outgoing] = []
-        self._journal_turn_end = 0
-        self._journal_audio_s = 0.0
+        self._journal = Journal(self._outbox)
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_LINES)
         self._wake = asyncio.Event()
         self._send_now: Callable[[str, bytes], bool] | None = None  # the connection's, if any
@@ -170,6 +110,11 @@ class LiveSession:
         self._attempt_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def offline(self) -> bool:
+        """An outage is being reported (not a single quick reconnect)."""
+        return self._backoff.offline
 
     # ---- sending (never blocks) ------------------------------------------------------------
 
@@ -223,18 +168,11 @@ class LiveSession:
             log.debug("direct send failed: %r", exc)
             return False
         if sent:
-            self._sent(item)
+            self._journal.record(item)
         return sent
 
     def _bound_gap_audio(self) -> None:
-        buffered = sum(item.audio_seconds for item in self._outbox)
-        dropped = 0.0
-        while buffered > GAP_AUDIO_LIMIT_S:
-            oldest = next(i for i, item in enumerate(self._outbox) if item.kind == "audio")
-            seconds = self._outbox[oldest].audio_seconds
-            del self._outbox[oldest]
-            buffered -= seconds
-            dropped += seconds
+        dropped = self._journal.bound_outbox_audio()
         if dropped:
             self.on_event(
                 TurnLost("audio_dropped", f"offline too long: dropped {dropped:.1f} s of audio")
@@ -253,8 +191,6 @@ class LiveSession:
             self.connected = False
 
     async def _run(self) -> None:
-        failures = 0  # consecutive connections that failed or did not become healthy
-        reseeded_last = False  # a fresh session is tried at once, but not twice in a row
         while not self._closing:
             self._served_turn = False
             key_refused = False
@@ -275,59 +211,38 @@ class LiveSession:
                 break
             was_connected = self.connected
             lived = time.monotonic() - self.connected_at if was_connected else 0.0
-            healthy = self._served_turn or lived >= HEALTHY_AFTER_S
             self._lost(cause)
-            reseed_at_once = self._reseed_now and not reseeded_last
-            reseeded_last, self._reseed_now = self._reseed_now, False
-            if healthy:
-                failures = 0
-            elif lived < IMMEDIATE_CLOSE_S and not reseed_at_once:
-                failures += 1
-            planned = healthy and (self._switch_cause or cause == "goAway")
-            self._switch_cause = ""
-            if planned or reseed_at_once:
-                continue  # a switch from a good connection, or a fresh session: at once
-            delay = self.config.live.max_backoff_s if key_refused else self._backoff(failures)
+            planned = bool(self._switch_cause) or cause == "goAway"
+            fresh_session, self._reseed_now, self._switch_cause = self._reseed_now, False, ""
+            if self._backoff.connection_ended(lived, self._served_turn, planned, fresh_session):
+                continue
+            cap = self.config.live.max_backoff_s
+            delay = cap if key_refused else self._backoff.delay(cap)
             if key_refused:
                 self.on_event(KeyRefused(cause))
-            elif not was_connected or failures >= 2:
+            elif self._backoff.is_outage(was_connected):
                 self._report_outage(cause, delay)
-            self._expire_stale_turns()
+            self._expire_stale_turns(time.monotonic())
             log.debug("reconnecting in %.1f s (%s)", delay, cause)
-            await self._pause(delay)
-
-    async def _pause(self, delay: float) -> None:
-        """The backoff, cut to TURN_RETRY_S while a user turn waits that can still be sent."""
-        end = time.monotonic() + delay
-        while (now := time.monotonic()) < end:
-            if self._fresh_turn_waiting():
-                end = min(end, now + TURN_RETRY_S)
-            await asyncio.sleep(min(0.5, end - now))
+            await pause(delay, self._fresh_turn_waiting)
 
     def _fresh_turn_waiting(self) -> bool:
-        now = time.monotonic()
-        return any(
-            item.ends_turn and now - item.at <= REPLAY_WINDOW_S
-            for queue in (self._outbox, self._journal)
-            for item in queue
-        )
+        return self._journal.fresh_turn_waiting(time.monotonic(), REPLAY_WINDOW_S)
 
     def _report_outage(self, cause: str, delay: float) -> None:
         """One WARNING when an outage starts, one INFO per change of cause; none per attempt."""
-        self._outage_attempts += 1
-        if not self.offline:
-            self.offline = True
-            self._outage_cause = cause
+        began = not self._backoff.offline
+        if not self._backoff.outage_attempt(cause):
+            return
+        if began:
             log.warning("offline: %s; retrying with backoff", cause)
-            self.on_event(Offline(cause, delay))
-        elif _kind(cause) != _kind(self._outage_cause):
-            self._outage_cause = cause
+        else:
             log.info("still offline, now: %s", cause)
-            self.on_event(Offline(cause, delay))
+        self.on_event(Offline(cause, delay))
 
     def _classify(self, exc: Exception) -> tuple[str, bool]:
         """The cause to report, and whether the key or the model was refused."""
-        wire = _wire()
+        wire = loaded_wire()
         if isinstance(exc, wire.APIError):
             detail = wire.error_detail(exc)
             return f"{exc.code} {detail}".strip()[:200], self._handle_api_error(exc.code, detail)
@@ -349,12 +264,6 @@ class LiveSession:
             self._reseed, self._reseed_now = True, True
         return False
 
-    def _backoff(self, failures: int) -> float:
-        cap = self.config.live.max_backoff_s
-        if failures <= 1:
-            return min(cap, random.uniform(0.05, 0.25))  # a single drop: come back at once
-        return float(min(cap, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.0))
-
     def _lost(self, cause: str) -> None:
         if self.connected:
             self.connected = False
@@ -372,39 +281,10 @@ class LiveSession:
             self._switch_cause = cause
             self._switch.set()
 
-    def _expire_stale_turns(self, now: float | None = None) -> None:
-        """Turns that ended over REPLAY_WINDOW_S before `now` are not sent (again): each is
-        reported lost, as unanswered if it went out once, else as never sent."""
-        now = time.monotonic() if now is None else now
-        for queue in (self._journal, self._outbox):
-            sent = queue is self._journal
-            cause, verb = ("no_answer", "no answer") if sent else ("offline", "not sent")
-            items = list(queue)
-            kept: list[Outgoing] = []
-            turn: list[Outgoing] = []
-            for item in items:
-                if item.kind in ("tool_response", "content", "video"):
-                    kept.append(item)
-                    continue
-                turn.append(item)
-                if item.ends_turn:
-                    age = now - item.at
-                    if age > REPLAY_WINDOW_S:
-                        self.on_event(TurnLost(cause, f"{verb} within {age:.0f} s", item.turn))
-                    else:
-                        kept += turn
-                    turn = []
-            kept += turn
-            if len(kept) == len(items):
-                continue
-            if queue is self._journal:
-                self._journal = kept
-                self._journal_turn_end = max(
-                    (i + 1 for i, item in enumerate(kept) if item.ends_turn), default=0
-                )
-                self._journal_audio_s = sum(item.audio_seconds for item in kept)
-            else:
-                self._outbox = deque(kept)
+    def _expire_stale_turns(self, now: float) -> None:
+        """Turns that ended over REPLAY_WINDOW_S before `now` are reported lost, not sent."""
+        for lost in self._journal.expire_stale_turns(now, REPLAY_WINDOW_S):
+            self.on_event(lost)
 
     async def _connect_and_serve(self) -> None:
         self._attempt_at = time.monotonic()  # a turn is sent in time if its attempt began in time
@@ -413,7 +293,7 @@ class LiveSession:
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle
         declared = self.declarations() if callable(self.declarations) else self.declarations
-        connection = _wire().connect(self.config, credential, list(declared), handle)
+        connection = loaded_wire().connect(self.config, credential, list(declared), handle)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:
@@ -430,12 +310,12 @@ class LiveSession:
         if self._ever_connected:
             self.reconnects += 1
         self.connected, self.connected_at = True, now
-        if self.offline:
-            log.info("back online after %d failed attempts (%.0f s)", self._outage_attempts, gap)
-            self.on_event(Online(self._outage_attempts))
-        self.offline, self._outage_attempts = False, 0
+        attempts = self._backoff.back_online()
+        if attempts is not None:
+            log.info("back online after %d failed attempts (%.0f s)", attempts, gap)
+            self.on_event(Online(attempts))
         self._expire_stale_turns(self._attempt_at)
-        replay = self._journal
+        replay = self._journal.take()
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
             if self._reseed and self._history:
@@ -444,7 +324,6 @@ class LiveSession:
                 log.info("re-seeded the fresh session with %d transcript lines", len(self._history))
         self._reseed = False
         self._outbox.extendleft(reversed(replay))
-        self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
         if self._ever_connected:
             kind = "resumed" if resumed else "fresh session"
             log.debug("reconnected (%s) after %.2f s", kind, gap)
@@ -454,18 +333,17 @@ class LiveSession:
 
     def _drop_dead_tool_responses(self, replay: list[Outgoing]) -> list[Outgoing]:
         """A fresh session has no open calls: responses for the old session's calls are lost."""
-        dead = [i for i in [*replay, *self._outbox] if i.kind == "tool_response"]
+        replay, dead = self._journal.drop_tool_responses(replay)
         for item in dead:
             call_id, name = item.payload[0], item.payload[1]
             log.warning(
                 "tool response for %s (%s) dropped: its call ended with the session", name, call_id
             )
             self.on_event(ToolResponseLost(call_id, name))
-        self._outbox = deque(i for i in self._outbox if i.kind != "tool_response")
-        return [i for i in replay if i.kind != "tool_response"]
+        return replay
 
     async def _serve(self, session: Any) -> None:
-        self._send_now = _wire().direct_sender(session)
+        self._send_now = loaded_wire().direct_sender(session)
         sender = asyncio.create_task(self._send_loop(session))
         receiver = asyncio.create_task(self._receive_loop(session))
         switch: asyncio.Task[Any] = asyncio.create_task(self._switch.wait())
@@ -491,35 +369,13 @@ class LiveSession:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._outbox[0]
-            await _wire().send(session, item.kind, item.payload)
+            await loaded_wire().send(session, item.kind, item.payload)
             self._outbox.popleft()
-            self._sent(item)
-
-    def _sent(self, item: Outgoing) -> None:
-        """Kept until its turn is answered: a reconnect replays it."""
-        if item.kind != "video":
-            self._journal.append(item)
-            self._journal_audio_s += item.audio_seconds
-            if item.ends_turn:
-                self._journal_turn_end = len(self._journal)
-            self._bound_journal()
-
-    def _bound_journal(self) -> None:
-        """Streamed audio with no turn end (server VAD) keeps only its last seconds."""
-        while self._journal_audio_s > GAP_AUDIO_LIMIT_S:
-            oldest = next(i for i, item in enumerate(self._journal) if item.kind == "audio")
-            self._journal_audio_s -= self._journal.pop(oldest).audio_seconds
-            if oldest < self._journal_turn_end:
-                self._journal_turn_end -= 1
-        excess = len(self._journal) - JOURNAL_ITEMS
-        if excess > 0:
-            self._journal_audio_s -= sum(i.audio_seconds for i in self._journal[:excess])
-            del self._journal[:excess]
-            self._journal_turn_end = max(0, self._journal_turn_end - excess)
+            self._journal.record(item)
 
     async def _receive_loop(self, session: Any) -> None:
         """A message the SDK cannot make sense of is dropped; the socket goes on."""
-        receive = _wire().receiver(session)
+        receive = loaded_wire().receiver(session)
         while True:
             try:
                 events = await receive()
@@ -527,7 +383,7 @@ class LiveSession:
                 self._bad_message(f"{type(exc).__name__}: {str(exc)[:160]}")
                 continue
             except Exception as exc:
-                if not isinstance(exc, _wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
+                if not isinstance(exc, loaded_wire().APIError) or 1000 <= (exc.code or 0) <= 4999:
                     raise  # the connection closed, or worse: the connection loop decides
                 self._bad_message(f"an error object: {str(exc)[:160]}")
                 continue
@@ -552,11 +408,7 @@ class LiveSession:
     def _note(self, event: LiveEvent) -> None:
         """Bookkeeping before the agent sees the event."""
         if isinstance(event, TurnComplete | Interrupted):
-            # the turn is answered (or cut by the user): a reconnect need not replay it. Until
-            # then it is replayed, since the service drops an answer its connection lost.
-            del self._journal[: self._journal_turn_end]
-            self._journal_turn_end = 0
-            self._journal_audio_s = sum(item.audio_seconds for item in self._journal)
+            self._journal.answered()
         if isinstance(event, ModelAudio | ModelText):
             self._model_busy = True
         elif isinstance(event, TurnComplete | Interrupted):
@@ -611,38 +463,17 @@ class LiveSession:
 
     # ---- the persisted handle ----------------------------------------------------------------
 
-    def _handle_path(self) -> Path | None:
-        return self.state_dir / HANDLE_FILE if self.state_dir is not None else None
-
-    def _load_handle(self) -> str | None:
-        path = self._handle_path()
-        if path is None or not self.config.live.session_resumption:
-            return None
-        try:
-            saved = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
-        fresh = time.time() - float(saved.get("saved_at", 0)) < HANDLE_VALID_S
-        if fresh and saved.get("model") == self.config.live.model and saved.get("handle"):
-            return str(saved["handle"])
-        return None
-
     def _save_handle(self) -> None:
-        path = self._handle_path()
-        if path is None or self.handle is None:
+        if self.handle is None:
             return
-        record = {"handle": self.handle, "model": self.config.live.model, "saved_at": time.time()}
         try:
-            write_private(path, json.dumps(record))
+            self._handle_file.save(self.handle, self.config.live.model)
         except OSError as exc:
-            log.warning("cannot keep the resumption handle in %s: %s", path, exc)
+            log.warning("cannot keep the resumption handle in %s: %s", self._handle_file.path, exc)
 
     def _forget_handle(self) -> None:
         self.handle = None
-        path = self._handle_path()
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        self._handle_file.forget()
 
     def forget_session(self) -> None:
         """The next connection starts a new session (a conversation too old to continue)."""
@@ -651,19 +482,14 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ends run(); what was not sent belongs to the conversation that ended."""
-        for item in [item for item in self._outbox if item.ends_turn]:
+        for item in self._journal.unsent_turn_ends():
             detail = "the conversation ended before it could be sent"
             self.on_event(TurnLost("offline", detail, item.turn))
         self._closing = True
         self._switch.set()
         self._outbox.clear()
-        self._journal, self._journal_turn_end, self._journal_audio_s = [], 0, 0.0
+        self._journal.clear()
         self._user_turn_open = False
 
     async def close(self) -> None:
         self.stop()
-
-
-def _kind(cause: str) -> str:
-    """"network: timed out" and "network: refused" are one outage; "1011 ..." another."""
-    return cause.split(":")[0].split(" ")[0]
