@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soxr
 
-from bench.corpus import active_rms, at_dbfs, babble, sox_noise
 from bench.corpus import Speech as CorpusSpeech
+from bench.corpus import active_rms, at_dbfs, babble, sox_noise
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.simulate import SimulateOptions, simulate
 from tests.conftest import write_wav
