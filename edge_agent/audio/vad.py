@@ -306,8 +306,9 @@ class SpeechGate:
         before ("so ... what is"); a candidate begun under the echo guard starts where the
         guard let go (the person's voice rose over the echo), not in the echo before it."""
         onset = self._candidate_start if self._candidate else index + 1
+        began = onset  # where the speech began (before any reach-back)
         if self._candidate_echo and self._released_at is not None:
-            first = self._released_at
+            first = began = self._released_at
         else:
             first = max(onset - self._soft_start(), min(onset, self._last_echo + 1))
             if self._near_miss is not None and onset - self._near_miss < len(self._preroll):
@@ -316,7 +317,7 @@ class SpeechGate:
         oldest = onset - len(self._preroll)  # the frame number of heard[0]
         audio_from = max(oldest, first - self._preroll_frames)
         audio = b"".join(heard[audio_from - oldest :])
-        resumed = self._resume_until is not None and onset <= self._resume_until
+        resumed = self._resume_until is not None and began <= self._resume_until
         start = TurnStart(audio, self._seconds(first), self._seconds(audio_from), resumed=resumed)
         self._near_miss = self._resume_until = None
         self._turn_frames = len(self._candidate)
