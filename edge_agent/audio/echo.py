@@ -33,7 +33,7 @@ LEARN_MS = 450  # the echo is measured over the first moments of a sound ...
 QUIET_BEFORE_MS = 150  # ... that starts in a quiet room (no one speaking over it)
 ECHO_SPREAD = 3.0  # an echo's level follows the output's: half its frames within 10 dB of the
 NO_ECHO = 0.05  # loudest (unless there is hardly any echo at all)
-NEARLY_AS_TIGHT = 1.25
+NEARLY_AS_TIGHT = 1.25  # a periodic sound fits several delays: the shortest nearly as tight
 VOICE_FRAMES = 6  # frames measured before the window can tell a voice from echo ...
 VOICE_CORRELATION = 0.3  # ... by the microphone's level not following the output's
 MIN_LEARN_LEVEL = 300.0  # output frames quieter than this say little about the coupling
@@ -125,8 +125,7 @@ class EchoLevel:
                 bounds.append((ratios[-1], delay, ratios[len(ratios) // 2]))
         if not bounds:
             return
-        # a periodic sound fits at several delays (and a long one is judged on fewer frames):
-        # the shortest that is nearly as tight
+        # (a long delay is also judged on fewer frames)
         tightest = min(bound for bound, _, _ in bounds)
         coupling, delay, typical = next(b for b in bounds if b[0] <= NEARLY_AS_TIGHT * tightest)
         if coupling > NO_ECHO and typical < coupling / ECHO_SPREAD:
