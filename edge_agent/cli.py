@@ -301,18 +301,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def _pin_factory_name() -> str:
     try:
-        from gpiozero import Device
         from gpiozero.exc import BadPinFactory
     except ImportError:
         return "gpiozero not installed"
-    from edge_agent.gpio import teach_gpiozero
+    from edge_agent.gpio import NO_PIN_FACTORY_FIX, describe, load_pin_factory
 
-    teach_gpiozero()
     chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
     try:
-        factory = Device._default_pin_factory()
-    except BadPinFactory:
-        return "none usable (not a Raspberry Pi, or lgpio missing)"
+        factory, fallbacks = load_pin_factory()
+    except BadPinFactory as exc:
+        return describe(exc) if chosen else f"none usable ({exc}): {NO_PIN_FACTORY_FIX}"
     name = type(factory).__name__
     factory.close()
-    return f"{name} (GPIOZERO_PIN_FACTORY={chosen})" if chosen else name
+    if chosen:
+        return f"{name} (GPIOZERO_PIN_FACTORY={chosen})"
+    return f"{name} ({'; '.join(fallbacks)})" if fallbacks else name

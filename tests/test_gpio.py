@@ -283,3 +283,144 @@ def test_run_with_a_broken_ring_keeps_the_button(tmp_path: Path) -> None:
     assert len(ring) == 1 and "spi" in ring[0].lower(), ring
     assert "button" not in ring[0]  # only the ring is gone
     assert "Traceback" not in stderr
+
+
+async def test_required_concerns_the_button_and_the_privacy_led_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """gpiozero's plain mock pins have no PWM: the status and RGB LEDs fail, each with its fix,
+    and `required` does not stop the rest; the parts that come up say so."""
+    from gpiozero import LED, Device
+    from gpiozero.pins.mock import MockFactory, MockPin
+
+    def no_spidev() -> Any:
+        raise ImportError("No module named 'spidev'")
+
+    Device.pin_factory = MockFactory(pin_class=MockPin)
+    caplog.set_level(logging.INFO, logger="edge_agent.gpio")
+    config = GpioConfig(
+        button_pin=17, led_pin=25, rgb_pins=[16, 20, 21], ring="apa102", privacy_led_pin=26,
+        required=True,
+    )  # fmt: skip
+    button, lights = start_gpio(config, lambda pressed: None, spi_opener=no_spidev)
+    assert button is not None and lights is not None and lights.privacy_led is not None
+    failures = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 3, failures
+    for line, part in zip(failures, ("status LED on GPIO25", "RGB LED", "ring"), strict=True):
+        assert part in line
+    for line in failures[:2]:
+        assert "MockFactory has no PWM" in line and "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin" in line
+    assert "python3-spidev" in failures[2]
+    up = [r.message for r in caplog.records if r.levelno == logging.INFO]
+    assert up == ["button on GPIO17 (hold, edges)", "privacy LED on GPIO26"]
+    button.close()
+    lights.close()
+
+    held = LED(26)  # the privacy LED cannot be set up: with required, the daemon does not run
+    with pytest.raises(UserError, match=r"^privacy LED on GPIO26 unavailable: .*in use"):
+        start_gpio(GpioConfig(privacy_led_pin=26, required=True), lambda pressed: None)
+    held.close()
+
+
+def test_each_led_that_comes_up_is_one_line(
+    mock_pins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent.gpio")
+    config = GpioConfig(led_pin=12, rgb_pins=[16, 20, 21], privacy_led_pin=26, ring="apa102")
+    lights = StatusLights(config, spi_opener=FakeSpi)
+    lights.start()
+    assert [r.message for r in caplog.records] == [
+        "status LED on GPIO12",
+        "RGB LED on GPIO16/20/21",
+        "APA102 ring on SPI0 (12 LEDs)",
+        "privacy LED on GPIO26",
+    ]
+    lights.close()
+
+
+def test_run_on_plain_mock_pins_with_required_names_each_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` on gpiozero's plain mock pins: the LEDs without PWM are one line each naming the
+    mock pin class, `required = true` does not stop the daemon, and gpiozero's own warnings
+    do not reach stderr."""
+    import signal
+    import socket
+
+    from tests.test_service import read_until, start_daemon
+
+    monkeypatch.delenv("GPIOZERO_MOCK_PIN_CLASS")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(10)
+        daemon = start_daemon(
+            tmp_path,
+            "[gpio]\nbutton_pin = 17\nled_pin = 25\nrgb_pins = [16, 20, 21]\n"
+            "privacy_led_pin = 26\nrequired = true\n",
+            GPIOZERO_PIN_FACTORY="mock",
+        )
+        try:
+            read_until(notify, "READY=1", [])
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=15)
+    assert daemon.returncode == 0, stderr
+    gpio = [line for line in stderr.splitlines() if "edge_agent.gpio" in line]
+    assert len(gpio) == 4, gpio
+    assert "button on GPIO17 (hold, edges)" in gpio[0]
+    for line, part in zip(gpio[1:3], ("status LED on GPIO25", "RGB LED on"), strict=True):
+        assert "WARNING" in line and part in line and "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin" in line
+    assert "INFO" in gpio[3] and gpio[3].endswith("privacy LED on GPIO26")
+    assert "Warning" not in stderr and "Traceback" not in stderr
+
+
+def test_devices_names_the_pin_factory_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a Pi gpiozero warns once per default factory it cannot load; `devices` says it in
+    its one line (on a Pi, the factory in use)."""
+    from tests.conftest import run_cli
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY")
+    monkeypatch.delenv("GPIOZERO_MOCK_PIN_CLASS")
+    result = run_cli("devices")
+    assert result.returncode == 0, result.stderr
+    assert "PinFactoryFallback" not in result.stderr and "warnings.warn" not in result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("gpio pin factory")]
+    assert "Factory" in line or "sudo apt install python3-lgpio" in line, line
+    mock = run_cli("devices", env={"GPIOZERO_PIN_FACTORY": "mock"})
+    assert "gpio pin factory: MockFactory (GPIOZERO_PIN_FACTORY=mock)" in mock.stdout
+
+
+async def test_gpio_output_without_a_pin_factory_says_why_each_call_without_warnings(
+    monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """No pin factory loads (off a Pi): each call is an error naming the fix, and gpiozero's
+    fallback warnings stay inside."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from edge_agent.events import FunctionCall
+    from edge_agent.gpio import DEVICE_TREE
+    from edge_agent.tools import builtins
+    from edge_agent.tools.runner import ToolContext, ToolRunner
+
+    if (DEVICE_TREE / "model").exists():
+        pytest.skip("a Raspberry Pi: its pins would really switch")
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY")
+    Device.pin_factory.reset()
+    Device.pin_factory = None
+    answers: dict[str, dict[str, Any]] = {}
+    runner = ToolRunner(
+        [builtins.gpio_output_tool(["fan"])],
+        ToolContext(end_conversation=lambda: None, gpio_outputs={"fan": 5}),
+        lambda call_id, name, response, scheduling: answers.update({call_id: response}),
+        timeout_s=10,
+    )
+    runner.start(FunctionCall("a", "gpio_output", {"name": "fan", "on": True}))
+    runner.start(FunctionCall("b", "gpio_output", {"name": "fan", "on": False}))
+    while len(answers) < 2:
+        await asyncio.sleep(0.02)
+    for answer in answers.values():
+        assert "no GPIO pin factory" in answer["error"]
+        assert "python3-lgpio" in answer["error"]
+    assert not [w for w in recwarn if "Falling back" in str(w.message)]
+    Device.pin_factory = MockFactory()  # for the fixture's teardown
