@@ -163,13 +163,16 @@ async def _run(
     mic.rest(agent.state in RESTING)
     agent.state_listeners.append(lambda state: mic.rest(state in RESTING))
     try:
-        mic.start(parts.on_mic_frame)
-        output.start(speaker)
-    except (DeviceNotFound, OSError) as exc:
+        try:
+            mic.start(parts.on_mic_frame)
+            output.start(speaker)
+        except (DeviceNotFound, OSError) as exc:
+            raise UserError(f"audio device: {exc}") from None
+        button, lights = start_gpio(config.gpio, agent.on_button)
+    except BaseException:  # an exit 2 before READY: its one line is all that follows
         await mic.close()
         output.close()
-        raise UserError(f"audio device: {exc}") from None
-    button, lights = start_gpio(config.gpio, agent.on_button)
+        raise
     if lights is not None:
         agent.state_listeners.append(lambda state: lights.show(state.value))
         camera = parts.camera

@@ -243,7 +243,13 @@ def start_gpio(
             button = None
     lights = StatusLights(config, spi_opener) if wanted else None
     if lights is not None:
-        lights.start()
+        try:
+            lights.start()
+        except UserError:  # a required privacy LED: nothing is left open behind the error
+            lights.close()
+            if button is not None:
+                button.close()
+            raise
     return button, lights
 
 

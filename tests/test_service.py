@@ -23,7 +23,7 @@ import pytest
 
 from edge_agent.logs import configure_logging
 from edge_agent.service import Notifier, Watchdog
-from tests.conftest import REPO, write_wav
+from tests.conftest import REPO, run_cli, write_wav
 
 
 def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
@@ -315,3 +315,48 @@ def test_one_turn_run_logs_both_sides_and_keeps_its_state_private(
     assert {"resumption.json", "tokens.json"} <= {f.name for f in state.iterdir()}
     for saved in state.iterdir():
         assert saved.stat().st_mode & 0o777 == 0o600, saved
+
+
+@pytest.mark.parametrize(
+    ("config_text", "env", "error"),
+    [
+        (  # the devices are open when the privacy LED is found missing
+            "[gpio]\nprivacy_led_pin = 26\nrequired = true\n",
+            {"GPIOZERO_PIN_FACTORY": "nowhere"},
+            "privacy LED on GPIO26 unavailable",
+        ),
+        (
+            "[gpio]\nbutton_pin = 17\nrequired = true\n",
+            {"GPIOZERO_PIN_FACTORY": "nowhere"},
+            "button on GPIO17 unavailable",
+        ),
+        (
+            '[conversation]\nstart = "wake_word"\n[wake_word]\nmodels = ["okay_google"]\n',
+            {},
+            "okay_google",
+        ),
+        ('[web]\nenabled = true\naddress = "0.0.0.0"\n', {}, "[web] address"),
+        ("", {"GEMINI_API_KEY": ""}, "no Gemini API key"),
+        ("", {"SPEAKER": "/nowhere/o.wav"}, "audio device: [Errno 2]"),
+        ("", {"MIC": "/nowhere/mic.wav"}, "microphone: input WAV /nowhere/mic.wav not found"),
+    ],
+)
+def test_every_exit_2_of_run_ends_with_its_one_line(
+    tmp_path: Path, config_text: str, env: dict[str, str], error: str
+) -> None:
+    """With a WAV microphone and a WAV speaker: nothing follows the one line (no Wave_write
+    complaining at exit about a file closed under it, no traceback)."""
+    env = dict(env)
+    mic = env.pop("MIC", str(write_wav(tmp_path / "mic.wav", np.zeros(16000, np.int16))))
+    speaker = env.pop("SPEAKER", f"{tmp_path}/o.wav")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{speaker}"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n[live]\nendpoint = "{UNREACHABLE}"\n'
+        + config_text
+    )
+    done = run_cli("run", "--config", str(config), env={"GEMINI_API_KEY": "k", **env})
+    assert done.returncode == 2, done.stderr
+    *_, last = done.stderr.rstrip("\n").splitlines()
+    assert last.startswith("edge-agent: error: ") and error in last, done.stderr
+    assert done.stderr.count("edge-agent: error:") == 1, done.stderr
