@@ -194,6 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     config = loaded.config
+    warnings = check_warnings(config, args.online)  # a UserError for what `run` refuses
     key = find_api_key()
     if config.live.token_command:
         key_line = "ephemeral tokens from [live] token_command"
@@ -209,11 +210,40 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         print("\n".join(check_lines(config.mcp.servers, online=args.online)))
     print(tomli_w.dumps(config.model_dump()), end="")
-    for warning in compatibility_warnings(config):
+    for warning in warnings + compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
     if args.online:
         return _check_online(config)
     return 0
+
+
+def check_warnings(config: Config, online: bool = False) -> list[str]:
+    """What `run` would refuse (a UserError, with run's own line) or run without."""
+    from edge_agent.live.models import KNOWN_MODELS, traits
+    from edge_agent.tools.builtins import builtin_tools
+    from edge_agent.tools.registry import discover, missing_tools
+
+    if config.conversation.start == "wake_word":
+        from edge_agent.audio.wakeword import check_models
+
+        check_models(config.wake_word)
+    warnings = []
+    if traits(config.live.model) is None:
+        ask = "" if online else "; `edge-agent check --online` asks the service whether it is one"
+        warnings.append(
+            f"[live] model {config.live.model!r} is not a known model "
+            f"({', '.join(KNOWN_MODELS)}){ask}"
+        )
+    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
+    warnings += missing_tools(config.tools.enabled, available)
+    if config.camera.source == "files":
+        from edge_agent.camera import CameraUnavailable, FilesSource
+
+        try:
+            FilesSource(config.camera.path).open()
+        except CameraUnavailable as exc:
+            warnings.append(f"[camera] path: {exc}; the camera sends nothing until some are there")
+    return warnings
 
 
 def _check_online(config: Config) -> int:

@@ -314,6 +314,11 @@ class Config(Section):
                 "(the camera would stream before anyone called); "
                 'use send = "while_talking" or "in_conversation"'
             )
+        if self.camera.source == "files" and not self.camera.path:
+            raise ValueError(
+                '[camera] path: source = "files" needs an image or a folder of images: '
+                'set path, or source = "none"'
+            )
         if self.turns.mode == "push_to_talk" and not self.gpio.button_pin:
             raise ValueError(
                 "[turns] mode: push_to_talk needs a button: set [gpio] button_pin "
