@@ -15,7 +15,7 @@ import tomli_w
 from edge_agent import __version__
 from edge_agent.config import Config, load_config
 from edge_agent.credentials import HOW_TO_SET, find_api_key
-from edge_agent.errors import EXIT_USER_ERROR, UserError
+from edge_agent.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `edge-agent check | head`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

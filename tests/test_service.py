@@ -360,3 +360,19 @@ def test_every_exit_2_of_run_ends_with_its_one_line(
     *_, last = done.stderr.rstrip("\n").splitlines()
     assert last.startswith("edge-agent: error: ") and error in last, done.stderr
     assert done.stderr.count("edge-agent: error:") == 1, done.stderr
+
+
+def test_ctrl_c_ends_run_with_130_and_sigterm_with_0(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        daemon = start_daemon(tmp_path, "")
+        try:
+            read_until(notify_socket, "READY=1", [])
+            daemon.send_signal(signum)
+            read_until(notify_socket, "STOPPING=1", [])
+            assert daemon.wait(15) == code, signum
+        finally:
+            daemon.kill()
+            _, errors = daemon.communicate()
+        assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
