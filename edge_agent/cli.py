@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also ask the service whether it takes key and model, and list MCP servers' tools",
     )
+    check.add_argument(
+        "--credentials",
+        action="store_true",
+        help="only print the systemd credentials the config reads (besides the key), one a line",
+    )
     check.set_defaults(command=cmd_check)
 
     test_audio = commands.add_parser(
@@ -194,6 +199,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     config = loaded.config
+    if args.credentials:  # for hardware/setup-pi.sh: LoadCredential= for each
+        for name in config.credential_names():
+            print(name)
+        return 0
     warnings = check_warnings(config, args.online)  # a UserError for what `run` refuses
     key = find_api_key()
     if config.live.token_command:

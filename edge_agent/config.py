@@ -331,6 +331,24 @@ class Config(Section):
             taken[pin] = name
         return self
 
+    def credential_names(self) -> list[str]:
+        """The systemd credentials the config reads besides the key: every credential:NAME in
+        its values (MCP headers and env, passwords), and [web] credential off loopback."""
+        names = set(_credential_references(self.model_dump()))
+        if self.web.enabled and not self.web.loopback:
+            names.add(self.web.credential)
+        return sorted(names)
+
+
+def _credential_references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return CREDENTIAL_REFERENCE.findall(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [name for item in value for name in _credential_references(item)]
+    return []
+
 
 def _pins_in_use(config: Config) -> list[tuple[int, str]]:
     gpio = config.gpio

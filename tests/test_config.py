@@ -515,3 +515,14 @@ def test_check_warns_where_run_would_limp(tmp_path: Path) -> None:
     assert "gemini-3.8-live" in model  # the known ones are named
     assert "tool 'weather' is enabled but not installed" in tool and "get_time" in tool
     assert f"no images at {tmp_path}/no-pictures" in camera
+
+
+def test_the_credentials_a_config_reads() -> None:
+    servers = [
+        {"name": "a", "url": "http://h/mcp", "headers": {"X": "credential:one credential:two"}},
+        {"name": "b", "command": "x", "env": {"T": "credential:three"}},
+    ]
+    config = config_from_dict({"mcp": {"servers": servers}, "web": {"enabled": True}})
+    assert config.credential_names() == ["one", "three", "two"]  # the page on loopback: none
+    public = config_from_dict({"web": {"enabled": True, "address": "0.0.0.0"}})
+    assert public.credential_names() == ["web-token"]

@@ -148,6 +148,97 @@ def test_setup_pi_refuses_an_unknown_board_in_one_line() -> None:
     )
 
 
+SETUP_CONFIG = """
+[web]
+enabled = true
+address = "0.0.0.0"
+credential = "page-token"
+
+[[mcp.servers]]
+name = "ha"
+url = "http://homeassistant.local:8123/api/mcp"
+headers = { Authorization = "Bearer credential:ha-token" }
+
+[[mcp.servers]]
+name = "notes"
+command = "/bin/true"
+env = { NOTES_TOKEN = "credential:notes-token", ALSO = "credential:ha-token" }
+"""
+
+
+def setup_pi(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """hardware/setup-pi.sh under a root prefix: files only, with this venv's edge-agent."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["sh", str(REPO / "hardware" / "setup-pi.sh"), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path, **env},
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
+def test_setup_pi_loads_every_credential_the_config_names(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(SETUP_CONFIG)
+    root = tmp_path / "root"
+    root.mkdir()
+    secrets = {"HA_TOKEN": "ha", "NOTES_TOKEN": "notes", "PAGE_TOKEN": "p" * 16, "EXTRA_ONE": "x"}
+    done = setup_pi(root, "--credential", "extra-one", str(config), GEMINI_API_KEY="g", **secrets)
+    assert done.returncode == 0, done.stderr
+    assert "pi,metrics,wake,mcp" in done.stdout  # MCP servers need the mcp extra
+    units = root / "etc" / "systemd" / "system"
+    dropin = units / "edge-agent.service.d" / "credentials.conf"
+    names = ["extra-one", "ha-token", "notes-token", "page-token"]
+    loaded = sorted(dropin.read_text().splitlines()[1:])
+    assert loaded == [f"LoadCredential={name}:/etc/edge-agent/{name}" for name in names]
+    for name in names:
+        stored = root / "etc" / "edge-agent" / name
+        assert stored.stat().st_mode & 0o777 == 0o600
+        assert stored.read_text() == secrets[name.upper().replace("-", "_")] + "\n"
+
+    # the unit with its drop-in, as systemd reads them (ExecStart= must exist to verify)
+    verify = tmp_path / "verify"
+    shutil.copytree(units, verify)
+    unit = verify / "edge-agent.service"
+    unit.write_text(
+        re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={shutil.which('true')}", unit.read_text())
+    )
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
+    with (verify / "edge-agent.service.d" / "credentials.conf").open("a") as broken:
+        broken.write("NotAKey=1\n")  # the drop-in is read: this is seen
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert "NotAKey" in checked.stderr
+
+
+def test_setup_pi_installs_home_assistant_and_names_a_missing_token(tmp_path: Path) -> None:
+    usage = subprocess.run(
+        ["sh", str(REPO / "hardware" / "setup-pi.sh"), "--help"], capture_output=True, text=True
+    )
+    assert "home-assistant" in usage.stderr
+    root = tmp_path / "root"
+    root.mkdir()
+    done = setup_pi(root, "home-assistant", GEMINI_API_KEY="g")
+    assert done.returncode == 2
+    token = root / "etc" / "edge-agent" / "ha-token"
+    assert done.stderr == (
+        f"setup-pi: credential ha-token: put it in {token} (chmod 600) or set HA_TOKEN, "
+        "then run again\n"
+    )
+    token.write_text("from-a-file\n")
+    done = setup_pi(root, "home-assistant")  # again: the config and the key are kept
+    assert done.returncode == 0, done.stderr
+    dropin = root / "etc" / "systemd" / "system" / "edge-agent.service.d" / "credentials.conf"
+    assert dropin.read_text() == "[Service]\nLoadCredential=ha-token:/etc/edge-agent/ha-token\n"
+    assert token.read_text() == "from-a-file\n"
+
+
 HEADER_PIN = {2: 3, 3: 5, 4: 7, 17: 11, 27: 13, 22: 15, 10: 19, 9: 21, 11: 23, 5: 29, 6: 31}
 HEADER_PIN |= {13: 33, 19: 35, 26: 37, 14: 8, 15: 10, 18: 12, 23: 16, 24: 18, 25: 22, 8: 24}
 HEADER_PIN |= {7: 26, 12: 32, 16: 36, 20: 38, 21: 40}
