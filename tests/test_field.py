@@ -353,3 +353,17 @@ def test_simulate_into_a_missing_directory_is_one_line_before_any_work(tmp_path:
     done = run_cli("simulate", "--output", str(target))
     assert done.returncode == 2
     assert done.stderr == f"edge-agent: error: --output: no directory {target.parent}\n"
+
+
+def test_the_benchmark_names_what_it_misses_in_one_line() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("jack") is not None:
+        pytest.skip("the [bench] extra is installed: python -m bench would run")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("python -m bench: error: JACK-Client")
+    assert "pip install -e '.[bench]'" in line
