@@ -275,7 +275,7 @@ def cmd_test_audio(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     configure_logging(config.service.log_format, "warning")
     if not 0 < args.seconds <= 60:
-        raise UserError("--seconds: between 0 and 60")
+        raise UserError(f"--seconds: more than 0 and at most 60 (got {args.seconds:g})")
 
     def say(line: str) -> None:
         print(line, flush=True)

@@ -182,8 +182,16 @@ def test_check_warns_about_options_the_model_refuses(capsys: pytest.CaptureFixtu
         {"live": {"model": "gemini-3.8-live", "thinking_level": "low", "response_modality": "text"}}
     )
     warnings = compatibility_warnings(config)
-    assert any("thinking_level" in w for w in warnings)
+    assert (
+        "gemini-3.8-live does not take thinking_level 'low'; it takes none: leave "
+        'thinking_level = ""'
+    ) in warnings
     assert any("audio only" in w for w in warnings)
+    extended = {"model": "gemini-3.8-live-extended-thinking", "thinking_level": "minimal"}
+    assert compatibility_warnings(config_from_dict({"live": extended})) == [
+        "gemini-3.8-live-extended-thinking does not take thinking_level 'minimal'; "
+        "it takes low, medium, high"
+    ]
     assert compatibility_warnings(config_from_dict({"live": {"model": "my-future-model"}})) == []
 
 

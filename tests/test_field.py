@@ -315,6 +315,14 @@ def test_audio_on_alsa_file_pcms_hears_the_speech_and_plays_it_back(
     assert abs(np.argmax(spectrum) - 440) < 5  # the tone comes last (1 s window: 1 Hz bins)
 
 
+@pytest.mark.parametrize("seconds", ["0", "-2", "61", "nan"])
+def test_audio_names_the_seconds_it_takes(seconds: str) -> None:
+    done = run_cli("test-audio", "--seconds", seconds)
+    assert done.returncode == 2
+    expected = f"edge-agent: error: --seconds: more than 0 and at most 60 (got {float(seconds):g})"
+    assert done.stderr.splitlines() == [expected]
+
+
 @pytest.mark.parametrize(
     ("audio", "problem"),
     [

@@ -438,3 +438,23 @@ def test_enabled_it_is_imported_and_a_port_in_use_is_one_log_line(tmp_path: Path
     assert {"edge_agent.web", "edge_agent.web.server", "aiohttp.web"} <= imported(done)
     refused = [line for line in done.stderr.splitlines() if "web page not started" in line]
     assert len(refused) == 1 and "address already in use" in refused[0]
+
+
+async def test_a_volume_out_of_range_is_refused_with_the_range(tmp_path: Path) -> None:
+    face, parts, url = await serve(tmp_path, "127.0.0.1", None)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for percent in (150, -1, 100.6):
+                async with http.post(url + "/api/volume", json={"percent": percent}) as response:
+                    assert response.status == 400, percent
+                    error = (await response.json())["error"]
+                    assert error == f"percent must be 0..100 (got {percent})", error
+            body = b'{"percent": NaN}'
+            headers = {"Content-Type": "application/json"}
+            async with http.post(url + "/api/volume", data=body, headers=headers) as response:
+                assert response.status == 400
+            async with http.post(url + "/api/volume", json={"percent": 100}) as response:
+                assert await response.json() == {"percent": 100}
+        assert parts.volume.percent == 100
+    finally:
+        await face.close()
