@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,19 @@ def simulate_against(emulator: Any, *args: str) -> list[str]:
         sys.executable, "-m", "edge_agent", "simulate",
         "--endpoint", emulator.url, "--ca-file", str(emulator.cert_path), *args,
     ]  # fmt: skip
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Waits on the loop for condition(); the suite's timeout is the only limit (speed is
+    measured in bench/, never asserted)."""
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """until() for a test without a loop."""
+    while not condition():
+        time.sleep(0.01)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

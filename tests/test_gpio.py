@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from edge_agent.daemon import run_daemon
 from edge_agent.errors import UserError
 from edge_agent.gpio import COLORS, Apa102Ring, PushToTalk, StatusLights, start_gpio
 from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import read_log, write_wav
+from tests.conftest import read_log, until, wait_until, write_wav
 from tests.test_simulate import against
 
 
@@ -46,11 +45,6 @@ class FakeSpi:
         self.closed = True
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0.01)
-
-
 async def test_press_and_release_are_activity_start_and_end_on_the_wire(
     start_emulator: Callable[..., Any],
     mock_pins: Any,
@@ -70,29 +64,28 @@ async def test_press_and_release_are_activity_start_and_end_on_the_wire(
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     stop = asyncio.Event()
     daemon = asyncio.create_task(run_daemon(config, use_emulator=False, stop=stop))
-    for _ in range(1000):  # the daemon starts in this loop: wait until it watches the pin
-        if mock_pins.pins.get(17) is not None and mock_pins.pin(17).when_changed is not None:
-            break
-        await asyncio.sleep(0.02)
+
+    def sent() -> list[str]:
+        return [
+            next(iter(e["msg"]["realtimeInput"]))
+            for e in read_log(emulator)
+            if e["dir"] == "in" and "realtimeInput" in e["msg"]
+        ]
+
+    # the daemon starts in this loop: wait until it watches the pin
+    await until(lambda: mock_pins.pin(17).when_changed is not None)
     button = mock_pins.pin(17)
-    assert button.when_changed is not None
     button.drive_low()  # pressed (pull-up)
-    await asyncio.sleep(0.6)
+    await until(lambda: sent().count("audio") > 10)  # held while the microphone streams
     assert mock_pins.pin(23).state == 1  # the privacy light: the mic uplink is live
     button.drive_high()
-    for _ in range(200):
-        if any("turnComplete" in e["msg"].get("serverContent", {}) for e in read_log(emulator)):
-            break
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: any("turnComplete" in e["msg"].get("serverContent", {}) for e in read_log(emulator))
+    )
     stop.set()
-    assert await asyncio.wait_for(daemon, 10) == 0
-    sent = [
-        next(iter(e["msg"]["realtimeInput"]))
-        for e in read_log(emulator)
-        if e["dir"] == "in" and "realtimeInput" in e["msg"]
-    ]
-    assert sent[0] == "activityStart" and sent[-1] == "activityEnd"
-    assert set(sent[1:-1]) == {"audio"} and len(sent) > 10
+    assert await daemon == 0
+    assert sent()[0] == "activityStart" and sent()[-1] == "activityEnd"
+    assert set(sent()[1:-1]) == {"audio"}
 
 
 async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
@@ -100,11 +93,12 @@ async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
     toggle = PushToTalk(GpioConfig(button_pin=5, button_mode="toggle"), events.append)
     toggle.start()
     pin = mock_pins.pin(5)
-    for _ in range(2):
-        pin.drive_low()
-        pin.drive_high()
-        await settle()
-    assert events == [True, False]
+    pin.drive_low()
+    pin.drive_high()
+    await until(lambda: events == [True])
+    pin.drive_low()
+    pin.drive_high()
+    await until(lambda: events == [True, False])
     toggle.close()
 
     events.clear()
@@ -112,10 +106,9 @@ async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
     polled.start()
     assert polled.polling and mock_pins.pin(6).when_changed is None  # no edge detection used
     mock_pins.pin(6).drive_low()
-    await asyncio.sleep(0.05)
+    await until(lambda: events == [True])
     mock_pins.pin(6).drive_high()
-    await asyncio.sleep(0.05)
-    assert events == [True, False]
+    await until(lambda: events == [True, False])
     polled.close()
 
 
@@ -134,8 +127,7 @@ async def test_polling_is_the_fallback_when_edges_cannot_be_set_up(
     button.start()
     assert button.polling and "polling" in caplog.text
     mock_pins.pin(7).drive_low()
-    await asyncio.sleep(0.05)
-    assert events == [True]
+    await until(lambda: events == [True])
     button.close()
 
 
@@ -166,8 +158,7 @@ def test_lights_follow_the_agent_state(mock_pins: Any) -> None:
     assert (red.state, green.state, blue.state) == (1, 0, 0)
     led.clear_states()
     lights.show("thinking")  # blinks 0.15 s on / 0.15 s off in gpiozero's own thread
-    time.sleep(0.4)
-    assert {round(s.state) for s in led.states} == {0, 1}
+    wait_until(lambda: {round(s.state) for s in led.states} == {0, 1})
     lights.privacy(True)
     assert mock_pins.pin(26).state == 1
     lights.privacy(False)
@@ -201,10 +192,8 @@ async def test_a_broken_ring_leaves_the_button_and_the_leds_working(
     assert len(failures) == 1, failures
     assert "ring" in failures[0] and "dtparam=spi=on" in failures[0]
     mock_pins.pin(17).drive_low()
-    await settle()
     mock_pins.pin(17).drive_high()
-    await settle()
-    assert events == [True, False]  # the button works without the ring
+    await until(lambda: events == [True, False])  # the button works without the ring
     lights.show("listening")
     lights.privacy(True)
     assert mock_pins.pin(25).state == 1 and mock_pins.pin(26).state == 1
