@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 
-from tests.conftest import REPO, read_log, run_cli, simulate_against, write_wav
+from tests.conftest import REPO, missing, read_log, run_cli, simulate_against, write_wav
 
 
 def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
@@ -50,7 +50,7 @@ SANDBOX = (
 
 def in_sandbox(*command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare for the /proc sandbox")
+        missing("needs root and unshare for the /proc sandbox")
     done = subprocess.run(
         ["unshare", "-m", "-p", "--fork", "--mount-proc", "sh", "-c", SANDBOX, "sh", *command],
         capture_output=True,
@@ -59,8 +59,40 @@ def in_sandbox(*command: str, timeout: float = 120) -> subprocess.CompletedProce
         check=False,
     )
     if "unshare failed" in done.stderr or "mount:" in done.stderr:
-        pytest.skip(f"no namespaces here: {done.stderr.strip()}")
+        missing(f"no namespaces here: {done.stderr.strip()}")
     return done
+
+
+def test_a_missing_prerequisite_fails_in_ci_and_is_skipped_elsewhere(tmp_path: Path) -> None:
+    """The /proc sandbox test with no unshare on PATH, run by pytest with and without CI set
+    (CI services set CI=true): a green CI run has run every test."""
+    sandbox_test = (
+        "tests/test_field.py::test_default_tools_and_board_detection_work_under_the_units_proc"
+    )
+    summaries = {}
+    for ci in ("true", "1", ""):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-n",
+                "0",
+                "-p",
+                "no:cacheprovider",
+                sandbox_test,
+            ],
+            cwd=REPO,
+            env={**os.environ, "CI": ci, "PATH": str(tmp_path)},  # nothing on PATH
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        summaries[ci] = done.stdout
+    for ci in ("true", "1"):
+        assert "1 failed" in summaries[ci] and "needs root and unshare" in summaries[ci]
+    assert "1 skipped" in summaries[""], summaries[""]
 
 
 PROBE = """
@@ -121,7 +153,7 @@ def test_setup_pi_installs_named_pcms_and_leaves_the_default_alone(
     board: str, tmp_path: Path
 ) -> None:
     if not shutil.which("aplay"):
-        pytest.skip("alsa-utils missing")
+        missing("alsa-utils missing")
     script = str(REPO / "hardware" / "setup-pi.sh")
     args = ["sh", script, "--print-alsa", "--board", board, "--card", "Device"]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -178,8 +210,9 @@ def setup_pi(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     )
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
 def test_setup_pi_loads_every_credential_the_config_names(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        missing("systemd-analyze missing")
     config = tmp_path / "mine.toml"
     config.write_text(SETUP_CONFIG)
     root = tmp_path / "root"

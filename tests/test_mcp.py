@@ -4,6 +4,7 @@ Home Assistant's over Streamable HTTP with a bearer token), the real client, the
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import signal
@@ -26,12 +27,13 @@ from edge_agent.simulate import SimulateOptions, simulate
 from edge_agent.tools.mcp_source import McpTools
 from edge_agent.tools.registry import Tool
 from edge_agent.tools.runner import ToolContext, ToolRunner
-from tests.conftest import REPO, run_cli, until, write_wav
+from tests.conftest import REPO, missing, run_cli, until, write_wav
 from tests.test_service import read_until, start_daemon
 from tests.test_simulate import against
 from tests.test_tools import tool_responses
 
-pytest.importorskip("mcp")
+if importlib.util.find_spec("mcp") is None:
+    missing("the mcp extra missing (pip install -e '.[mcp]')")
 from tests.mcp_servers.home_assistant import Home, Served, serve, serve_sse
 
 STDIO_SERVER = Path(__file__).parent / "mcp_servers" / "stdio_server.py"

@@ -23,7 +23,7 @@ import pytest
 
 from edge_agent.logs import configure_logging
 from edge_agent.service import Notifier, Watchdog
-from tests.conftest import REPO, run_cli, write_wav
+from tests.conftest import REPO, missing, run_cli, write_wav
 
 
 def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
@@ -219,8 +219,9 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     assert "edge_agent_turn_first_audio_seconds_bucket" in body
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
 def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        missing("systemd-analyze missing")
     unit = tmp_path / "edge-agent.service"
     text = (REPO / "systemd" / "edge-agent.service").read_text()
     unit.write_text(
@@ -266,8 +267,9 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
         assert "RestrictRealtime=yes" in text  # sched_setscheduler is filtered anyway
 
 
-@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
 def test_the_shell_scripts_pass_shellcheck() -> None:
+    if not shutil.which("shellcheck"):
+        missing("shellcheck missing")
     scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout

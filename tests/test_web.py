@@ -32,7 +32,7 @@ from edge_agent.credentials import Credential
 from edge_agent.errors import UserError
 from edge_agent.web.auth import required_token
 from edge_agent.web.server import start_web
-from tests.conftest import read_log, run_cli, write_wav
+from tests.conftest import missing, read_log, run_cli, write_wav
 from tests.test_service import free_port
 from tests.test_simulate import against, loud_spans
 
@@ -83,7 +83,7 @@ class Running:
 
 def browser(size: str = "800,480") -> Any:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("apt chromium chromium-driver missing")
+        missing("apt chromium chromium-driver missing")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
