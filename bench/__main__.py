@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import wave
 from pathlib import Path
@@ -19,6 +21,26 @@ import soxr
 
 from bench.figures import Speech
 from bench.harness import JackServer, RunResult, run_client
+
+# what a run needs beyond edge-agent's own dependencies (bench-io imports jack)
+MODULES = {"jack": "JACK-Client", "cv2": "opencv-python-headless"}  # the [bench] extra
+PROGRAMS = ("jackd", "jack_wait", "espeak-ng")
+
+
+def missing() -> str | None:
+    """What is not installed, and how to install it, as one line; None when all is there."""
+    problems = []
+    modules = [name for module, name in MODULES.items() if not importlib.util.find_spec(module)]
+    if modules:
+        problems.append(
+            f"{', '.join(modules)} not installed (the [bench] extra: .venv/bin/pip install -e "
+            "'.[bench]')"
+        )
+    programs = [program for program in PROGRAMS if not shutil.which(program)]
+    if programs:
+        problems.append(f"{', '.join(programs)} not found (sh hardware/bootstrap.sh installs them)")
+    return "; ".join(problems) or None
+
 
 CLIENTS = ("edge-agent", "baseline")
 # pipecat runs when $PIPECAT_PYTHON names a Python with pipecat-ai[google,local] installed
@@ -172,6 +194,10 @@ def main() -> None:
         "--period-ms", type=int, default=20, help="edge-agent's [audio] period_ms (default 20)"
     )
     args = parser.parse_args()
+    problem = missing()
+    if problem is not None:
+        print(f"python -m bench: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     result = asyncio.run(measure(args.questions, args.period_ms, args.rounds))
     print(json.dumps(result, indent=2) if args.json else table(result))
 

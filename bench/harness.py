@@ -77,7 +77,7 @@ class SoundCard:
         )
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "READY":
-            raise RuntimeError("bench-io did not start")
+            raise RuntimeError("bench-io did not start (its error is above)")
 
     def command(self, word: str) -> None:
         assert self.process.stdin is not None

@@ -15,7 +15,7 @@ import tomli_w
 from edge_agent import __version__
 from edge_agent.config import Config, load_config
 from edge_agent.credentials import HOW_TO_SET, find_api_key
-from edge_agent.errors import EXIT_USER_ERROR, UserError
+from edge_agent.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `edge-agent check | head`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--online",
         action="store_true",
         help="also ask the service whether it takes key and model, and list MCP servers' tools",
+    )
+    check.add_argument(
+        "--credentials",
+        action="store_true",
+        help="only print the systemd credentials the config reads (besides the key), one a line",
     )
     check.set_defaults(command=cmd_check)
 
@@ -195,6 +200,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     config = loaded.config
+    if args.credentials:  # for hardware/setup-pi.sh: LoadCredential= for each
+        for name in config.credential_names():
+            print(name)
+        return 0
+    warnings = check_warnings(config, args.online)  # a UserError for what `run` refuses
     key = find_api_key()
     if config.live.token_command:
         key_line = "ephemeral tokens from [live] token_command"
@@ -214,11 +224,40 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         print("\n".join(mqtt_lines(config.mqtt)))
     print(tomli_w.dumps(config.model_dump()), end="")
-    for warning in compatibility_warnings(config):
+    for warning in warnings + compatibility_warnings(config):
         print(f"edge-agent: warning: {warning}", file=sys.stderr)
     if args.online:
         return _check_online(config)
     return 0
+
+
+def check_warnings(config: Config, online: bool = False) -> list[str]:
+    """What `run` would refuse (a UserError, with run's own line) or run without."""
+    from edge_agent.live.models import KNOWN_MODELS, traits
+    from edge_agent.tools.builtins import builtin_tools
+    from edge_agent.tools.registry import discover, missing_tools
+
+    if config.conversation.start == "wake_word":
+        from edge_agent.audio.wakeword import check_models
+
+        check_models(config.wake_word)
+    warnings = []
+    if traits(config.live.model) is None:
+        ask = "" if online else "; `edge-agent check --online` asks the service whether it is one"
+        warnings.append(
+            f"[live] model {config.live.model!r} is not a known model "
+            f"({', '.join(KNOWN_MODELS)}){ask}"
+        )
+    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
+    warnings += missing_tools(config.tools.enabled, available)
+    if config.camera.source == "files":
+        from edge_agent.camera import CameraUnavailable, FilesSource
+
+        try:
+            FilesSource(config.camera.path).open()
+        except CameraUnavailable as exc:
+            warnings.append(f"[camera] path: {exc}; the camera sends nothing until some are there")
+    return warnings
 
 
 def _check_online(config: Config) -> int:
@@ -241,7 +280,7 @@ def cmd_test_audio(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     configure_logging(config.service.log_format, "warning")
     if not 0 < args.seconds <= 60:
-        raise UserError("--seconds: between 0 and 60")
+        raise UserError(f"--seconds: more than 0 and at most 60 (got {args.seconds:g})")
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -306,18 +345,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def _pin_factory_name() -> str:
     try:
-        from gpiozero import Device
         from gpiozero.exc import BadPinFactory
     except ImportError:
         return "gpiozero not installed"
-    from edge_agent.gpio import teach_gpiozero
+    from edge_agent.gpio import NO_PIN_FACTORY_FIX, describe, load_pin_factory
 
-    teach_gpiozero()
     chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
     try:
-        factory = Device._default_pin_factory()
-    except BadPinFactory:
-        return "none usable (not a Raspberry Pi, or lgpio missing)"
+        factory, fallbacks = load_pin_factory()
+    except BadPinFactory as exc:
+        return describe(exc) if chosen else f"none usable ({exc}): {NO_PIN_FACTORY_FIX}"
     name = type(factory).__name__
     factory.close()
-    return f"{name} (GPIOZERO_PIN_FACTORY={chosen})" if chosen else name
+    if chosen:
+        return f"{name} (GPIOZERO_PIN_FACTORY={chosen})"
+    return f"{name} ({'; '.join(fallbacks)})" if fallbacks else name

@@ -392,6 +392,11 @@ class Config(Section):
                 "(the camera would stream before anyone called); "
                 'use send = "while_talking" or "in_conversation"'
             )
+        if self.camera.source == "files" and not self.camera.path:
+            raise ValueError(
+                '[camera] path: source = "files" needs an image or a folder of images: '
+                'set path, or source = "none"'
+            )
         if self.turns.mode == "push_to_talk" and not self.gpio.button_pin:
             raise ValueError(
                 "[turns] mode: push_to_talk needs a button: set [gpio] button_pin "
@@ -403,6 +408,24 @@ class Config(Section):
                 raise ValueError(f"{name}: GPIO{pin} is already {taken[pin]}; choose another pin")
             taken[pin] = name
         return self
+
+    def credential_names(self) -> list[str]:
+        """The systemd credentials the config reads besides the key: every credential:NAME in
+        its values (MCP headers and env, passwords), and [web] credential off loopback."""
+        names = set(_credential_references(self.model_dump()))
+        if self.web.enabled and not self.web.loopback:
+            names.add(self.web.credential)
+        return sorted(names)
+
+
+def _credential_references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return CREDENTIAL_REFERENCE.findall(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [name for item in value for name in _credential_references(item)]
+    return []
 
 
 def _pins_in_use(config: Config) -> list[tuple[int, str]]:

@@ -19,7 +19,7 @@ from edge_agent.audio.devices import DeviceNotFound
 from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
 from edge_agent.credentials import KeyProvider
-from edge_agent.errors import UserError
+from edge_agent.errors import EXIT_INTERRUPTED, UserError
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
 from edge_agent.live.session import load_sdk
@@ -81,8 +81,8 @@ async def run_daemon(
     stop: asyncio.Event | None = None,
     reload: ConfigLoader | None = None,
 ) -> int:
-    """Runs until SIGINT/SIGTERM (or `stop`); SIGHUP reloads. Exit 2 problems raise UserError,
-    only before READY."""
+    """Runs until SIGTERM or `stop` (exit 0) or SIGINT (130); SIGHUP reloads. Exit 2 problems
+    raise UserError, only before READY."""
     fallback = EMULATOR_KEY if use_emulator else None
     keys = key_provider(config, fallback)
     check_web(config)
@@ -90,8 +90,14 @@ async def run_daemon(
     notifier = Notifier()
     stop = stop or asyncio.Event()
     reloading = asyncio.Event()
+    interrupted = asyncio.Event()
+
+    def on_sigint() -> None:
+        interrupted.set()
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    signals = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set, signal.SIGHUP: reloading.set}
+    signals = {signal.SIGINT: on_sigint, signal.SIGTERM: stop.set, signal.SIGHUP: reloading.set}
     for signum, handler in signals.items():
         loop.add_signal_handler(signum, handler)
 
@@ -127,7 +133,7 @@ async def run_daemon(
                     running, keys, stop, reloading, notifier, try_reload, reachable
                 )
             if changed is None:
-                return 0
+                return EXIT_INTERRUPTED if interrupted.is_set() else 0
             config, keys = changed
             log.info("configuration reloaded")
     finally:
@@ -172,13 +178,16 @@ async def _run(
     mic.rest(agent.state in RESTING)
     agent.state_listeners.append(lambda state: mic.rest(state in RESTING))
     try:
-        mic.start(parts.on_mic_frame)
-        output.start(speaker)
-    except (DeviceNotFound, OSError) as exc:
+        try:
+            mic.start(parts.on_mic_frame)
+            output.start(speaker)
+        except (DeviceNotFound, OSError) as exc:
+            raise UserError(f"audio device: {exc}") from None
+        button, lights = start_gpio(config.gpio, agent.on_button)
+    except BaseException:  # an exit 2 before READY: its one line is all that follows
         await mic.close()
         output.close()
-        raise UserError(f"audio device: {exc}") from None
-    button, lights = start_gpio(config.gpio, agent.on_button)
+        raise
     if lights is not None:
         agent.state_listeners.append(lambda state: lights.show(state.value))
         camera = parts.camera

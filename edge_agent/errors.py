@@ -6,3 +6,4 @@ class UserError(Exception):
 
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT

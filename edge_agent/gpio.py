@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
+import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,22 +157,25 @@ class StatusLights:
         self.state = "idle"
 
     def start(self) -> None:
-        """Sets up each configured part on its own: one that fails is one log line, the others
-        work. With `[gpio] required = true` the first failure is a UserError instead."""
+        """Sets up each configured part on its own: one that fails is one log line with its fix,
+        the others work. With `[gpio] required = true` a privacy LED that fails is a UserError:
+        a device that cannot show it is sending audio does not run."""
         from gpiozero import LED, PWMLED, RGBLED
 
         config = self.config
         if config.led_pin:
-            self.led = _part(f"status LED on GPIO{config.led_pin}", config, PWMLED, config.led_pin)
+            name = f"status LED on GPIO{config.led_pin}"
+            self.led = _part(name, False, PWMLED, config.led_pin)
         if config.rgb_pins:
-            pins = "/".join(map(str, config.rgb_pins))
-            self.rgb = _part(f"RGB LED on GPIO{pins}", config, RGBLED, *config.rgb_pins)
+            name = f"RGB LED on GPIO{'/'.join(map(str, config.rgb_pins))}"
+            self.rgb = _part(name, False, RGBLED, *config.rgb_pins)
         if config.ring == "apa102":
-            spi = _part("APA102 ring on SPI0", config, self.spi_opener)
+            name = f"APA102 ring on SPI0 ({config.ring_leds} LEDs)"
+            spi = _part(name, False, self.spi_opener, pins=False)
             self.ring = Apa102Ring(spi, config.ring_leds) if spi is not None else None
         if config.privacy_led_pin:
-            pin = config.privacy_led_pin
-            self.privacy_led = _part(f"privacy LED on GPIO{pin}", config, LED, pin)
+            name = f"privacy LED on GPIO{config.privacy_led_pin}"
+            self.privacy_led = _part(name, config.required, LED, config.privacy_led_pin)
 
     def show(self, state: str) -> None:
         self.state = state
@@ -226,39 +232,108 @@ def start_gpio(
     spi_opener: Callable[[], SpiBus] = open_spi,
 ) -> tuple[PushToTalk | None, StatusLights | None]:
     """Starts what is configured, part by part (see StatusLights.start); without any part,
-    gpiozero is not even imported."""
+    gpiozero is not even imported. `[gpio] required` concerns the button and the privacy LED."""
     wanted = config.led_pin or config.rgb_pins or config.ring != "none" or config.privacy_led_pin
     if not (config.button_pin or wanted):
         return None, None
-    teach_gpiozero()
     button = PushToTalk(config, on_button) if config.button_pin else None
-    if (
-        button is not None
-        and _part(f"button on GPIO{config.button_pin}", config, button.start) is None
-    ):
-        button = None
+    if button is not None:
+        name = f"button on GPIO{config.button_pin}"
+        if _part(name, config.required, button.start, announce=False) is None:
+            button = None
     lights = StatusLights(config, spi_opener) if wanted else None
     if lights is not None:
-        lights.start()
+        try:
+            lights.start()
+        except UserError:  # a required privacy LED: nothing is left open behind the error
+            lights.close()
+            if button is not None:
+                button.close()
+            raise
     return button, lights
 
 
-def _part(name: str, config: GpioConfig, make: Callable[..., Any], *args: Any) -> Any:
-    """make(*args), or None and one log line naming the part and the fix."""
+def _part(
+    name: str,
+    required: bool,
+    make: Callable[..., Any],
+    *args: Any,
+    pins: bool = True,
+    announce: bool = True,
+) -> Any:
+    """make(*args) and one log line: the part that came up (unless it says so itself), or the
+    part that failed with the fix (a UserError instead when it is required)."""
     try:
+        if pins:
+            pin_factory()
         made = make(*args)
     except Exception as exc:  # gpiozero raises many kinds: no pin factory, pin in use, bad pin
         message = f"{name} unavailable: {describe(exc)}"
-        if config.required:
+        if required:
             raise UserError(f"{message} ([gpio] required = true)") from None
         log.warning("%s; running without it", message)
         return None
+    if announce:
+        log.info("%s", name)
     return True if made is None else made
+
+
+_factory_lock = threading.Lock()
+_fallback_logged = False
+
+
+def pin_factory() -> Any:
+    """gpiozero's pin factory, found once. gpiozero warns for each default factory it cannot
+    load (PinFactoryFallback); those become one log line, the first time one loads after
+    fallbacks; when none loads, a BadPinFactory whose message names the first one's reason."""
+    global _fallback_logged
+    factory, fallbacks = load_pin_factory()
+    if fallbacks and not _fallback_logged:
+        _fallback_logged = True
+        log.warning(
+            "GPIO: using %s; %s (for PWM and every Pi: sudo apt install python3-lgpio)",
+            type(factory).__name__,
+            "; ".join(fallbacks),
+        )
+    return factory
+
+
+def load_pin_factory() -> tuple[Any, list[str]]:
+    """(the factory, why each preferred one did not load); raises BadPinFactory."""
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory, PinWarning
+
+    teach_gpiozero()
+    with _factory_lock:
+        if Device.pin_factory is not None:
+            return Device.pin_factory, []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PinWarning)
+            try:
+                Device.ensure_pin_factory()
+            except BadPinFactory as exc:
+                reasons = _fallbacks(caught)
+                raise BadPinFactory(reasons[0] if reasons else str(exc)) from None
+        return Device.pin_factory, _fallbacks(caught)
+
+
+def _fallbacks(caught: list[warnings.WarningMessage]) -> list[str]:
+    """gpiozero's "Falling back from lgpio: No module named 'lgpio'" -> "lgpio: No module ..."."""
+    from gpiozero.exc import NativePinFactoryFallback, PinFactoryFallback
+
+    reasons = []
+    for warning in caught:
+        if issubclass(warning.category, NativePinFactoryFallback):
+            reasons.append("NativeFactory has no PWM")
+        elif issubclass(warning.category, PinFactoryFallback):
+            reasons.append(str(warning.message).removeprefix("Falling back from "))
+    return reasons
 
 
 def describe(exc: Exception) -> str:
     """What went wrong with a GPIO or SPI part, and what fixes it."""
-    from gpiozero.exc import BadPinFactory, GPIOPinInUse
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinPWMUnsupported
 
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ImportError) and "spidev" in str(exc):
@@ -270,6 +345,22 @@ def describe(exc: Exception) -> str:
         return f"{text} (add the user to the gpio and spi groups: sudo usermod -aG gpio,spi USER)"
     if isinstance(exc, GPIOPinInUse):
         return f"{text} (the pin is in use by another part or program: choose another pin)"
+    if isinstance(exc, PinPWMUnsupported):
+        factory = type(Device.pin_factory).__name__
+        if factory == "MockFactory":
+            fix = "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin gives the mock pins PWM"
+        else:
+            fix = "use a PWM-capable pin factory: sudo apt install python3-lgpio"
+        return f"the pin factory {factory} has no PWM ({fix})"
     if isinstance(exc, BadPinFactory):
-        return f"{text} (not a Raspberry Pi, or lgpio missing: sudo apt install python3-lgpio)"
+        chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
+        if chosen:
+            return f"GPIOZERO_PIN_FACTORY={chosen}: {exc} (lgpio, native, mock, ...)"
+        return f"no GPIO pin factory ({exc}): {NO_PIN_FACTORY_FIX}"
     return text
+
+
+NO_PIN_FACTORY_FIX = (
+    "not a Raspberry Pi, or lgpio missing: sudo apt install python3-lgpio; to try without pins: "
+    "GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin"
+)

@@ -10,10 +10,16 @@ sudo_cmd=""
 had_mosquitto=no
 if dpkg -s mosquitto >/dev/null 2>&1; then had_mosquitto=yes; fi
 $sudo_cmd apt-get update -qq
+# jack_wait and jack_lsp (the JACK-paced tests): in jackd2 on Debian 12, in jack-example-tools
+# from Debian 13 on
+jack_tools=""
+if apt-cache show jack-example-tools >/dev/null 2>&1; then
+    jack_tools=jack-example-tools
+fi
 $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-dev gcc \
     portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
-    espeak-ng sox jackd2 libasound2-plugins \
+    espeak-ng sox jackd2 ${jack_tools:+"$jack_tools"} libasound2-plugins \
     shellcheck systemd chromium chromium-driver mosquitto >/dev/null
 # The tests start their own mosquitto on a free port: the broker Debian's package starts on 1883
 # is not left running, unless it was there before.

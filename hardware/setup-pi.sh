@@ -1,21 +1,27 @@
 #!/bin/sh
 # Installs or upgrades edge-agent as a systemd service on Raspberry Pi OS 64-bit (Bookworm or
 # later). From a clone of the repository:  sudo sh hardware/setup-pi.sh [OPTIONS] [PROFILE]
-#   PROFILE            smart-speaker (default), kiosk, push-to-talk, or a path to a config file
+#   PROFILE            smart-speaker (default), kiosk, push-to-talk, home-assistant, or a path
+#                      to a config file
 #   --board NAME       respeaker | voice-bonnet | i2s-amp | usb: install the named ALSA PCMs
 #                      edge_mic and edge_speaker for that board (see hardware/wiring.md)
 #   --card ID          the board's ALSA card id, when it is not found (`arecord -l`)
 #   --alsa-default     also make the board every program's default sound device
 #   --credential NAME  add LoadCredential=NAME:/etc/edge-agent/NAME to the unit (repeatable);
-#                      the value comes from that file or from the environment variable NAME
-#                      upper-cased with - as _ (e.g. web-token from WEB_TOKEN)
+#                      each credential:NAME the config names (MCP headers and env, passwords,
+#                      [web] credential off loopback) gets one without it. The value comes
+#                      from that file or from the environment variable NAME upper-cased with
+#                      - as _ (e.g. ha-token from HA_TOKEN)
 #   --print-alsa       print the ALSA configuration for --board and exit (needs no root)
+#   --root DIR         write the files (config, keys, ALSA, unit) under DIR and change nothing
+#                      else: no packages, user, venv or systemctl (tests, images; needs
+#                      edge-agent on PATH to read the config)
 # Safe to run again: it upgrades the code and the unit in place and keeps the config and the
 # keys (GEMINI_API_KEY, when set, replaces the stored key).
 set -eu
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,/^set /s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 fail() {
@@ -25,7 +31,8 @@ fail() {
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/opt/edge-agent
-etc=/etc/edge-agent
+etc=/etc/edge-agent # paths as the service sees them; files are written under $root
+root=""
 profile=smart-speaker
 board=""
 card=""
@@ -34,7 +41,7 @@ credentials=""
 print_alsa=no
 while [ $# -gt 0 ]; do
     case "$1" in
-        --board | --card | --credential) [ $# -ge 2 ] || usage ;;
+        --board | --card | --credential | --root) [ $# -ge 2 ] || usage ;;
     esac
     case "$1" in
         --board) board=$2; shift 2 ;;
@@ -48,6 +55,12 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --print-alsa) print_alsa=yes; shift ;;
+        --root)
+            case "$2" in /?*) ;; *) fail "--root needs an absolute directory: $2" ;; esac
+            [ -d "$2" ] || fail "--root: no directory $2"
+            root=${2%/}
+            shift 2
+            ;;
         -h | --help) usage ;;
         -*) echo "setup-pi: unknown option $1" >&2; usage ;;
         *) profile=$1; shift ;;
@@ -96,82 +109,104 @@ if [ "$print_alsa" = yes ]; then
     exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
+if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
     echo "run as root: sudo sh $0 $*" >&2
     exit 2
 fi
 case "$profile" in
     */*) [ -f "$profile" ] || fail "no config file $profile" ;;
-    *) [ -f "$repo/config/$profile.toml" ] || fail "no profile $profile (smart-speaker, kiosk, push-to-talk)" ;;
+    *) [ -f "$repo/config/$profile.toml" ] || fail "no profile $profile (smart-speaker, kiosk, push-to-talk, home-assistant)" ;;
 esac
-
-echo "== system packages"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    python3 python3-venv python3-dev gcc \
-    portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
-    python3-picamera2 python3-libcamera \
-    python3-lgpio python3-spidev >/dev/null
-
-echo "== service user"
-if ! id edge-agent >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/edge-agent --shell /usr/sbin/nologin edge-agent
-fi
-for group in audio gpio video spi i2c; do
-    if getent group "$group" >/dev/null; then
-        usermod -a -G "$group" edge-agent
-    fi
-done
-
-echo "== code and Python environment in $prefix"
-mkdir -p "$prefix"
-rm -rf "$prefix/edge_agent" # modules removed upstream must not linger
-cp -a "$repo/pyproject.toml" "$repo/README.md" "$repo/edge_agent" "$prefix/"
-# apt's picamera2 and libcamera must stay visible: a pip copy cannot import libcamera
-[ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
-"$prefix/.venv/bin/python" -m pip install -q --upgrade pip
-"$prefix/.venv/bin/python" -m pip install -q "${prefix}[pi,metrics,wake]"
-# the same version number would be skipped: always put this copy of the code in place
-"$prefix/.venv/bin/python" -m pip install -q --force-reinstall --no-deps "$prefix"
-"$prefix/.venv/bin/edge-agent" --version
-
-echo "== configuration in $etc"
-mkdir -p "$etc"
-if [ ! -f "$etc/config.toml" ]; then
+config="$root$etc/config.toml"
+if [ -f "$config" ]; then
+    source_config=$config
+else
     case "$profile" in
-        */*) cp "$profile" "$etc/config.toml" ;;
-        *) cp "$repo/config/$profile.toml" "$etc/config.toml" ;;
+        */*) source_config=$profile ;;
+        *) source_config="$repo/config/$profile.toml" ;;
     esac
-    if [ -n "$board" ] && ! grep -q '^input_device' "$etc/config.toml"; then
-        if grep -q '^\[audio\]' "$etc/config.toml"; then
+fi
+extras=pi,metrics,wake
+# MCP servers (Home Assistant) need the mcp package
+! grep -q '^[[:space:]]*\[\[mcp\.servers\]\]' "$source_config" || extras=$extras,mcp
+
+if [ -n "$root" ]; then
+    agent=$(command -v edge-agent) || fail "--root: put edge-agent on PATH (it reads the config)"
+    echo "== under $root: no packages, user, Python environment ($extras) or systemctl"
+else
+    echo "== system packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3 python3-venv python3-dev gcc \
+        portaudio19-dev libasound2-dev alsa-utils libfftw3-single3 \
+        python3-picamera2 python3-libcamera \
+        python3-lgpio python3-spidev >/dev/null
+
+    echo "== service user"
+    if ! id edge-agent >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/edge-agent --shell /usr/sbin/nologin edge-agent
+    fi
+    for group in audio gpio video spi i2c; do
+        if getent group "$group" >/dev/null; then
+            usermod -a -G "$group" edge-agent
+        fi
+    done
+
+    echo "== code and Python environment ($extras) in $prefix"
+    mkdir -p "$prefix"
+    rm -rf "$prefix/edge_agent" # modules removed upstream must not linger
+    cp -a "$repo/pyproject.toml" "$repo/README.md" "$repo/edge_agent" "$prefix/"
+    # apt's picamera2 and libcamera must stay visible: a pip copy cannot import libcamera
+    [ -x "$prefix/.venv/bin/python" ] || python3 -m venv --system-site-packages "$prefix/.venv"
+    "$prefix/.venv/bin/python" -m pip install -q --upgrade pip
+    "$prefix/.venv/bin/python" -m pip install -q "${prefix}[$extras]"
+    # the same version number would be skipped: always put this copy of the code in place
+    "$prefix/.venv/bin/python" -m pip install -q --force-reinstall --no-deps "$prefix"
+    agent="$prefix/.venv/bin/edge-agent"
+    "$agent" --version
+fi
+
+echo "== configuration in $root$etc"
+mkdir -p "$root$etc"
+if [ ! -f "$config" ]; then
+    cp "$source_config" "$config"
+    if [ -n "$board" ] && ! grep -q '^input_device' "$config"; then
+        if grep -q '^\[audio\]' "$config"; then
             sed -i '/^\[audio\]/a input_device = "edge_mic"\noutput_device = "edge_speaker"' \
-                "$etc/config.toml"
+                "$config"
         else
             printf '\n[audio]\ninput_device = "edge_mic"\noutput_device = "edge_speaker"\n' \
-                >>"$etc/config.toml"
+                >>"$config"
         fi
     fi
-    echo "   wrote $etc/config.toml from $profile"
+    echo "   wrote $config from $profile"
 else
-    echo "   kept $etc/config.toml"
+    echo "   kept $config"
 fi
-"$prefix/.venv/bin/edge-agent" check --config "$etc/config.toml" >/dev/null
+"$agent" check --config "$config" >/dev/null
+# each credential the config reads, besides those named with --credential
+for name in $("$agent" check --credentials --config "$config"); do
+    case " $credentials " in *" $name "*) ;; *) credentials="$credentials $name" ;; esac
+done
 
 umask 077
+key="$root$etc/gemini-api-key"
 if [ -n "${GEMINI_API_KEY:-}" ]; then # a key given now replaces the stored one
-    printf '%s\n' "$GEMINI_API_KEY" >"$etc/gemini-api-key"
-    echo "   stored the key from GEMINI_API_KEY in $etc/gemini-api-key (root only)"
+    printf '%s\n' "$GEMINI_API_KEY" >"$key"
+    echo "   stored the key from GEMINI_API_KEY in $key (root only)"
 fi
 token_command=no
-if "$prefix/.venv/bin/edge-agent" check --config "$etc/config.toml" 2>/dev/null |
-    grep -q '^token_command = "[^"]'; then
+if "$agent" check --config "$config" 2>/dev/null | grep -q '^token_command = "[^"]'; then
     token_command=yes
-    touch "$etc/gemini-api-key" # LoadCredential= needs the file; tokens come from the command
+    touch "$key" # LoadCredential= needs the file; tokens come from the command
 fi
-[ ! -f "$etc/gemini-api-key" ] || chmod 600 "$etc/gemini-api-key"
+[ ! -f "$key" ] || chmod 600 "$key"
 
 for name in $credentials; do
-    file="$etc/$name"
+    case "$name" in
+        "" | .* | *[!A-Za-z0-9_.@-]*) fail "not a credential name: $name" ;;
+    esac
+    file="$root$etc/$name"
     variable=$(printf '%s' "$name" | tr 'a-z-' 'A-Z_')
     value=$(printenv "$variable" || true)
     if [ -n "$value" ]; then
@@ -185,23 +220,25 @@ done
 umask 022
 
 echo "== sound"
-if [ -f /etc/asound.conf ] && grep -q '^# edge-agent: named ALSA PCMs' /etc/asound.conf; then
-    mv /etc/asound.conf /etc/asound.conf.edge-agent-old # an earlier version took the default over
-    echo "   moved an earlier /etc/asound.conf of edge-agent to /etc/asound.conf.edge-agent-old"
+old="$root/etc/asound.conf"
+if [ -f "$old" ] && grep -q '^# edge-agent: named ALSA PCMs' "$old"; then
+    mv "$old" "$old.edge-agent-old" # an earlier version took the default over
+    echo "   moved an earlier $old of edge-agent to $old.edge-agent-old"
 fi
 if [ -n "$board" ]; then
-    mkdir -p /etc/alsa/conf.d
-    alsa_config >/etc/alsa/conf.d/60-edge-agent.conf
+    mkdir -p "$root/etc/alsa/conf.d"
+    alsa_config >"$root/etc/alsa/conf.d/60-edge-agent.conf"
     what="edge_mic and edge_speaker on card $card"
     [ "$alsa_default" = no ] || what="$what, also the system default"
-    echo "   /etc/alsa/conf.d/60-edge-agent.conf: $what"
+    echo "   $root/etc/alsa/conf.d/60-edge-agent.conf: $what"
 else
     echo "   no --board: the config's devices are used as they are (edge-agent devices lists them)"
 fi
 
 echo "== systemd unit"
-install -m 0644 "$repo/systemd/edge-agent.service" /etc/systemd/system/edge-agent.service
-dropin=/etc/systemd/system/edge-agent.service.d/credentials.conf
+mkdir -p "$root/etc/systemd/system"
+install -m 0644 "$repo/systemd/edge-agent.service" "$root/etc/systemd/system/edge-agent.service"
+dropin="$root/etc/systemd/system/edge-agent.service.d/credentials.conf"
 for name in $credentials; do
     line="LoadCredential=$name:$etc/$name"
     mkdir -p "$(dirname "$dropin")"
@@ -209,14 +246,20 @@ for name in $credentials; do
     grep -qxF "$line" "$dropin" || printf '%s\n' "$line" >>"$dropin"
 done
 [ ! -f "$dropin" ] || echo "   credentials: $(grep -c '^LoadCredential=' "$dropin") in $dropin"
-systemctl daemon-reload
-systemctl enable edge-agent.service >/dev/null
+if [ -z "$root" ]; then
+    systemctl daemon-reload
+    systemctl enable edge-agent.service >/dev/null
+fi
 
-if [ ! -s "$etc/gemini-api-key" ] && [ "$token_command" = no ]; then
+if [ ! -s "$key" ] && [ "$token_command" = no ]; then
     echo "edge-agent is installed but NOT started: it has no API key." >&2
-    echo "   put the key in $etc/gemini-api-key (chmod 600), or set [live] token_command," >&2
+    echo "   put the key in $key (chmod 600), or set [live] token_command," >&2
     echo "   then: sudo systemctl restart edge-agent" >&2
     exit 2
+fi
+if [ -n "$root" ]; then
+    echo "edge-agent is installed under $root (not started)"
+    exit 0
 fi
 
 echo "== starting (waits for READY)"

@@ -27,7 +27,7 @@ from edge_agent.audio.resample import Resampler
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
 from edge_agent.emulator.voice import synthesize_speech
-from tests.conftest import samples, write_wav
+from tests.conftest import samples, until, write_wav
 
 RATES = [16000, 24000, 44100, 48000]
 
@@ -267,17 +267,17 @@ async def test_flush_lets_at_most_one_period_of_old_audio_out(jack_clock: object
     speaker.play(np.full(24000 * 3, 3000, np.int16).tobytes())  # 3 s of "reply"
     output = PortAudioOutput("spk_rt", rate=rate, period_ms=period_ms)
     output.start(speaker)
-    await asyncio.sleep(0.4)
-    audible_at_flush = pulled_total[0]
+    await until(lambda: len(pulls) > 10)
+    audible_at_flush, flushed_at = pulled_total[0], len(pulls)
     speaker.flush()
-    await asyncio.sleep(0.3)
+    await until(lambda: len(pulls) > flushed_at + 5)  # what the device held has played
     output.close()
     with wave.open(str(speaker_wav)) as wav:
         written = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
     old_after_flush = int(np.count_nonzero(written)) - audible_at_flush
     period = rate * period_ms // 1000
     assert 0 <= old_after_flush <= period
-    assert max(pulls) <= period and len(pulls) > 10  # the device pulls at most one period
+    assert max(pulls) <= period  # the device pulls at most one period
 
 
 def test_an_idle_speaker_pauses_once_and_sound_wakes_it_once() -> None:
@@ -323,27 +323,21 @@ async def test_a_file_speaker_rests_like_a_device_and_its_file_keeps_wall_time(
     output = WavOutput(tmp_path / "out.wav", period_ms=10)
     began = time.monotonic()
     output.start(speaker)
-    for _ in range(500):
-        if speaker.paused:
-            break
-        await asyncio.sleep(0.01)
-    assert speaker.paused
-    resting = pulls[0]
-    await asyncio.sleep(0.3)
+    await until(lambda: speaker.paused)
+    resting, rest_began = pulls[0], time.monotonic()
+    await asyncio.sleep(0.3)  # a rest, however long the loaded machine makes it
     assert pulls[0] == resting  # a resting speaker costs nothing
+    rest = time.monotonic() - rest_began
     speaker.chime(chime("listening", 16000))
-    for _ in range(500):
-        if pulls[0] > resting + 20:
-            break
-        await asyncio.sleep(0.01)
-    elapsed = time.monotonic() - began
+    await until(lambda: pulls[0] > resting and speaker.paused)  # the chime, then a rest again
+    elapsed = time.monotonic() - began  # the writer runs on this loop: nothing is written after
     output.close()
     with wave.open(str(tmp_path / "out.wav")) as wav:
         written = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
     assert np.any(written)  # the chime
     first_sound = int(np.flatnonzero(written)[0])
-    assert first_sound >= 0.3 * 16000  # behind the silence of the rest
-    assert len(written) <= (elapsed + 0.05) * 16000
+    assert first_sound >= (rest - 0.01) * 16000  # behind the silence of the rest (one period)
+    assert len(written) <= (elapsed + 0.01) * 16000  # and never ahead of the clock
 
 
 async def test_an_idle_stream_stops_and_a_chime_restarts_it(jack_clock: object) -> None:
@@ -388,13 +382,6 @@ def watch_writes(output: PortAudioOutput) -> list[tuple[int, bool]]:
 
         stream.write = watched
     return writes
-
-
-async def until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -449,22 +436,20 @@ import os, signal, sys, time
 import numpy as np
 from edge_agent.audio.playback import PortAudioOutput, Speaker
 
-def wait_for(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
+def wait_for(condition):  # the suite's timeout is the only limit
+    while not condition():
         time.sleep(0.01)
-    return condition()
+    return True
 
 speaker = Speaker(device_rate=48000, jitter_ms=0, idle_stop_s=2.0)
 speaker.play(np.full(24000 * 10, 3000, np.int16).tobytes())
 output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
 output.start(speaker, supervise=False)
-playing = wait_for(lambda: speaker.first_sample_at is not None, 3.0) and output.alive()
+playing = wait_for(lambda: speaker.first_sample_at is not None) and output.alive()
 os.kill(int(sys.argv[1]), signal.SIGSTOP)
-dead = wait_for(lambda: not output.alive(), 5.0)
-began = time.monotonic()
+dead = wait_for(lambda: not output.alive())
 output.close()
-print(playing, dead, round(time.monotonic() - began, 2), flush=True)
+print(playing, dead, "closed", flush=True)
 os._exit(0)
 """
 
@@ -482,10 +467,7 @@ def test_a_stalled_speaker_shows_as_dead_to_the_watchdog_and_still_closes(
     ).stdout.split()[0]
     try:
         child = subprocess.run(
-            [sys.executable, "-c", STALLED_SPEAKER, server],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            [sys.executable, "-c", STALLED_SPEAKER, server], capture_output=True, text=True
         )
     finally:
         os.kill(int(server), signal.SIGCONT)
@@ -497,9 +479,7 @@ def test_a_stalled_speaker_shows_as_dead_to_the_watchdog_and_still_closes(
             if all(port.startswith("system:") for port in ports):
                 break
             time.sleep(0.1)
-    playing, dead, close_s = child.stdout.split()
-    assert (playing, dead) == ("True", "True"), child.stderr[-2000:]
-    assert float(close_s) < 5.0
+    assert child.stdout.split() == ["True", "True", "closed"], child.stderr[-2000:]
     assert "the device stopped moving audio; left as it is" in child.stderr
 
 
@@ -518,9 +498,9 @@ async def test_a_writer_that_falls_behind_the_device_counts_an_underrun(jack_clo
     speaker.pull = late_pull  # type: ignore[method-assign]
     output = PortAudioOutput("spk_rt", rate=48000, period_ms=20)
     output.start(speaker, supervise=False)
-    await until(lambda: pulls[0] > 15)
+    await until(lambda: speaker.underruns >= 1)
     output.close()
-    assert speaker.underruns >= 1 and output.device_frames < 0.2 * 48000
+    assert pulls[0] > 10 and output.device_frames < 0.2 * 48000
 
 
 def test_an_active_stream_that_moves_no_audio_counts_as_stopped() -> None:
@@ -652,19 +632,15 @@ async def test_a_vanished_microphone_is_reopened_when_it_returns(
     frames: list[bytes] = []
     mic = Microphone("mic_rt", frame_ms=20, rate=16000)
     mic.start(frames.append)
-    await asyncio.sleep(0.3)
-    assert frames
+    await until(lambda: len(frames) >= 15)  # 0.3 s of audio: the stream runs
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(no_mic))
     with mic._control:  # the device goes away (USB unplugged) between two reads
         mic._stream.stop_stream()  # type: ignore[union-attr]
-    await asyncio.sleep(1.2)
-    assert "microphone unavailable" in caplog.text and "mic_rt" in caplog.text
+    await until(lambda: "microphone unavailable" in caplog.text)
+    assert "mic_rt" in caplog.text
     monkeypatch.setenv("ALSA_CONFIG_PATH", real_config)
     count = len(frames)
-    for _ in range(60):
-        if len(frames) > count + 5:
-            break
-        await asyncio.sleep(0.1)
+    await until(lambda: len(frames) > count + 5)
     await mic.close()
     assert "microphone is back" in caplog.text and len(frames) > count + 5
 

@@ -190,8 +190,16 @@ def test_check_warns_about_options_the_model_refuses(capsys: pytest.CaptureFixtu
         {"live": {"model": "gemini-3.8-live", "thinking_level": "low", "response_modality": "text"}}
     )
     warnings = compatibility_warnings(config)
-    assert any("thinking_level" in w for w in warnings)
+    assert (
+        "gemini-3.8-live does not take thinking_level 'low'; it takes none: leave "
+        'thinking_level = ""'
+    ) in warnings
     assert any("audio only" in w for w in warnings)
+    extended = {"model": "gemini-3.8-live-extended-thinking", "thinking_level": "minimal"}
+    assert compatibility_warnings(config_from_dict({"live": extended})) == [
+        "gemini-3.8-live-extended-thinking does not take thinking_level 'minimal'; "
+        "it takes low, medium, high"
+    ]
     assert compatibility_warnings(config_from_dict({"live": {"model": "my-future-model"}})) == []
 
 
@@ -463,3 +471,74 @@ async def test_function_declarations_arrive_as_plain_dicts(start_emulator: Any) 
     sent = emulator.parsed_setups[-1]["tools"][0]["functionDeclarations"][0]
     assert sent["name"] == "set_volume" and sent["behavior"] == "NON_BLOCKING"
     assert sent["parametersJsonSchema"]["properties"] == {"level_percent": {"type": "integer"}}
+
+
+def _run_and_check(tmp_path: Path, text: str) -> tuple[Any, Any]:
+    """`run` (WAV devices, no service) and `check` on the same config."""
+    import numpy as np
+
+    from tests.conftest import write_wav
+
+    mic = write_wav(tmp_path / "mic.wav", np.zeros(16000, np.int16))
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+        '[live]\nendpoint = "https://127.0.0.1:9"\nmax_backoff_s = 0.5\n' + text
+    )
+    ran = run_cli("run", "--config", str(path), env={"GEMINI_API_KEY": "k"})
+    return ran, run_cli("check", "--config", str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            '[conversation]\nstart = "wake_word"\n[wake_word]\nmodels = ["okay_google"]\n',
+            "[wake_word] models: 'okay_google' is neither a built-in model",
+        ),
+        (
+            '[camera]\nsource = "files"\n',
+            '[camera] path: source = "files" needs an image or a folder of images',
+        ),
+    ],
+    ids=["wake-word", "camera-files"],
+)
+def test_check_refuses_what_run_refuses_with_the_same_line(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    ran, checked = _run_and_check(tmp_path, text)
+    assert ran.returncode == 2 and checked.returncode == 2, (ran.stderr, checked.stderr)
+    line = ran.stderr.splitlines()[-1]
+    assert error in line
+    assert checked.stderr.splitlines() == [line] and checked.stdout == ""
+
+
+def test_check_warns_where_run_would_limp(tmp_path: Path) -> None:
+    text = (
+        '[live]\nmodel = "gemini-9-live"\n[tools]\nenabled = ["get_time", "weather"]\n'
+        f'[camera]\nsource = "files"\npath = "{tmp_path}/no-pictures"\n'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    checked = run_cli("check", "--config", str(path))
+    assert checked.returncode == 0, checked.stderr
+    warnings = checked.stderr.splitlines()
+    assert all(w.startswith("edge-agent: warning: ") for w in warnings), warnings
+    assert len(warnings) == 3, warnings
+    model, tool, camera = sorted(warnings, key=lambda w: ("model" not in w, "tool" not in w))
+    assert "'gemini-9-live' is not a known model" in model and "check --online" in model
+    assert "gemini-3.8-live" in model  # the known ones are named
+    assert "tool 'weather' is enabled but not installed" in tool and "get_time" in tool
+    assert f"no images at {tmp_path}/no-pictures" in camera
+
+
+def test_the_credentials_a_config_reads() -> None:
+    servers = [
+        {"name": "a", "url": "http://h/mcp", "headers": {"X": "credential:one credential:two"}},
+        {"name": "b", "command": "x", "env": {"T": "credential:three"}},
+    ]
+    config = config_from_dict({"mcp": {"servers": servers}, "web": {"enabled": True}})
+    assert config.credential_names() == ["one", "three", "two"]  # the page on loopback: none
+    public = config_from_dict({"web": {"enabled": True, "address": "0.0.0.0"}})
+    assert public.credential_names() == ["web-token"]

@@ -16,7 +16,7 @@ from edge_agent.credentials import Credential
 from edge_agent.emulator import voice
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import read_log, run_cli, write_wav
+from tests.conftest import missing, read_log, run_cli, write_wav
 from tests.test_emulator_fidelity import voiced_share
 from tests.test_simulate import against, output_samples
 
@@ -63,8 +63,9 @@ async def test_the_agent_logs_grounding_sources_and_code_results(
     assert any(r.getMessage() == "the model runs code: print(6 * 7)" for r in caplog.records)
 
 
-@pytest.mark.skipif(not voice.espeak_available(), reason="espeak-ng missing")
 def test_simulate_on_the_bundled_question_writes_a_spoken_reply(tmp_path: Path) -> None:
+    if not voice.espeak_available():
+        missing("espeak-ng missing")
     reply = tmp_path / "reply.wav"
     done = run_cli("simulate", "--json", "--output", str(reply))
     assert done.returncode == 0, done.stderr

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 
-from tests.conftest import REPO, read_log, run_cli, simulate_against, write_wav
+from tests.conftest import REPO, missing, read_log, run_cli, simulate_against, write_wav
 
 
 def test_the_docs_are_in_the_repository_and_carry_every_config_key() -> None:
@@ -50,7 +50,7 @@ SANDBOX = (
 
 def in_sandbox(*command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare for the /proc sandbox")
+        missing("needs root and unshare for the /proc sandbox")
     done = subprocess.run(
         ["unshare", "-m", "-p", "--fork", "--mount-proc", "sh", "-c", SANDBOX, "sh", *command],
         capture_output=True,
@@ -59,8 +59,40 @@ def in_sandbox(*command: str, timeout: float = 120) -> subprocess.CompletedProce
         check=False,
     )
     if "unshare failed" in done.stderr or "mount:" in done.stderr:
-        pytest.skip(f"no namespaces here: {done.stderr.strip()}")
+        missing(f"no namespaces here: {done.stderr.strip()}")
     return done
+
+
+def test_a_missing_prerequisite_fails_in_ci_and_is_skipped_elsewhere(tmp_path: Path) -> None:
+    """The /proc sandbox test with no unshare on PATH, run by pytest with and without CI set
+    (CI services set CI=true): a green CI run has run every test."""
+    sandbox_test = (
+        "tests/test_field.py::test_default_tools_and_board_detection_work_under_the_units_proc"
+    )
+    summaries = {}
+    for ci in ("true", "1", ""):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-n",
+                "0",
+                "-p",
+                "no:cacheprovider",
+                sandbox_test,
+            ],
+            cwd=REPO,
+            env={**os.environ, "CI": ci, "PATH": str(tmp_path)},  # nothing on PATH
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        summaries[ci] = done.stdout
+    for ci in ("true", "1"):
+        assert "1 failed" in summaries[ci] and "needs root and unshare" in summaries[ci]
+    assert "1 skipped" in summaries[""], summaries[""]
 
 
 PROBE = """
@@ -121,7 +153,7 @@ def test_setup_pi_installs_named_pcms_and_leaves_the_default_alone(
     board: str, tmp_path: Path
 ) -> None:
     if not shutil.which("aplay"):
-        pytest.skip("alsa-utils missing")
+        missing("alsa-utils missing")
     script = str(REPO / "hardware" / "setup-pi.sh")
     args = ["sh", script, "--print-alsa", "--board", board, "--card", "Device"]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -146,6 +178,98 @@ def test_setup_pi_refuses_an_unknown_board_in_one_line() -> None:
     assert (
         done.stderr == "setup-pi: unknown board 'hat9000' (respeaker, voice-bonnet, i2s-amp, usb)\n"
     )
+
+
+SETUP_CONFIG = """
+[web]
+enabled = true
+address = "0.0.0.0"
+credential = "page-token"
+
+[[mcp.servers]]
+name = "ha"
+url = "http://homeassistant.local:8123/api/mcp"
+headers = { Authorization = "Bearer credential:ha-token" }
+
+[[mcp.servers]]
+name = "notes"
+command = "/bin/true"
+env = { NOTES_TOKEN = "credential:notes-token", ALSO = "credential:ha-token" }
+"""
+
+
+def setup_pi(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """hardware/setup-pi.sh under a root prefix: files only, with this venv's edge-agent."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["sh", str(REPO / "hardware" / "setup-pi.sh"), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path, **env},
+        check=False,
+    )
+
+
+def test_setup_pi_loads_every_credential_the_config_names(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        missing("systemd-analyze missing")
+    config = tmp_path / "mine.toml"
+    config.write_text(SETUP_CONFIG)
+    root = tmp_path / "root"
+    root.mkdir()
+    secrets = {"HA_TOKEN": "ha", "NOTES_TOKEN": "notes", "PAGE_TOKEN": "p" * 16, "EXTRA_ONE": "x"}
+    done = setup_pi(root, "--credential", "extra-one", str(config), GEMINI_API_KEY="g", **secrets)
+    assert done.returncode == 0, done.stderr
+    assert "pi,metrics,wake,mcp" in done.stdout  # MCP servers need the mcp extra
+    units = root / "etc" / "systemd" / "system"
+    dropin = units / "edge-agent.service.d" / "credentials.conf"
+    names = ["extra-one", "ha-token", "notes-token", "page-token"]
+    loaded = sorted(dropin.read_text().splitlines()[1:])
+    assert loaded == [f"LoadCredential={name}:/etc/edge-agent/{name}" for name in names]
+    for name in names:
+        stored = root / "etc" / "edge-agent" / name
+        assert stored.stat().st_mode & 0o777 == 0o600
+        assert stored.read_text() == secrets[name.upper().replace("-", "_")] + "\n"
+
+    # the unit with its drop-in, as systemd reads them (ExecStart= must exist to verify)
+    verify = tmp_path / "verify"
+    shutil.copytree(units, verify)
+    unit = verify / "edge-agent.service"
+    unit.write_text(
+        re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={shutil.which('true')}", unit.read_text())
+    )
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
+    with (verify / "edge-agent.service.d" / "credentials.conf").open("a") as broken:
+        broken.write("NotAKey=1\n")  # the drop-in is read: this is seen
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert "NotAKey" in checked.stderr
+
+
+def test_setup_pi_installs_home_assistant_and_names_a_missing_token(tmp_path: Path) -> None:
+    usage = subprocess.run(
+        ["sh", str(REPO / "hardware" / "setup-pi.sh"), "--help"], capture_output=True, text=True
+    )
+    assert "home-assistant" in usage.stderr
+    root = tmp_path / "root"
+    root.mkdir()
+    done = setup_pi(root, "home-assistant", GEMINI_API_KEY="g")
+    assert done.returncode == 2
+    token = root / "etc" / "edge-agent" / "ha-token"
+    assert done.stderr == (
+        f"setup-pi: credential ha-token: put it in {token} (chmod 600) or set HA_TOKEN, "
+        "then run again\n"
+    )
+    token.write_text("from-a-file\n")
+    done = setup_pi(root, "home-assistant")  # again: the config and the key are kept
+    assert done.returncode == 0, done.stderr
+    dropin = root / "etc" / "systemd" / "system" / "edge-agent.service.d" / "credentials.conf"
+    assert dropin.read_text() == "[Service]\nLoadCredential=ha-token:/etc/edge-agent/ha-token\n"
+    assert token.read_text() == "from-a-file\n"
 
 
 HEADER_PIN = {2: 3, 3: 5, 4: 7, 17: 11, 27: 13, 22: 15, 10: 19, 9: 21, 11: 23, 5: 29, 6: 31}
@@ -224,6 +348,14 @@ def test_audio_on_alsa_file_pcms_hears_the_speech_and_plays_it_back(
     assert abs(np.argmax(spectrum) - 440) < 5  # the tone comes last (1 s window: 1 Hz bins)
 
 
+@pytest.mark.parametrize("seconds", ["0", "-2", "61", "nan"])
+def test_audio_names_the_seconds_it_takes(seconds: str) -> None:
+    done = run_cli("test-audio", "--seconds", seconds)
+    assert done.returncode == 2
+    expected = f"edge-agent: error: --seconds: more than 0 and at most 60 (got {float(seconds):g})"
+    assert done.stderr.splitlines() == [expected]
+
+
 @pytest.mark.parametrize(
     ("audio", "problem"),
     [
@@ -262,3 +394,17 @@ def test_simulate_into_a_missing_directory_is_one_line_before_any_work(tmp_path:
     done = run_cli("simulate", "--output", str(target))
     assert done.returncode == 2
     assert done.stderr == f"edge-agent: error: --output: no directory {target.parent}\n"
+
+
+def test_the_benchmark_names_what_it_misses_in_one_line() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("jack") is not None:
+        pytest.skip("the [bench] extra is installed: python -m bench would run")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("python -m bench: error: JACK-Client")
+    assert "pip install -e '.[bench]'" in line

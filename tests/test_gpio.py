@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from edge_agent.daemon import run_daemon
 from edge_agent.errors import UserError
 from edge_agent.gpio import COLORS, Apa102Ring, PushToTalk, StatusLights, start_gpio
 from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import read_log, write_wav
+from tests.conftest import read_log, until, wait_until, write_wav
 from tests.test_simulate import against
 
 
@@ -46,11 +45,6 @@ class FakeSpi:
         self.closed = True
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0.01)
-
-
 async def test_press_and_release_are_activity_start_and_end_on_the_wire(
     start_emulator: Callable[..., Any],
     mock_pins: Any,
@@ -70,29 +64,28 @@ async def test_press_and_release_are_activity_start_and_end_on_the_wire(
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     stop = asyncio.Event()
     daemon = asyncio.create_task(run_daemon(config, use_emulator=False, stop=stop))
-    for _ in range(1000):  # the daemon starts in this loop: wait until it watches the pin
-        if mock_pins.pins.get(17) is not None and mock_pins.pin(17).when_changed is not None:
-            break
-        await asyncio.sleep(0.02)
+
+    def sent() -> list[str]:
+        return [
+            next(iter(e["msg"]["realtimeInput"]))
+            for e in read_log(emulator)
+            if e["dir"] == "in" and "realtimeInput" in e["msg"]
+        ]
+
+    # the daemon starts in this loop: wait until it watches the pin
+    await until(lambda: mock_pins.pin(17).when_changed is not None)
     button = mock_pins.pin(17)
-    assert button.when_changed is not None
     button.drive_low()  # pressed (pull-up)
-    await asyncio.sleep(0.6)
+    await until(lambda: sent().count("audio") > 10)  # held while the microphone streams
     assert mock_pins.pin(23).state == 1  # the privacy light: the mic uplink is live
     button.drive_high()
-    for _ in range(200):
-        if any("turnComplete" in e["msg"].get("serverContent", {}) for e in read_log(emulator)):
-            break
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: any("turnComplete" in e["msg"].get("serverContent", {}) for e in read_log(emulator))
+    )
     stop.set()
-    assert await asyncio.wait_for(daemon, 10) == 0
-    sent = [
-        next(iter(e["msg"]["realtimeInput"]))
-        for e in read_log(emulator)
-        if e["dir"] == "in" and "realtimeInput" in e["msg"]
-    ]
-    assert sent[0] == "activityStart" and sent[-1] == "activityEnd"
-    assert set(sent[1:-1]) == {"audio"} and len(sent) > 10
+    assert await daemon == 0
+    assert sent()[0] == "activityStart" and sent()[-1] == "activityEnd"
+    assert set(sent()[1:-1]) == {"audio"}
 
 
 async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
@@ -100,11 +93,12 @@ async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
     toggle = PushToTalk(GpioConfig(button_pin=5, button_mode="toggle"), events.append)
     toggle.start()
     pin = mock_pins.pin(5)
-    for _ in range(2):
-        pin.drive_low()
-        pin.drive_high()
-        await settle()
-    assert events == [True, False]
+    pin.drive_low()
+    pin.drive_high()
+    await until(lambda: events == [True])
+    pin.drive_low()
+    pin.drive_high()
+    await until(lambda: events == [True, False])
     toggle.close()
 
     events.clear()
@@ -112,10 +106,9 @@ async def test_toggle_mode_and_polling(mock_pins: Any) -> None:
     polled.start()
     assert polled.polling and mock_pins.pin(6).when_changed is None  # no edge detection used
     mock_pins.pin(6).drive_low()
-    await asyncio.sleep(0.05)
+    await until(lambda: events == [True])
     mock_pins.pin(6).drive_high()
-    await asyncio.sleep(0.05)
-    assert events == [True, False]
+    await until(lambda: events == [True, False])
     polled.close()
 
 
@@ -134,8 +127,7 @@ async def test_polling_is_the_fallback_when_edges_cannot_be_set_up(
     button.start()
     assert button.polling and "polling" in caplog.text
     mock_pins.pin(7).drive_low()
-    await asyncio.sleep(0.05)
-    assert events == [True]
+    await until(lambda: events == [True])
     button.close()
 
 
@@ -166,8 +158,7 @@ def test_lights_follow_the_agent_state(mock_pins: Any) -> None:
     assert (red.state, green.state, blue.state) == (1, 0, 0)
     led.clear_states()
     lights.show("thinking")  # blinks 0.15 s on / 0.15 s off in gpiozero's own thread
-    time.sleep(0.4)
-    assert {round(s.state) for s in led.states} == {0, 1}
+    wait_until(lambda: {round(s.state) for s in led.states} == {0, 1})
     lights.privacy(True)
     assert mock_pins.pin(26).state == 1
     lights.privacy(False)
@@ -201,10 +192,8 @@ async def test_a_broken_ring_leaves_the_button_and_the_leds_working(
     assert len(failures) == 1, failures
     assert "ring" in failures[0] and "dtparam=spi=on" in failures[0]
     mock_pins.pin(17).drive_low()
-    await settle()
     mock_pins.pin(17).drive_high()
-    await settle()
-    assert events == [True, False]  # the button works without the ring
+    await until(lambda: events == [True, False])  # the button works without the ring
     lights.show("listening")
     lights.privacy(True)
     assert mock_pins.pin(25).state == 1 and mock_pins.pin(26).state == 1
@@ -283,3 +272,144 @@ def test_run_with_a_broken_ring_keeps_the_button(tmp_path: Path) -> None:
     assert len(ring) == 1 and "spi" in ring[0].lower(), ring
     assert "button" not in ring[0]  # only the ring is gone
     assert "Traceback" not in stderr
+
+
+async def test_required_concerns_the_button_and_the_privacy_led_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """gpiozero's plain mock pins have no PWM: the status and RGB LEDs fail, each with its fix,
+    and `required` does not stop the rest; the parts that come up say so."""
+    from gpiozero import LED, Device
+    from gpiozero.pins.mock import MockFactory, MockPin
+
+    def no_spidev() -> Any:
+        raise ImportError("No module named 'spidev'")
+
+    Device.pin_factory = MockFactory(pin_class=MockPin)
+    caplog.set_level(logging.INFO, logger="edge_agent.gpio")
+    config = GpioConfig(
+        button_pin=17, led_pin=25, rgb_pins=[16, 20, 21], ring="apa102", privacy_led_pin=26,
+        required=True,
+    )  # fmt: skip
+    button, lights = start_gpio(config, lambda pressed: None, spi_opener=no_spidev)
+    assert button is not None and lights is not None and lights.privacy_led is not None
+    failures = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 3, failures
+    for line, part in zip(failures, ("status LED on GPIO25", "RGB LED", "ring"), strict=True):
+        assert part in line
+    for line in failures[:2]:
+        assert "MockFactory has no PWM" in line and "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin" in line
+    assert "python3-spidev" in failures[2]
+    up = [r.message for r in caplog.records if r.levelno == logging.INFO]
+    assert up == ["button on GPIO17 (hold, edges)", "privacy LED on GPIO26"]
+    button.close()
+    lights.close()
+
+    held = LED(26)  # the privacy LED cannot be set up: with required, the daemon does not run
+    with pytest.raises(UserError, match=r"^privacy LED on GPIO26 unavailable: .*in use"):
+        start_gpio(GpioConfig(privacy_led_pin=26, required=True), lambda pressed: None)
+    held.close()
+
+
+def test_each_led_that_comes_up_is_one_line(
+    mock_pins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent.gpio")
+    config = GpioConfig(led_pin=12, rgb_pins=[16, 20, 21], privacy_led_pin=26, ring="apa102")
+    lights = StatusLights(config, spi_opener=FakeSpi)
+    lights.start()
+    assert [r.message for r in caplog.records] == [
+        "status LED on GPIO12",
+        "RGB LED on GPIO16/20/21",
+        "APA102 ring on SPI0 (12 LEDs)",
+        "privacy LED on GPIO26",
+    ]
+    lights.close()
+
+
+def test_run_on_plain_mock_pins_with_required_names_each_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` on gpiozero's plain mock pins: the LEDs without PWM are one line each naming the
+    mock pin class, `required = true` does not stop the daemon, and gpiozero's own warnings
+    do not reach stderr."""
+    import signal
+    import socket
+
+    from tests.test_service import read_until, start_daemon
+
+    monkeypatch.delenv("GPIOZERO_MOCK_PIN_CLASS")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(10)
+        daemon = start_daemon(
+            tmp_path,
+            "[gpio]\nbutton_pin = 17\nled_pin = 25\nrgb_pins = [16, 20, 21]\n"
+            "privacy_led_pin = 26\nrequired = true\n",
+            GPIOZERO_PIN_FACTORY="mock",
+        )
+        try:
+            read_until(notify, "READY=1", [])
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=15)
+    assert daemon.returncode == 0, stderr
+    gpio = [line for line in stderr.splitlines() if "edge_agent.gpio" in line]
+    assert len(gpio) == 4, gpio
+    assert "button on GPIO17 (hold, edges)" in gpio[0]
+    for line, part in zip(gpio[1:3], ("status LED on GPIO25", "RGB LED on"), strict=True):
+        assert "WARNING" in line and part in line and "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin" in line
+    assert "INFO" in gpio[3] and gpio[3].endswith("privacy LED on GPIO26")
+    assert "Warning" not in stderr and "Traceback" not in stderr
+
+
+def test_devices_names_the_pin_factory_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a Pi gpiozero warns once per default factory it cannot load; `devices` says it in
+    its one line (on a Pi, the factory in use)."""
+    from tests.conftest import run_cli
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY")
+    monkeypatch.delenv("GPIOZERO_MOCK_PIN_CLASS")
+    result = run_cli("devices")
+    assert result.returncode == 0, result.stderr
+    assert "PinFactoryFallback" not in result.stderr and "warnings.warn" not in result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("gpio pin factory")]
+    assert "Factory" in line or "sudo apt install python3-lgpio" in line, line
+    mock = run_cli("devices", env={"GPIOZERO_PIN_FACTORY": "mock"})
+    assert "gpio pin factory: MockFactory (GPIOZERO_PIN_FACTORY=mock)" in mock.stdout
+
+
+async def test_gpio_output_without_a_pin_factory_says_why_each_call_without_warnings(
+    monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """No pin factory loads (off a Pi): each call is an error naming the fix, and gpiozero's
+    fallback warnings stay inside."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from edge_agent.events import FunctionCall
+    from edge_agent.gpio import DEVICE_TREE
+    from edge_agent.tools import builtins
+    from edge_agent.tools.runner import ToolContext, ToolRunner
+
+    if (DEVICE_TREE / "model").exists():
+        pytest.skip("a Raspberry Pi: its pins would really switch")
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY")
+    Device.pin_factory.reset()
+    Device.pin_factory = None
+    answers: dict[str, dict[str, Any]] = {}
+    runner = ToolRunner(
+        [builtins.gpio_output_tool(["fan"])],
+        ToolContext(end_conversation=lambda: None, gpio_outputs={"fan": 5}),
+        lambda call_id, name, response, scheduling: answers.update({call_id: response}),
+        timeout_s=10,
+    )
+    runner.start(FunctionCall("a", "gpio_output", {"name": "fan", "on": True}))
+    runner.start(FunctionCall("b", "gpio_output", {"name": "fan", "on": False}))
+    while len(answers) < 2:
+        await asyncio.sleep(0.02)
+    for answer in answers.values():
+        assert "no GPIO pin factory" in answer["error"]
+        assert "python3-lgpio" in answer["error"]
+    assert not [w for w in recwarn if "Falling back" in str(w.message)]
+    Device.pin_factory = MockFactory()  # for the fixture's teardown

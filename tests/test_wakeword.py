@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import subprocess
@@ -23,10 +24,11 @@ from edge_agent.credentials import Credential
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.errors import UserError
 from edge_agent.simulate import SimulateOptions, simulate
-from tests.conftest import read_log, run_cli, write_wav
+from tests.conftest import missing, read_log, run_cli, write_wav
 from tests.test_simulate import against, loud_spans, output_samples
 
-pytest.importorskip("pymicro_wakeword")
+if importlib.util.find_spec("pymicro_wakeword") is None:
+    missing("the wake extra missing (pip install -e '.[wake]')")
 
 RATE = 16000
 HANGOVER_S = VadConfig().hangover_short_ms / 1000  # the longest [vad] hangover
@@ -37,7 +39,7 @@ Say = Callable[..., np.ndarray]
 def say(tmp_path_factory: pytest.TempPathFactory) -> Say:
     """say(text, voice, speed): espeak-ng speech at 16 kHz, silence trimmed, cached per module."""
     if not shutil.which("espeak-ng"):
-        pytest.skip("espeak-ng missing")
+        missing("espeak-ng missing")
     folder = tmp_path_factory.mktemp("wake")
     cache: dict[tuple[str, str, int], np.ndarray] = {}
 

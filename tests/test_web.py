@@ -32,7 +32,7 @@ from edge_agent.credentials import Credential
 from edge_agent.errors import UserError
 from edge_agent.web.auth import required_token
 from edge_agent.web.server import start_web
-from tests.conftest import read_log, run_cli, write_wav
+from tests.conftest import missing, read_log, run_cli, write_wav
 from tests.test_service import free_port
 from tests.test_simulate import against, loud_spans
 
@@ -83,7 +83,7 @@ class Running:
 
 def browser(size: str = "800,480") -> Any:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("apt chromium chromium-driver missing")
+        missing("apt chromium chromium-driver missing")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -388,13 +388,21 @@ async def test_a_typed_question_is_sent_bracketed_by_activity_start_and_end(
 
 
 PROBE = """
-import asyncio, sys
+import asyncio, logging, sys
 from edge_agent.config import load_config
 from edge_agent.daemon import run_daemon
 
 async def main():
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(1.5, stop.set)
+    loop = asyncio.get_running_loop()
+
+    class StopAt(logging.Handler):  # the line sys.argv[2]: what was to happen has happened
+        def emit(self, record):
+            if sys.argv[2] in record.getMessage():
+                loop.call_soon_threadsafe(stop.set)
+
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger().addHandler(StopAt())
     await run_daemon(load_config(sys.argv[1]).config, False, stop)
 
 asyncio.run(main())
@@ -402,8 +410,8 @@ print(sorted(m for m in sys.modules if m.startswith("edge_agent.web") or m == "a
 """
 
 
-def probe_daemon(tmp_path: Path, web: str) -> subprocess.CompletedProcess[str]:
-    """Runs the daemon in-process for 1.5 s; prints the web modules it imported."""
+def probe_daemon(tmp_path: Path, web: str, stop_at: str) -> subprocess.CompletedProcess[str]:
+    """Runs the daemon in-process until it logs `stop_at`; prints the web modules it imported."""
     silence = write_wav(tmp_path / "mic.wav", np.zeros(16000, np.int16))
     config = tmp_path / "config.toml"
     config.write_text(
@@ -412,10 +420,9 @@ def probe_daemon(tmp_path: Path, web: str) -> subprocess.CompletedProcess[str]:
         f'[service]\nstate_dir = "{tmp_path}/state"\n[web]\n{web}\n'
     )
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(config)],
+        [sys.executable, "-c", PROBE, str(config), stop_at],
         capture_output=True,
         text=True,
-        timeout=60,
         env={**os.environ, "GEMINI_API_KEY": "k"},
     )
     assert done.returncode == 0, done.stderr[-2000:]  # with or without its page
@@ -427,14 +434,36 @@ def imported(done: subprocess.CompletedProcess[str]) -> set[str]:
 
 
 def test_the_web_package_is_imported_only_when_enabled(tmp_path: Path) -> None:
-    assert imported(probe_daemon(tmp_path, "enabled = false")) == set()
+    # the SDK loads after READY, after the page would have started
+    assert imported(probe_daemon(tmp_path, "enabled = false", "google-genai loaded")) == set()
 
 
 def test_enabled_it_is_imported_and_a_port_in_use_is_one_log_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = probe_daemon(tmp_path, f"enabled = true\nport = {taken.getsockname()[1]}")
+        port = taken.getsockname()[1]
+        done = probe_daemon(tmp_path, f"enabled = true\nport = {port}", "web page not started")
     assert {"edge_agent.web", "edge_agent.web.server", "aiohttp.web"} <= imported(done)
     refused = [line for line in done.stderr.splitlines() if "web page not started" in line]
     assert len(refused) == 1 and "address already in use" in refused[0]
+
+
+async def test_a_volume_out_of_range_is_refused_with_the_range(tmp_path: Path) -> None:
+    face, parts, url = await serve(tmp_path, "127.0.0.1", None)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for percent in (150, -1, 100.6):
+                async with http.post(url + "/api/volume", json={"percent": percent}) as response:
+                    assert response.status == 400, percent
+                    error = (await response.json())["error"]
+                    assert error == f"percent must be 0..100 (got {percent})", error
+            body = b'{"percent": NaN}'
+            headers = {"Content-Type": "application/json"}
+            async with http.post(url + "/api/volume", data=body, headers=headers) as response:
+                assert response.status == 400
+            async with http.post(url + "/api/volume", json={"percent": 100}) as response:
+                assert await response.json() == {"percent": 100}
+        assert parts.volume.percent == 100
+    finally:
+        await face.close()

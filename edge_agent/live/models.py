@@ -100,8 +100,9 @@ def compatibility_warnings(config: Config) -> list[str]:
     if live.thinking_budget >= 0 and not known.thinking_budget:
         warnings.append(f"{name} does not take thinking_budget; leave it at -1")
     if live.thinking_level and live.thinking_level not in known.thinking_levels:
-        allowed = ", ".join(known.thinking_levels) or "none"
-        warnings.append(f"{name} does not take thinking_level {live.thinking_level!r} ({allowed})")
+        levels = ", ".join(known.thinking_levels)
+        takes = f"it takes {levels}" if levels else 'it takes none: leave thinking_level = ""'
+        warnings.append(f"{name} does not take thinking_level {live.thinking_level!r}; {takes}")
     if live.affective_dialog and not known.affective_dialog:
         warnings.append(f"{name} has no affective dialog")
     if live.proactive_audio and known.proactive_always_on:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.audio.volume import Volume
-from edge_agent.gpio import DEVICE_TREE, teach_gpiozero
+from edge_agent.gpio import DEVICE_TREE, describe, pin_factory
 from edge_agent.tools.registry import Tool, tool
 from edge_agent.tools.runner import ToolContext
 
@@ -125,8 +125,12 @@ def _switch_output(context: ToolContext, name: str, on: bool) -> dict[str, Any]:
     if name not in allowed:
         raise PermissionError(f"{name!r} is not in [tools.gpio_outputs]")
     from gpiozero import DigitalOutputDevice
+    from gpiozero.exc import BadPinFactory
 
-    teach_gpiozero()
+    try:
+        pin_factory()
+    except BadPinFactory as exc:
+        raise RuntimeError(describe(exc)) from None
     pin = allowed[name]
     if pin not in _outputs:
         _outputs[pin] = DigitalOutputDevice(pin)

@@ -92,14 +92,16 @@ def discover(builtins: Iterable[Tool]) -> dict[str, Tool]:
 
 
 def enabled_tools(names: Iterable[str], available: dict[str, Tool]) -> list[Tool]:
-    chosen = []
-    for name in names:
-        if name in available:
-            chosen.append(available[name])
-        else:
-            log.warning(
-                "tool %r is enabled but not installed (known: %s)",
-                name,
-                ", ".join(sorted(available)),
-            )
-    return chosen
+    for problem in missing_tools(names, available):
+        log.warning("%s", problem)
+    return [available[name] for name in names if name in available]
+
+
+def missing_tools(names: Iterable[str], available: dict[str, Tool]) -> list[str]:
+    """One line per enabled tool that is not installed (`run` logs them, `check` prints them)."""
+    known = ", ".join(sorted(available))
+    return [
+        f"tool {name!r} is enabled but not installed (known: {known})"
+        for name in names
+        if name not in available
+    ]

@@ -241,6 +241,8 @@ class Commands:
         percent = (await _body(request)).get("percent")
         if isinstance(percent, bool) or not isinstance(percent, int | float):
             raise Refused(400, 'expected {"percent": 0..100}')
+        if not 0 <= percent <= 100:  # NaN too
+            raise Refused(400, f"percent must be 0..100 (got {percent})")
         return web.json_response({"percent": self.hub.volume.set(round(percent))})
 
     async def text(self, request: web.Request) -> web.Response:
