@@ -129,6 +129,12 @@ fi
 extras=pi,metrics,wake
 # MCP servers (Home Assistant) need the mcp package
 ! grep -q '^[[:space:]]*\[\[mcp\.servers\]\]' "$source_config" || extras=$extras,mcp
+# Home Assistant over MQTT needs aiomqtt
+if awk '/^[[:space:]]*\[/ { section = $1 }
+        section == "[mqtt]" && /^[[:space:]]*enabled[[:space:]]*=[[:space:]]*true/ { on = 1 }
+        END { exit !on }' "$source_config"; then
+    extras=$extras,mqtt
+fi
 
 if [ -n "$root" ]; then
     agent=$(command -v edge-agent) || fail "--root: put edge-agent on PATH (it reads the config)"

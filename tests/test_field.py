@@ -265,10 +265,15 @@ def test_setup_pi_installs_home_assistant_and_names_a_missing_token(tmp_path: Pa
         "then run again\n"
     )
     token.write_text("from-a-file\n")
-    done = setup_pi(root, "home-assistant")  # again: the config and the key are kept
+    # again: the config and the key are kept; the profile's MQTT password is asked for next
+    done = setup_pi(root, "home-assistant", MQTT_PASSWORD="m")
     assert done.returncode == 0, done.stderr
+    assert "pi,metrics,wake,mcp,mqtt" in done.stdout  # MCP servers and MQTT: their extras
     dropin = root / "etc" / "systemd" / "system" / "edge-agent.service.d" / "credentials.conf"
-    assert dropin.read_text() == "[Service]\nLoadCredential=ha-token:/etc/edge-agent/ha-token\n"
+    assert dropin.read_text() == (
+        "[Service]\nLoadCredential=ha-token:/etc/edge-agent/ha-token\n"
+        "LoadCredential=mqtt-password:/etc/edge-agent/mqtt-password\n"
+    )
     assert token.read_text() == "from-a-file\n"
 
 
