@@ -9,11 +9,12 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import tomli_w
 
 from edge_agent import __version__
-from edge_agent.config import Config, load_config
+from edge_agent.config import SYSTEM_CONFIG, Config, LoadedConfig, ServiceConfig, load_config
 from edge_agent.credentials import HOW_TO_SET, find_api_key
 from edge_agent.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
@@ -156,8 +157,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate,
     )
 
-    config = load_config(args.config).config
-    configure_logging(config.service.log_format, "warning" if args.json else "info")
+    loaded = load_config(args.config)
+    config = loaded.config
+    configure_logging(config.service.log_format, config.service.log_level)  # on stderr
     if args.endpoint:
         live = config.live.model_copy(
             update={"endpoint": args.endpoint, "ca_file": args.ca_file or ""}
@@ -171,6 +173,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ptt_spans=parse_ptt(args.ptt),
         echo_gain=gain,
         echo_delay_ms=delay,
+        state_dir=own_state_dir(loaded),
     )
     if options.output is not None:  # found out now, not after the whole run
         folder = options.output.parent
@@ -193,6 +196,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError(f"--input: {exc}") from None
     print(dump(summary) if args.json else format_summary(summary))
     return exit_code(config, summary)
+
+
+def own_state_dir(loaded: LoadedConfig) -> Path | None:
+    """simulate keeps its state (daily budget, resumption) where the user's own file says; the
+    default (or the daemon's config) would share the daemon's. None: a temporary one."""
+    service = loaded.config.service
+    default = ServiceConfig().state_dir
+    if "state_dir" not in service.model_fields_set or service.state_dir == default:
+        return None
+    if loaded.source in ("packaged default", str(SYSTEM_CONFIG)):
+        return None
+    return Path(service.state_dir)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

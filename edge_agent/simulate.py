@@ -29,6 +29,7 @@ from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.config import Config
+from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
@@ -48,6 +49,7 @@ class SimulateOptions:
     echo_gain: float = 0.0
     echo_delay_ms: float = 0.0
     tail_limit_s: float = TAIL_LIMIT_S  # after the input, wait this long at most for answers
+    state_dir: Path | None = None  # None: a temporary one (not the daemon's)
 
 
 def parse_ptt(text: str) -> tuple[tuple[float, float], ...]:
@@ -127,6 +129,20 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     reachable = await check_service(config, keys)  # a refused key or model: exit 2
     if reachable.verdict == "unreachable":
         return _summary(None, 0, [f"the service was never reached: {reachable.detail}"])
+    with contextlib.ExitStack() as stack:
+        state_dir = options.state_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-simulate-"))
+        )
+        return await _run_parts(config, options, mic, keys, state_dir)
+
+
+async def _run_parts(
+    config: Config,
+    options: SimulateOptions,
+    mic: WavMicrophone,
+    keys: KeyProvider,
+    state_dir: Path,
+) -> dict[str, Any]:
     card: VirtualSoundCard | None = None
     speaker = Speaker(
         device_rate=MODEL_OUTPUT_RATE,
@@ -135,7 +151,7 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
         clock=lambda: card.now if card else 0.0,
     )
     card = VirtualSoundCard(mic, speaker, options)
-    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir=None)
+    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir)
     try:
         parts.agent.start()
         if parts.mcp is not None:  # a simulation starts once MCP servers were tried
@@ -157,7 +173,10 @@ async def _simulate_against(config: Config, options: SimulateOptions) -> dict[st
     errors = list(agent.errors)
     if agent.turns and parts.session.connected_at == 0.0:
         errors.append("the service was never reached")
-    if not agent.turns:
+    budget = agent.conversation.budget
+    if not agent.turns and budget.exhausted:
+        errors.append(f"{NO_TURN}the daily budget is spent ({budget.spent} of {budget.limit})")
+    elif not agent.turns:
         errors.append(no_turn(config, options, mic))
     return _summary(agent, parts.session.reconnects, errors)
 

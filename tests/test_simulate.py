@@ -252,3 +252,29 @@ async def test_an_answer_that_never_comes_is_given_up_and_reported(
     assert len(summary["errors"]) == 1
     assert re.fullmatch(r"turn 1 lost \(no_answer\): no answer within \d+ s", summary["errors"][0])
     assert len(emulator.parsed_setups) >= 2  # a new connection was tried
+
+
+def test_simulate_honours_log_level_and_the_users_own_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[service]\nlog_level = "debug"\nstate_dir = "{state}"\n'
+        "[conversation]\nmax_tokens_per_day = 10\n"
+    )
+    done = run_cli("simulate", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG " in done.stderr and " turn 1: " in done.stderr  # logs on stderr with --json
+    assert json.loads(done.stdout)["turns"]  # and the JSON alone on stdout
+    assert json.loads((state / "tokens.json").read_text())["tokens"] > 10
+    again = run_cli("simulate", "--config", str(config), "--json")  # the budget is spent
+    assert again.returncode == 1 and "conversation refused" in again.stderr
+    (error,) = json.loads(again.stdout)["errors"]
+    assert error.startswith("no turn: the daily budget is spent (")
+
+
+def test_simulate_without_a_state_dir_of_its_own_keeps_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[conversation]\nmax_tokens_per_day = 10\n")
+    for _ in range(2):  # a temporary state each time: the budget starts afresh
+        done = run_cli("simulate", "--config", str(config), "--json")
+        assert done.returncode == 0 and json.loads(done.stdout)["turns"], done.stderr
