@@ -36,7 +36,7 @@ from edge_agent.live import session as session_module
 from edge_agent.live.probe import probe_service, tls_context
 from edge_agent.live.session import LiveSession
 from edge_agent.live.translate import events_from_message
-from tests.conftest import run_cli, until
+from tests.conftest import read_log, run_cli, until, write_wav
 from tests.test_live_session import Recorder, live_config, running, speak_turn, type_turn
 from tests.test_service import read_until, start_daemon
 
@@ -400,3 +400,39 @@ def test_one_tls_context_serves_every_connection_until_its_ca_file_changes(
     stat = ca_file.stat()
     os.utime(ca_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert tls_context(str(ca_file)) is not first
+
+
+async def test_a_goaway_loop_is_backed_off_and_is_one_outage(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A service that says goAway "0s" right after every setup: each such connection is a
+    failed attempt, so they come ever further apart, and the loop is one WARNING, not one per
+    connection ("offline" ... "back online" every second on main c36422e)."""
+    emulator = await start_emulator(goaway_every=0.05, goaway_time_left_s=0.0)
+    mic = write_wav(tmp_path / "mic.wav", np.zeros(16000 * 120, np.int16))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[live]\nendpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
+        "max_backoff_s = 30\n"
+        '[conversation]\nstart = "always"\nchimes = false\n'
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp_path}/o.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}/state"\n'
+    )
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+        env={**os.environ, "GEMINI_API_KEY": "k"}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        while len(emulator.parsed_setups) < 6:  # the suite's timeout is the only limit
+            await asyncio.sleep(0.2)
+    finally:
+        daemon.terminate()
+        assert daemon.stderr is not None
+        errors = (await daemon.stderr.read()).decode()
+        await daemon.wait()
+    setups = [e["t"] for e in read_log(emulator) if "setup" in e["msg"] and e["dir"] == "in"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(setups)]
+    for number, gap in enumerate(gaps[1:5], 2):  # 0.5 * 2**(n-1) s, less 20 % jitter, at least
+        assert gap >= 0.4 * 2 ** (number - 1), gaps
+    warnings = [line for line in errors.splitlines() if " WARNING " in line]
+    assert len(warnings) <= 1 and "back online" not in errors, warnings

@@ -169,3 +169,15 @@ def _split_stale_turns(
             turn = []
     kept += turn
     return kept, stale
+
+
+HISTORY_LINE_CHARS = 1000
+
+
+def remember(history: deque[tuple[str, str]], role: str, text: str) -> None:
+    """The transcript kept to re-seed a fresh session: a role's pieces joined into its line."""
+    if history and history[-1][0] == role:
+        line = f"{history[-1][1]} {text}".strip()
+        history[-1] = (role, line[-HISTORY_LINE_CHARS:])
+    else:
+        history.append((role, text.strip()[-HISTORY_LINE_CHARS:]))

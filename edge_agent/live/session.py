@@ -39,8 +39,8 @@ from edge_agent.events import (
     TurnComplete,
     TurnLost,
 )
-from edge_agent.live.backoff import Backoff, pause
-from edge_agent.live.journal import Journal, Outgoing
+from edge_agent.live.backoff import IMMEDIATE_CLOSE_S, Backoff, pause
+from edge_agent.live.journal import Journal, Outgoing, remember
 from edge_agent.live.resumption import HandleFile
 from edge_agent.live.sdk import load_wire, loaded_wire
 from edge_agent.logs import RateLimitedLog
@@ -59,7 +59,6 @@ async def load_sdk(config: Config) -> None:
 
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
 HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
-HISTORY_LINE_CHARS = 1000
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 Declarations = Callable[[], Sequence[dict[str, Any]]]
@@ -110,6 +109,7 @@ class LiveSession:
         self._attempt_at = 0.0
         self._disconnected_at: float | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
+        self._online_check: asyncio.TimerHandle | None = None
 
     @property
     def offline(self) -> bool:
@@ -271,8 +271,9 @@ class LiveSession:
             self.on_event(Disconnected(cause))
         self._model_busy = False
         self._goaway_pending = False
-        if self._goaway_timer is not None:
-            self._goaway_timer.cancel()
+        for timer in (self._goaway_timer, self._online_check):
+            if timer is not None:
+                timer.cancel()
         self._switch.clear()
 
     def reconnect(self, cause: str) -> None:
@@ -310,10 +311,9 @@ class LiveSession:
         if self._ever_connected:
             self.reconnects += 1
         self.connected, self.connected_at = True, now
-        attempts = self._backoff.back_online()
-        if attempts is not None:
-            log.info("back online after %d failed attempts (%.0f s)", attempts, gap)
-            self.on_event(Online(attempts))
+        if self._backoff.offline:  # back online once it lasts (a goAway loop does not)
+            loop = asyncio.get_running_loop()
+            self._online_check = loop.call_later(IMMEDIATE_CLOSE_S, self._back_online)
         self._expire_stale_turns(self._attempt_at)
         replay = self._journal.take()
         if not resumed:
@@ -330,6 +330,13 @@ class LiveSession:
         self._ever_connected = True
         self.on_event(Connected(resumed, self.reconnects, gap))
         self._wake.set()
+
+    def _back_online(self) -> None:
+        attempts = self._backoff.back_online() if self.connected else None
+        if attempts is not None:
+            gap = self.connected_at - (self._disconnected_at or self.connected_at)
+            log.info("back online after %d failed attempts (%.0f s)", attempts, gap)
+            self.on_event(Online(attempts))
 
     def _drop_dead_tool_responses(self, replay: list[Outgoing]) -> list[Outgoing]:
         """A fresh session has no open calls: responses for the old session's calls are lost."""
@@ -414,6 +421,7 @@ class LiveSession:
         elif isinstance(event, TurnComplete | Interrupted):
             self._model_busy = False
             self._served_turn = True
+            self._back_online()
             self._maybe_switch()
         if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
             if len(event.handle) <= MAX_HANDLE_CHARS:
@@ -424,16 +432,9 @@ class LiveSession:
         elif isinstance(event, GoAway):
             self._on_goaway(event.time_left_s)
         elif isinstance(event, InputTranscript):
-            self._remember("user", event.text)
+            remember(self._history, "user", event.text)
         elif isinstance(event, OutputTranscript | ModelText):
-            self._remember("model", event.text)
-
-    def _remember(self, role: str, text: str) -> None:
-        if self._history and self._history[-1][0] == role:
-            line = f"{self._history[-1][1]} {text}".strip()
-            self._history[-1] = (role, line[-HISTORY_LINE_CHARS:])
-        else:
-            self._history.append((role, text.strip()[-HISTORY_LINE_CHARS:]))
+            remember(self._history, "model", event.text)
 
     def _on_goaway(self, time_left_s: float) -> None:
         margin = min(5.0, time_left_s * 0.2)
