@@ -511,7 +511,7 @@ class Agent:
     def _on_OutputTranscript(self, event: OutputTranscript) -> None:
         if self._reply_turn is not None:
             self._reply_turn.output_transcript = _capped(
-                f"{self._reply_turn.output_transcript}{event.text} "
+                self._reply_turn.output_transcript + event.text  # pieces carry their spacing
             )
             self._emit(TranscriptDelta("agent", event.text, self._reply_turn.number))
 

@@ -90,7 +90,7 @@ async def test_manual_turn_is_answered_in_full(start_emulator: Callable[..., Any
     contents = [m.server_content for m in messages if m.server_content]
     assert any(c.input_transcription and c.input_transcription.text for c in contents)
     said = [c.output_transcription.text for c in contents if c.output_transcription]
-    assert " ".join(said) == "This is the emulator's answer number 1." and len(said) >= 4
+    assert "".join(said) == "This is the emulator's answer number 1." and len(said) >= 4
     kinds = [k for c in contents for k in ("generation_complete", "turn_complete") if getattr(c, k)]
     assert kinds == ["generation_complete", "turn_complete"]
     usage = messages[-1].usage_metadata
@@ -299,7 +299,7 @@ async def test_resumption_keeps_history_and_turn_count(start_emulator: Callable[
         messages = await collect_turn(session)
     state = emulator.registry.sessions_by_handle[handle]
     assert state.turn_count == 2 and [h["role"] for h in state.history] == ["user", "model"] * 2
-    transcript = " ".join(
+    transcript = "".join(
         m.server_content.output_transcription.text
         for m in messages
         if m.server_content and m.server_content.output_transcription

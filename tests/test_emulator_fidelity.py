@@ -147,7 +147,7 @@ async def test_the_model_calls_a_declared_function_with_valid_arguments_then_use
             ]
         )
         answer = contents(await collect_turn(session))
-    said = " ".join(c.output_transcription.text for c in answer if c.output_transcription)
+    said = "".join(c.output_transcription.text for c in answer if c.output_transcription)
     assert "set to 28" in said
 
 
@@ -269,7 +269,7 @@ async def test_answers_are_espeak_speech_with_streamed_transcriptions(
     assert len(inputs) > 1 and inputs[-1].finished
     assert "".join(i.text or "" for i in inputs) == "what is the weather like in Paris today"
     outputs = [c.output_transcription.text for c in contents(messages) if c.output_transcription]
-    assert len(outputs) >= 4 and " ".join(outputs) == "This is the emulator's answer number 1."
+    assert len(outputs) >= 4 and "".join(outputs) == "This is the emulator's answer number 1."
     pcm = np.frombuffer(audio_bytes(messages), "<i2")
     assert voiced_share(pcm, 24000) > 0.5
 
@@ -466,3 +466,75 @@ async def test_url_context_metadata_and_extended_thinking_interaction_status(
         messages = contents(await collect_turn(session))  # receive() ends at IDLE
     statuses = [c.interaction_status.value for c in messages if c.interaction_status]
     assert statuses == ["IN_PROGRESS", "IDLE"] and messages[-1].turn_complete
+
+
+async def called(emulator: Any, tools: list[dict[str, Any]], text: str) -> types.FunctionCall:
+    config = {**MANUAL, "tools": [{"function_declarations": tools}]}
+    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=config) as session:
+        await ask(session, text)
+        async for message in session.receive():
+            if message.tool_call and message.tool_call.function_calls:
+                return message.tool_call.function_calls[0]
+    raise AssertionError("no tool call")
+
+
+HOME_TARGET = {"type": "object", "properties": {"name": {"type": "string"}, "area": {"type": "string"}}}
+
+
+async def test_the_words_said_pick_home_assistants_intent_and_its_target(
+    start_emulator: Callable[..., Any],
+) -> None:
+    """Issue 32: "switch off the kitchen light" called HassLightSet with no arguments."""
+    emulator = await start_emulator()
+    tools = [
+        {"name": "HassTurnOn", "description": "Turns on/opens/presses a device or entity",
+         "parameters_json_schema": HOME_TARGET},
+        {"name": "HassTurnOff", "description": "Turns off/closes a device or entity",
+         "parameters_json_schema": HOME_TARGET},
+        {"name": "HassLightSet", "description": "Sets the brightness percentage or color of a light",
+         "parameters_json_schema": {**HOME_TARGET, "properties": {
+             **HOME_TARGET["properties"], "brightness": {"type": "integer"}}}},
+    ]  # fmt: skip
+    call = await called(emulator, tools, "switch off the kitchen light")
+    assert (call.name, call.args) == ("HassTurnOff", {"name": "Kitchen Light"})
+
+
+async def test_a_number_said_wins_over_the_declared_default(
+    start_emulator: Callable[..., Any],
+) -> None:
+    emulator = await start_emulator()
+    garden = {
+        "name": "water_garden",
+        "description": "Waters the garden",
+        "parameters_json_schema": {
+            "type": "object",
+            "properties": {"minutes": {"type": "integer", "default": 5, "maximum": 60}},
+        },
+    }
+    call = await called(emulator, [garden], "water the garden for 12 minutes")
+    assert call.args == {"minutes": 12}
+
+
+async def test_an_mcp_result_is_said_once(start_emulator: Callable[..., Any]) -> None:
+    """A result with both its structure and its text (as edge-agent hands MCP results on)."""
+    emulator = await start_emulator()
+    config = {
+        **MANUAL,
+        "output_audio_transcription": {},
+        "tools": [{"function_declarations": [{"name": "get_weather"}]}],
+    }
+    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=config) as session:
+        await ask(session, "get the weather")
+        call = None
+        async for message in session.receive():
+            if message.tool_call and message.tool_call.function_calls:
+                call = message.tool_call.function_calls[0]
+                break
+        assert call is not None
+        result = {"output": {"structured": {"sky": "sunny"}, "text": "Sunny and warm"}}
+        await session.send_tool_response(
+            function_responses=[types.FunctionResponse(id=call.id, name=call.name, response=result)]
+        )
+        answer = contents(await collect_turn(session))
+    said = "".join(c.output_transcription.text for c in answer if c.output_transcription)
+    assert said.count("Sunny and warm") == 1 and "sky" not in said, said

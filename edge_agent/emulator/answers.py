@@ -177,7 +177,7 @@ class Answering(Channel):
         if chosen is not None:
             step = ToolCallStep(
                 name=chosen.name,
-                args=brain.arguments(chosen.schema, said),
+                args=brain.arguments(chosen.schema, said, chosen.name),
                 non_blocking=not rules.blocking(self.model, chosen.behavior),
             )
             response = await self._call_tool(step, spec)

@@ -21,6 +21,7 @@ this to up use user was what when where which who why will with would you your y
 any some about into just like model call calls"""
 STOPWORDS = frozenset(_STOPWORDS.split())
 NAME_WEIGHT = 2  # a word of the function's name counts more than a word of its description
+SAME_ACTION = {"switch": "turn", "shut": "turn", "dim": "set", "brighten": "set"}
 _WORD = re.compile(r"[a-z0-9]+")
 _PROPER_NOUN = re.compile(
     r"\b(?:in|for|to|at|called|named|about)\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)"
@@ -72,16 +73,32 @@ def _name_words(name: str) -> set[str]:
     return set(words(spaced))
 
 
+def said_words(text: str) -> set[str]:
+    """The user's words, with the usual other words for the same action ("switch off")."""
+    said = set(words(text))
+    return said | {SAME_ACTION[w] for w in said if w in SAME_ACTION}
+
+
+def namespace_words(declared: list[Declaration]) -> set[str]:
+    """Name words most declarations share (Home Assistant's "Hass"): no one says them."""
+    counts: dict[str, int] = {}
+    for declaration in declared:
+        for word in _name_words(declaration.name):
+            counts[word] = counts.get(word, 0) + 1
+    return {w for w, n in counts.items() if len(declared) > 2 and n > len(declared) / 2}
+
+
 def pick_function(text: str, declared: list[Declaration]) -> Declaration | None:
     """The declaration the words call: the best score of name and description words (a word
     of the name the user did not say counts against it: "turn on" is not turn_off_...)."""
-    said = set(words(text))
+    said = said_words(text)
+    shared = namespace_words(declared)
     best, best_score = None, 0
     for declaration in declared:
         description = {
             w for w in words(declaration.description) if w not in STOPWORDS and len(w) > 2
         }
-        name = _name_words(declaration.name)
+        name = _name_words(declaration.name) - shared
         content = name - STOPWORDS
         score = len(said & (description - name))
         if said & content:
@@ -91,9 +108,23 @@ def pick_function(text: str, declared: list[Declaration]) -> Declaration | None:
     return best
 
 
-def arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
+def arguments(schema: dict[str, Any], text: str, function: str = "") -> dict[str, Any]:
     value = _value(schema, text, "")
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    properties = schema.get("properties") or {}
+    if not value and "name" in properties:  # "switch off the kitchen light": what it acts on
+        thing = _object_words(text, _name_words(function))
+        if thing:
+            value["name"] = thing
+    return value
+
+
+def _object_words(text: str, action: set[str]) -> str:
+    """The words that are not the action nor small words, as a name: "Kitchen Light"."""
+    said = [w for w in words(text) if w not in STOPWORDS and w not in action]
+    said = [w for w in said if SAME_ACTION.get(w) not in action and w not in ("off", "on")]
+    return " ".join(w.capitalize() for w in said)
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -119,6 +150,8 @@ def _value(schema: dict[str, Any], text: str, name: str) -> Any:
             if key in required or "default" in sub or _mentioned(key, text):
                 result[key] = _value(sub, text, key)
         return result
+    if kind in ("integer", "number") and re.search(r"\d", text):
+        return _number(schema, text, kind == "integer")  # the number said, not a default
     if "default" in schema:
         return schema["default"]
     if kind in ("integer", "number"):
@@ -194,6 +227,10 @@ def describe_response(name: str, response: dict[str, Any]) -> str:
         return f"The {name} call failed: {_spoken(body['error'])}."
     if isinstance(body, dict) and set(body) == {"output"}:
         body = body["output"]
+    if isinstance(body, dict) and "text" in body and set(body) <= {"text", "structured"}:
+        body = body["text"]  # an MCP result: its words, not its structure a second time
+    elif isinstance(body, dict) and set(body) == {"structured"}:
+        body = body["structured"]
     return f"Here is what {name.replace('_', ' ')} says: {_spoken(body)}."
 
 

@@ -67,6 +67,8 @@ def audio_steps(pcm: bytes, transcript: str, transcribe: bool, one_part: bool) -
         last = index == len(pieces) - 1
         due = len(words) if last else sum(1 for s in starts if s < elapsed)
         spoken = " ".join(words[placed:due])
+        if spoken and placed:  # pieces carry their own spacing, as the service's do
+            spoken = " " + spoken
         placed = max(placed, due)
         content = model_turn({"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": piece}})
         messages = [content]
