@@ -167,7 +167,7 @@ class Run:
             f'[live]\nendpoint = "{self.server.url}"\nca_file = "{self.server.cert_path}"\n'
             "connect_timeout_s = 3.0\nmax_backoff_s = 0.5\n"
             '[conversation]\nstart = "always"\nchimes = false\n'
-            "[vad]\nhangover_ms = 300\n"  # a turn every ~1 s: one per case
+            "[vad]\nhangover_ms = 300\ncontinuation_ms = 0\n"  # a turn every ~1 s: one per case
             f'[audio]\ninput_device = "file:{self.mic}"\n'
             f'output_device = "file:{self.folder}/out.wav"\necho = "none"\n'
             f'[service]\nstate_dir = "{self.folder}/state"\nlog_level = "info"\n'
