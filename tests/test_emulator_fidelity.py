@@ -104,6 +104,35 @@ async def test_2_5_sends_one_part_per_message_and_takes_client_content_only_firs
     assert any(c.model_turn and c.output_transcription for c in together)
 
 
+async def test_3_1_takes_client_content_only_as_the_initial_history(
+    start_emulator: Callable[..., Any],
+) -> None:
+    """Issue 32: the 3.1 docs; the service closes with 1007 otherwise."""
+    emulator = await start_emulator()
+    flash = "gemini-3.1-flash-live-preview"
+    history = [
+        types.Content(role="user", parts=[types.Part(text="what is the capital of France")]),
+        types.Content(role="model", parts=[types.Part(text="Paris.")]),
+    ]
+    seeded = {**MANUAL, "history_config": {"initial_history_in_client_content": True}}
+    async with sdk_client(emulator).aio.live.connect(model=flash, config=seeded) as session:
+        await session.send_client_content(turns=history, turn_complete=True)  # no answer
+        await ask(session, "and of Italy")
+        assert audio_bytes(await collect_turn(session))
+        with pytest.raises(errors.APIError) as mid_session:  # not after the history
+            await session.send_client_content(turns=history[0], turn_complete=False)
+            await collect_turn(session)
+    assert mid_session.value.code == 1007
+    with pytest.raises(errors.APIError) as unseeded:  # not without historyConfig
+        async with sdk_client(emulator).aio.live.connect(model=flash, config=MANUAL) as session:
+            await session.send_client_content(turns=history, turn_complete=True)
+            await collect_turn(session)
+    assert unseeded.value.code == 1007 and "initial history" in str(unseeded.value)
+    asked = [m for m in read_log(emulator) if m["dir"] == "out" and "serverContent" in m["msg"]]
+    turns = [m for m in asked if m["msg"]["serverContent"].get("turnComplete")]
+    assert len(turns) == 1  # the seeded history itself was not answered
+
+
 # ---- 2. the model picks tools ----------------------------------------------------------------
 
 THERMOSTAT = {
@@ -478,7 +507,8 @@ async def called(emulator: Any, tools: list[dict[str, Any]], text: str) -> types
     raise AssertionError("no tool call")
 
 
-HOME_TARGET = {"type": "object", "properties": {"name": {"type": "string"}, "area": {"type": "string"}}}
+TARGET = {"name": {"type": "string"}, "area": {"type": "string"}}
+HOME_TARGET = {"type": "object", "properties": TARGET}
 
 
 async def test_the_words_said_pick_home_assistants_intent_and_its_target(
@@ -491,9 +521,10 @@ async def test_the_words_said_pick_home_assistants_intent_and_its_target(
          "parameters_json_schema": HOME_TARGET},
         {"name": "HassTurnOff", "description": "Turns off/closes a device or entity",
          "parameters_json_schema": HOME_TARGET},
-        {"name": "HassLightSet", "description": "Sets the brightness percentage or color of a light",
-         "parameters_json_schema": {**HOME_TARGET, "properties": {
-             **HOME_TARGET["properties"], "brightness": {"type": "integer"}}}},
+        {"name": "HassLightSet",
+         "description": "Sets the brightness percentage or color of a light",
+         "parameters_json_schema": {
+             "type": "object", "properties": {**TARGET, "brightness": {"type": "integer"}}}},
     ]  # fmt: skip
     call = await called(emulator, tools, "switch off the kitchen light")
     assert (call.name, call.args) == ("HassTurnOff", {"name": "Kitchen Light"})

@@ -163,9 +163,12 @@ async def test_a_refused_key_is_retried_slowly_and_a_new_key_is_picked_up(
     assert attempts[0] == "revoked" and attempts[-1] == "right"
 
 
+@pytest.mark.parametrize("model", ["gemini-3.8-live", "gemini-3.1-flash-live-preview"])
 async def test_1007_gives_a_fresh_session_reseeded_with_the_conversation(
-    start_emulator: Callable[..., Any], tmp_path: Path
+    start_emulator: Callable[..., Any], tmp_path: Path, model: str
 ) -> None:
+    """On 3.1 the seed is the initial history (historyConfig, turnComplete true); on 3.8 it is
+    context (turnComplete false: true would start an answer)."""
     scenario = Scenario(
         turns=[
             Turn(transcript="Paris is the capital of France."),
@@ -173,7 +176,7 @@ async def test_1007_gives_a_fresh_session_reseeded_with_the_conversation(
         ]
     )
     emulator = await start_emulator(scenario=scenario)
-    async with running(live_config(emulator, tmp_path)) as (session, recorder, _):
+    async with running(live_config(emulator, tmp_path, model=model)) as (session, recorder, _):
         await recorder.wait_for(Connected)
         type_turn(session, "what is the capital of France")
         await recorder.wait_for(TurnComplete)
@@ -190,7 +193,12 @@ async def test_1007_gives_a_fresh_session_reseeded_with_the_conversation(
     ]
     texts = [part["text"] for turn in seeded[0]["turns"] for part in turn["parts"]]
     assert "Paris is the capital of France." in " ".join(texts)
-    assert seeded[0].get("turnComplete") in (None, False)
+    history = [setup.get("historyConfig") for setup in emulator.parsed_setups]
+    if model.startswith("gemini-3.1"):
+        assert seeded[0]["turnComplete"] is True
+        assert history == [None, {"initialHistoryInClientContent": True}]
+    else:
+        assert seeded[0].get("turnComplete") in (None, False) and history == [None, None]
 
 
 async def test_no_setup_complete_is_bounded_and_retried(

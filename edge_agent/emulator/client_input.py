@@ -32,6 +32,7 @@ class ClientInput(Answering):
         self.in_activity = False
         self.held_text: list[str] = []  # realtime text outside an activity (manual detection)
         self.saw_realtime_input = False
+        self.history_seeded = False  # 3.1: the initial history ended (turnComplete)
         self.stream_watch: asyncio.TimerHandle | None = None
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -126,6 +127,13 @@ class ClientInput(Answering):
 
     async def _client_content(self, data: dict[str, Any]) -> None:
         assert self.session is not None and self.model is not None
+        history_only = self.model.client_content_history_only
+        seeding = self.setup.get("historyConfig", {}).get("initialHistoryInClientContent")
+        if history_only and (not seeding or self.history_seeded or self.saw_realtime_input):
+            raise WireError(  # 3.1: clientContent seeds the initial history, nothing else
+                "Request contains an invalid argument: client_content is only accepted as the "
+                "initial history (historyConfig.initialHistoryInClientContent) on this model."
+            )
         if self.saw_realtime_input and not self.model.client_content_after_realtime:
             raise WireError(
                 "Request contains an invalid argument: client_content is only accepted before "
@@ -143,7 +151,9 @@ class ClientInput(Answering):
                 1 for p in parts if p.get("inlineData", {}).get("mimeType", "").startswith("image/")
             )
             self.session.usage.add_prompt("IMAGE", images * self._image_tokens())
-        if data.get("turnComplete"):
+        if data.get("turnComplete") and history_only:
+            self.history_seeded = True  # the history is in; no model call
+        elif data.get("turnComplete"):
             await self._user_started()
             self._queue_answer(UserTurn(text=texts[-1:] or [""]))
 

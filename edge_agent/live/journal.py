@@ -177,7 +177,9 @@ HISTORY_LINE_CHARS = 1000
 def remember(history: deque[tuple[str, str]], role: str, text: str) -> None:
     """The transcript kept to re-seed a fresh session: a role's pieces joined into its line."""
     if history and history[-1][0] == role:
-        line = f"{history[-1][1]} {text}".strip()
+        before = history[-1][1]
+        spaced = text[:1].isspace() or before[-1:].isspace()  # pieces carry their own spacing
+        line = " ".join((before + text if spaced else f"{before} {text}").split())
         history[-1] = (role, line[-HISTORY_LINE_CHARS:])
     else:
         history.append((role, text.strip()[-HISTORY_LINE_CHARS:]))

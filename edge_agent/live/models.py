@@ -24,7 +24,9 @@ class ModelTraits:
     proactive_always_on: bool = False
     non_blocking_tools: bool = False
     blocking_tools: bool = True
-    client_content_after_realtime: bool = True  # clientContent all session long (3.x)
+    client_content_after_realtime: bool = True  # clientContent all session long (3.8)
+    # 3.1: clientContent only as the initial history, with historyConfig in the setup
+    client_content_history_only: bool = False
     one_part_per_message: bool = False  # 2.5 sends each part in its own serverContent
     interaction_status: bool = False  # reports IN_PROGRESS / IDLE (3.8 extended thinking)
 
@@ -66,6 +68,8 @@ KNOWN_MODELS: dict[str, ModelTraits] = {
         version="3.1",
         text_output=False,
         thinking_levels=("minimal", "low", "medium", "high"),
+        client_content_after_realtime=False,
+        client_content_history_only=True,
     ),
     "gemini-2.5-flash-native-audio-preview-09-2025": replace(
         _NATIVE_AUDIO_25, display_name="Gemini 2.5 Flash Native Audio Preview 09-2025"
@@ -80,6 +84,12 @@ V1ALPHA_REASONS = ("affective_dialog", "proactive_audio", "token_command")
 
 def traits(model: str) -> ModelTraits | None:
     return KNOWN_MODELS.get(model.removeprefix("models/"))
+
+
+def history_seed_only(model: str) -> bool:
+    """A fresh session is seeded with history through historyConfig (3.1), not mid-session."""
+    known = traits(model)
+    return known is not None and known.client_content_history_only
 
 
 def compatibility_warnings(config: Config) -> list[str]:

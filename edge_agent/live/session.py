@@ -41,6 +41,7 @@ from edge_agent.events import (
 )
 from edge_agent.live.backoff import IMMEDIATE_CLOSE_S, Backoff, pause
 from edge_agent.live.journal import Journal, Outgoing, remember
+from edge_agent.live.models import history_seed_only
 from edge_agent.live.resumption import HandleFile
 from edge_agent.live.sdk import load_wire, loaded_wire
 from edge_agent.logs import RateLimitedLog
@@ -294,7 +295,8 @@ class LiveSession:
         handle = self.handle if self.config.live.session_resumption else None
         self.last_resume_handle = handle
         declared = self.declarations() if callable(self.declarations) else self.declarations
-        connection = loaded_wire().connect(self.config, credential, list(declared), handle)
+        seed = self._reseed and bool(self._history) and not handle
+        connection = loaded_wire().connect(self.config, credential, list(declared), handle, seed)
         async with asyncio.timeout(self.config.live.connect_timeout_s):
             session = await connection.__aenter__()
         try:
@@ -319,7 +321,8 @@ class LiveSession:
         if not resumed:
             replay = self._drop_dead_tool_responses(replay)
             if self._reseed and self._history:
-                replay = [Outgoing("content", (list(self._history), False)), *replay]
+                complete = history_seed_only(self.config.live.model)  # 3.1: ends the history
+                replay = [Outgoing("content", (list(self._history), complete)), *replay]
                 self.on_event(Reseeded(len(self._history)))
                 log.info("re-seeded the fresh session with %d transcript lines", len(self._history))
         self._reseed = False

@@ -8,6 +8,7 @@ from typing import Any
 from google.genai import types
 
 from edge_agent.config import Config
+from edge_agent.live.models import history_seed_only
 
 MEDIA_RESOLUTIONS = {
     "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
@@ -32,7 +33,9 @@ def build_live_config(
     config: Config,
     function_declarations: Sequence[dict[str, Any]] = (),
     resume_handle: str | None = None,
+    seed_history: bool = False,
 ) -> types.LiveConnectConfig:
+    """`seed_history`: the session opens with the last one's transcript as its history."""
     live = config.live
     modality = types.Modality.AUDIO if live.response_modality == "audio" else types.Modality.TEXT
     return types.LiveConnectConfig(
@@ -55,6 +58,11 @@ def build_live_config(
         ),
         context_window_compression=_compression(config),
         tools=_tools(config, function_declarations),
+        history_config=(
+            types.HistoryConfig(initial_history_in_client_content=True)
+            if seed_history and history_seed_only(live.model)
+            else None
+        ),
     )
 
 

@@ -51,8 +51,9 @@ def connect(
     credential: Credential,
     declarations: list[dict[str, Any]],
     resume_handle: str | None,
+    seed_history: bool = False,
 ) -> AbstractAsyncContextManager[Any]:
-    live_config = build_live_config(config, declarations, resume_handle=resume_handle)
+    live_config = build_live_config(config, declarations, resume_handle, seed_history)
     return _client(config, credential).aio.live.connect(model=config.live.model, config=live_config)
 
 
