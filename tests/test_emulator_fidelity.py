@@ -373,6 +373,35 @@ async def test_usage_counts_images_from_client_content(start_emulator: Callable[
     assert by_modality["IMAGE"] == 258
 
 
+@pytest.mark.parametrize(
+    ("model", "coverage", "images"),
+    [
+        (MODEL, None, 3),  # 3.x's default: the audio activity and all video
+        ("gemini-3.1-flash-live-preview", None, 3),
+        (MODEL, "TURN_INCLUDES_ONLY_ACTIVITY", 0),
+        ("gemini-2.5-flash-native-audio-preview-09-2025", None, 0),  # 2.5's default
+    ],
+)
+async def test_frames_sent_before_a_typed_question_count_as_the_turn_coverage_says(
+    start_emulator: Callable[..., Any], model: str, coverage: str | None, images: int
+) -> None:
+    """Issue 32: three frames, then realtimeInput.text (automatic activity detection)."""
+    emulator = await start_emulator()
+    config: dict[str, Any] = {**AUDIO}
+    if coverage:
+        config["realtime_input_config"] = {"turn_coverage": coverage}
+    async with sdk_client(emulator).aio.live.connect(model=model, config=config) as session:
+        for _ in range(3):
+            frame = types.Blob(data=b"\xff\xd8jpeg", mime_type="image/jpeg")
+            await session.send_realtime_input(video=frame)
+        await session.send_realtime_input(text="What do you see?")
+        messages = await collect_turn(session)
+    usage = next(m.usage_metadata for m in reversed(messages) if m.usage_metadata)
+    by_modality = {d.modality.value: d.token_count for d in usage.prompt_tokens_details or []}
+    per_image = by_modality.get("IMAGE", 0) / images if images else 0
+    assert (by_modality.get("IMAGE", 0) > 0) == (images > 0) and per_image in (0, 64, 128, 256, 258)
+
+
 # ---- 8. connection lifetime ------------------------------------------------------------------
 
 

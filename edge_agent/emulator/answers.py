@@ -44,6 +44,7 @@ class Answering(Channel):
         super().__init__(emulator, ws, number, request)
         self.answering: asyncio.Task[None] | None = None
         self.answers: asyncio.Queue[tuple[UserTurn | None, Turn | None]] = asyncio.Queue()
+        self.loose_frames = 0  # images sent outside any turn since the last one
 
     async def _user_started(self) -> None:
         handling = self.setup.get("realtimeInputConfig", {}).get("activityHandling")
@@ -80,7 +81,15 @@ class Answering(Channel):
             await self.send({"toolCallCancellation": {"ids": ids}})
 
     def _queue_answer(self, turn: UserTurn) -> None:
+        if self._turn_coverage() != "TURN_INCLUDES_ONLY_ACTIVITY":
+            turn.video_frames += self.loose_frames  # frames sent between turns count too
+        self.loose_frames = 0
         self.answers.put_nowait((turn, None))
+
+    def _turn_coverage(self) -> str:
+        assert self.model is not None
+        chosen = self.setup.get("realtimeInputConfig", {}).get("turnCoverage")
+        return str(chosen or self.model.turn_coverage)
 
     async def _answer_worker(self) -> None:
         while True:

@@ -104,7 +104,11 @@ class ClientInput(Answering):
             assert self.session is not None
             self.session.saw_video = True
             self.emulator.video_frames.append(payload)
-            self.turn.video_frames += 1
+            speaking = self.detector is not None and self.detector.speaking
+            if self.in_activity or speaking:
+                self.turn.video_frames += 1
+            else:
+                self.loose_frames += 1
             return
         if not mime.startswith("audio/pcm"):
             raise WireError(f"Unsupported mime type: {mime}")

@@ -28,6 +28,8 @@ class ModelTraits:
     # 3.1: clientContent only as the initial history, with historyConfig in the setup
     client_content_history_only: bool = False
     one_part_per_message: bool = False  # 2.5 sends each part in its own serverContent
+    # realtimeInputConfig.turnCoverage when the setup says none: every frame sent counts (3.x)
+    turn_coverage: str = "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO"
     interaction_status: bool = False  # reports IN_PROGRESS / IDLE (3.8 extended thinking)
 
 
@@ -42,6 +44,7 @@ _NATIVE_AUDIO_25 = ModelTraits(
     non_blocking_tools=True,
     client_content_after_realtime=False,
     one_part_per_message=True,
+    turn_coverage="TURN_INCLUDES_ONLY_ACTIVITY",
 )
 
 DEFAULT_MODEL = "gemini-3.8-live"
