@@ -100,7 +100,6 @@ class SpeechGate:
         self._candidate_echo = False  # it began while the echo guard held the mic ...
         self._released_at: int | None = None  # ... which let go at this frame
         self._last_echo = -1  # the last frame the echo guard held
-        self._power = 0.0  # the last frame's
         self._candidate_gap = 0  # unvoiced frames since the candidate's last voiced one
         self._min_frames = max(1, config.min_speech_ms // self.frame_ms)
         self._max_candidate = self._min_frames + int(1000 / self.frame_ms)
@@ -227,13 +226,12 @@ class SpeechGate:
         begin one that opens when the guard lets go (a person talking over a chime or answer)."""
         index = self._frames_seen
         self._frames_seen += 1
-        power = self._power = pcm.power(frame)
+        power = pcm.power(frame)
         if not self._settled:
             return self._warm_up(frame, power, suppressed)
         return self._judge(frame, power, suppressed, index)
 
     def _judge(self, frame: bytes, power: float, suppressed: bool, index: int) -> list[GateEvent]:
-        self._power = power
         if suppressed:
             self._last_echo = index
         if (
