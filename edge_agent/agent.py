@@ -22,9 +22,11 @@ from edge_agent.conversation import Conversation
 from edge_agent.events import (
     AgentError,
     AgentEvent,
+    BadServerMessage,
     CodeExecution,
     Connected,
     ConnectionChanged,
+    ConnectionLost,
     ConversationChanged,
     Disconnected,
     GoAway,
@@ -41,7 +43,9 @@ from edge_agent.events import (
     Online,
     OutputTranscript,
     Reseeded,
+    ServerMessageDropped,
     StateChanged,
+    TokensUsed,
     ToolCall,
     ToolCallCancellation,
     ToolResponseLost,
@@ -175,10 +179,7 @@ class Agent:
         self.camera = camera
         self.muted = False
         self.state = State.IDLE
-        self.state_listeners: list[Callable[[State], None]] = []
-        self.turn_listeners: list[Callable[[TurnRecord], None]] = []  # a turn is done
-        self.event_listeners: list[Callable[[LiveEvent], None]] = []
-        self.listeners: list[Callable[[AgentEvent], None]] = []  # capabilities beside the Agent
+        self.listeners: list[Callable[[AgentEvent], None]] = []  # the one stream out
         tools.listeners.append(self._emit)
         conversation.listeners.append(
             lambda is_open, reason: self._emit(ConversationChanged(is_open, reason))
@@ -473,8 +474,6 @@ class Agent:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
-        for listener in self.event_listeners:
-            listener(event)
         self._update_state()
 
     def _on_ModelAudio(self, event: ModelAudio) -> None:
@@ -560,6 +559,11 @@ class Agent:
         if self._reply_turn is not None:
             self._reply_turn.prompt_tokens += event.prompt_tokens
             self._reply_turn.response_tokens += event.response_tokens
+        self._emit(
+            TokensUsed(
+                event.prompt_tokens, event.response_tokens, event.total_tokens, event.by_modality
+            )
+        )
 
     def _on_ToolCall(self, event: ToolCall) -> None:
         for call in event.calls:
@@ -606,6 +610,10 @@ class Agent:
             self.speaker.flush()
             self._reply_turn.reply_received_s = None
         self._model_streaming = False
+        self._emit(ConnectionLost(event.cause))
+
+    def _on_BadServerMessage(self, event: BadServerMessage) -> None:
+        self._emit(ServerMessageDropped(event.reason))
 
     def _on_Offline(self, event: Offline) -> None:
         """LiveSession (or the idle probe) logs the outage; here it becomes a state and a chime."""
@@ -650,9 +658,10 @@ class Agent:
         if turn.complete and played and not turn.logged:
             turn.logged = True
             self._log_turn(turn)
-            for listener in self.turn_listeners:
-                listener(turn)
-            self._emit(TurnSummary(turn.number, turn.summary()))
+            latency = None
+            if turn.reply_received_s is not None and turn.end_s is not None:
+                latency = turn.reply_received_s - turn.end_s
+            self._emit(TurnSummary(turn.number, turn.summary(), latency, turn.interrupted))
 
     def _log_turn(self, turn: TurnRecord) -> None:
         number = turn.number
@@ -719,8 +728,6 @@ class Agent:
             state = State.IDLE
         if state is not self.state:
             self.state = state
-            for listener in self.state_listeners:
-                listener(state)
             self._emit(StateChanged(state.value))
 
     def _emit(self, event: AgentEvent) -> None:
