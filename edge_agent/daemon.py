@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from edge_agent.agent import Agent, State
+from edge_agent.agent import Agent
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
 from edge_agent.audio.devices import DeviceNotFound
@@ -20,7 +20,7 @@ from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
-from edge_agent.events import AgentEvent, StateChanged
+from edge_agent.events import AgentEvent, State, StateChanged
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
 from edge_agent.live.session import load_sdk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 
@@ -204,9 +205,19 @@ LiveEvent = (
 # ---- what the Agent tells the capabilities above it: its one event stream, Agent.listeners ----
 
 
+class State(Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    MUTED = "muted"
+    OFFLINE = "offline"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class StateChanged:
-    state: str  # idle listening thinking speaking muted offline error
+    state: str  # a State's value
 
 
 @dataclass(frozen=True)

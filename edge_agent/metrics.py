@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge_agent.agent import Agent, State
+from edge_agent.agent import Agent
 from edge_agent.conversation import DailyBudget
 from edge_agent.events import (
     AgentError,
     AgentEvent,
     ConnectionLost,
     ServerMessageDropped,
+    State,
     StateChanged,
     TokensUsed,
     ToolFinished,
