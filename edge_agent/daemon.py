@@ -106,7 +106,7 @@ async def run_daemon(
             check_web(new)
             check_mqtt(new)
             if new.conversation.start == "wake_word":
-                from edge_agent.audio.wakeword import check_models
+                from edge_agent.wakeword import check_models
 
                 check_models(new.wake_word)  # a bad model file refuses the reload
         except UserError as exc:
