@@ -261,7 +261,7 @@ def agent_memory(config: Path, env: dict[str, str], settle_s: float = 10.0) -> d
 # feeds argv[1] seconds of the WAV argv[2] to a wake-word Detector of the models argv[3:]
 DETECTOR_ALONE = """
 import sys, wave
-from edge_agent.audio.wakeword import Detector, load_models
+from edge_agent.wakeword import Detector, load_models
 from edge_agent.config import WakeWordConfig
 detector = Detector(load_models(WakeWordConfig(models=sys.argv[3:])))
 with wave.open(sys.argv[2]) as wav:

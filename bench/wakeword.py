@@ -32,8 +32,8 @@ import numpy as np
 import soxr
 
 from bench.pi import callgrind, pi_percent
-from edge_agent.audio.wakeword import Detector, load_models
 from edge_agent.config import WakeWordConfig
+from edge_agent.wakeword import Detector, load_models
 
 RATE = 16000
 FRAME = 480  # 30 ms, the agent's frame

@@ -76,7 +76,7 @@ def assemble(
     agents.append(agent)
     on_mic_frame: Callable[[bytes], None] = agent.on_mic_frame
     if config.conversation.start == "wake_word":
-        from edge_agent.audio.wakeword import WakeWord
+        from edge_agent.wakeword import WakeWord
 
         on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
     return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp)

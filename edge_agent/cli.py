@@ -253,7 +253,7 @@ def check_warnings(config: Config, online: bool = False) -> list[str]:
     from edge_agent.tools.registry import discover, missing_tools
 
     if config.conversation.start == "wake_word":
-        from edge_agent.audio.wakeword import check_models
+        from edge_agent.wakeword import check_models
 
         check_models(config.wake_word)
     warnings = []

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from edge_agent.agent import Agent, State
+from edge_agent.agent import Agent
 from edge_agent.assembly import assemble
 from edge_agent.audio.capture import FILE_PREFIX, Microphone, WavMicrophone
 from edge_agent.audio.devices import DeviceNotFound
@@ -20,6 +20,7 @@ from edge_agent.audio.playback import PortAudioOutput, Speaker, WavOutput
 from edge_agent.config import Config
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import EXIT_INTERRUPTED, UserError
+from edge_agent.events import AgentEvent, State, StateChanged
 from edge_agent.gpio import start_gpio
 from edge_agent.live.probe import ProbeResult
 from edge_agent.live.session import load_sdk
@@ -30,7 +31,7 @@ from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 
 log = logging.getLogger(__name__)
 # no conversation under way: the microphone may wake the loop a few frames at a time
-RESTING = (State.IDLE, State.MUTED, State.OFFLINE, State.ERROR)
+RESTING = tuple(state.value for state in (State.IDLE, State.MUTED, State.OFFLINE, State.ERROR))
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +112,7 @@ async def run_daemon(
             check_web(new)
             check_mqtt(new)
             if new.conversation.start == "wake_word":
-                from edge_agent.audio.wakeword import check_models
+                from edge_agent.wakeword import check_models
 
                 check_models(new.wake_word)  # a bad model file refuses the reload
         except UserError as exc:
@@ -172,11 +173,11 @@ async def _run(
     )
     parts = assemble(config, speaker, clock, keys, Path(config.service.state_dir))
     agent = parts.agent
-    agent.state_listeners.append(lambda state: log.debug("state: %s", state.value))
-    agent.state_listeners.append(lambda state: notifier.status(state.value))
+    _on_state(agent, lambda state: log.debug("state: %s", state))
+    _on_state(agent, notifier.status)
     mic = _open_microphone(config)
-    mic.rest(agent.state in RESTING)
-    agent.state_listeners.append(lambda state: mic.rest(state in RESTING))
+    mic.rest(agent.state.value in RESTING)
+    _on_state(agent, lambda state: mic.rest(state in RESTING))
     try:
         try:
             mic.start(parts.on_mic_frame)
@@ -189,7 +190,7 @@ async def _run(
         output.close()
         raise
     if lights is not None:
-        agent.state_listeners.append(lambda state: lights.show(state.value))
+        _on_state(agent, lights.show)
         camera = parts.camera
 
         def privacy(*_: object) -> None:  # lit while the microphone uplink or the camera is live
@@ -269,6 +270,16 @@ async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _on_state(agent: Agent, act: Callable[[str], None]) -> None:
+    """act(state) on each of the Agent's new states."""
+
+    def on_event(event: AgentEvent) -> None:
+        if isinstance(event, StateChanged):
+            act(event.state)
+
+    agent.listeners.append(on_event)
 
 
 async def _until_idle(agent: Agent) -> None:

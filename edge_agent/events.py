@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 
@@ -201,12 +202,22 @@ LiveEvent = (
 )
 
 
-# ---- what the Agent tells the capabilities beside it (lights, page, event stream, metrics) ----
+# ---- what the Agent tells the capabilities above it: its one event stream, Agent.listeners ----
+
+
+class State(Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    MUTED = "muted"
+    OFFLINE = "offline"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
 class StateChanged:
-    state: str  # idle listening thinking speaking muted offline error
+    state: str  # a State's value
 
 
 @dataclass(frozen=True)
@@ -220,6 +231,8 @@ class TranscriptDelta:
 class TurnSummary:
     turn: int
     summary: dict[str, Any]  # the fields of one turn in `simulate --json`
+    reply_latency_s: float | None = None  # end of speech to the first answer received
+    answer_cut: bool = False  # the answer to the whole turn was cut (not an earlier part's)
 
 
 @dataclass(frozen=True)
@@ -241,6 +254,28 @@ class ToolFinished:
 class ConnectionChanged:
     status: str  # "online", "offline", "error" (the key was refused)
     cause: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    """A connection to the service ended; the session reconnects (or resumes, or goes offline)."""
+
+    cause: str  # as the session logs it: "goAway", "closed: 1011 ...", "no answer", ...
+
+
+@dataclass(frozen=True)
+class ServerMessageDropped:
+    reason: str  # a malformed server message, dropped
+
+
+@dataclass(frozen=True)
+class TokensUsed:
+    """The service's count for the messages just answered."""
+
+    prompt: int
+    response: int
+    total: int
+    by_modality: dict[str, int] = field(default_factory=dict)  # prompt + response per modality
 
 
 @dataclass(frozen=True)
@@ -268,6 +303,9 @@ AgentEvent = (
     | ToolStarted
     | ToolFinished
     | ConnectionChanged
+    | ConnectionLost
+    | ServerMessageDropped
+    | TokensUsed
     | ConversationChanged
     | MutedChanged
     | AgentError

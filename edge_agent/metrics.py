@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge_agent.agent import Agent, State, TurnRecord
+from edge_agent.agent import Agent
 from edge_agent.conversation import DailyBudget
 from edge_agent.events import (
     AgentError,
     AgentEvent,
-    BadServerMessage,
-    Disconnected,
-    LiveEvent,
+    ConnectionLost,
+    ServerMessageDropped,
+    State,
+    StateChanged,
+    TokensUsed,
     ToolFinished,
-    Usage,
+    TurnSummary,
 )
 
 log = logging.getLogger(__name__)
@@ -78,29 +80,26 @@ class Metrics:
         Gauge(
             "edge_agent_speaker_underruns", "Playback underruns since start", registry=registry
         ).set_function(lambda: agent.speaker.underruns)
-        agent.state_listeners.append(lambda state: self.state.state(state.value))
-        agent.turn_listeners.append(self.observe_turn)
-        agent.event_listeners.append(self.observe_event)
-        agent.listeners.append(self.observe_agent)
+        agent.listeners.append(self.observe)
 
-    def observe_turn(self, turn: TurnRecord) -> None:
-        self.turns.labels(interrupted=str(turn.interrupted).lower()).inc()
-        if turn.first_audio_ms is not None:
-            self.first_audio.observe(turn.first_audio_ms / 1000)
-        if turn.reply_received_s is not None and turn.end_s is not None:
-            self.reply_received.observe(turn.reply_received_s - turn.end_s)
-
-    def observe_event(self, event: LiveEvent) -> None:
-        if isinstance(event, Disconnected):
+    def observe(self, event: AgentEvent) -> None:
+        if isinstance(event, StateChanged):
+            self.state.state(event.state)
+        elif isinstance(event, TurnSummary):
+            self.turns.labels(interrupted=str(event.answer_cut).lower()).inc()
+            first_audio_ms = event.summary["first_audio_ms"]
+            if first_audio_ms is not None:
+                self.first_audio.observe(first_audio_ms / 1000)
+            if event.reply_latency_s is not None:
+                self.reply_received.observe(event.reply_latency_s)
+        elif isinstance(event, ConnectionLost):
             self.reconnects.labels(cause=event.cause.split(":")[0][:40]).inc()
-        elif isinstance(event, BadServerMessage):
+        elif isinstance(event, ServerMessageDropped):
             self.bad_messages.inc()
-        elif isinstance(event, Usage):
+        elif isinstance(event, TokensUsed):
             for modality, count in event.by_modality.items():
                 self.tokens.labels(modality=modality.lower()).inc(count)
-
-    def observe_agent(self, event: AgentEvent) -> None:
-        if isinstance(event, AgentError) and event.turn is not None:
+        elif isinstance(event, AgentError) and event.turn is not None:
             self.turns_lost.labels(cause=event.cause).inc()
         elif isinstance(event, ToolFinished):
             self.tool_calls.labels(tool=event.name, outcome="ok" if event.ok else "error").inc()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.agent import Agent, Tokens
+from edge_agent.agent import Agent
 from edge_agent.assembly import assemble
 from edge_agent.audio import pcm
 from edge_agent.audio.capture import WavMicrophone
@@ -32,6 +32,7 @@ from edge_agent.config import Config
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
 from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
+from edge_agent.turns import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +170,16 @@ async def _run_parts(
     if options.output is not None:
         with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(b"".join(card.output))
-    agent = parts.agent
-    errors = list(agent.errors)
-    if agent.turns and parts.session.connected_at == 0.0:
+    ledger = parts.agent.ledger
+    errors = list(ledger.errors)
+    if ledger.records and parts.session.connected_at == 0.0:
         errors.append("the service was never reached")
-    budget = agent.conversation.budget
-    if not agent.turns and budget.exhausted:
+    budget = parts.agent.conversation.budget
+    if not ledger.records and budget.exhausted:
         errors.append(f"{NO_TURN}the daily budget is spent ({budget.spent} of {budget.limit})")
-    elif not agent.turns:
+    elif not ledger.records:
         errors.append(no_turn(config, options, mic))
-    return _summary(agent, parts.session.reconnects, errors)
+    return _summary(parts.agent, parts.session.reconnects, errors)
 
 
 NO_TURN = "no turn: "
@@ -211,9 +212,9 @@ def exit_code(config: Config, summary: dict[str, Any]) -> int:
 
 
 def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[str, Any]:
-    tokens = agent.tokens if agent is not None else Tokens()
+    tokens = agent.ledger.tokens if agent is not None else Tokens()
     return {
-        "turns": [turn.summary() for turn in agent.turns] if agent is not None else [],
+        "turns": [turn.summary() for turn in agent.ledger.records] if agent is not None else [],
         "reconnects": reconnects,
         "errors": errors,
         "tokens": {"prompt": tokens.prompt, "response": tokens.response, "total": tokens.total},

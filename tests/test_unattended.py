@@ -28,6 +28,7 @@ from edge_agent.events import (
     GoAway,
     Offline,
     Online,
+    StateChanged,
     TurnComplete,
     TurnLost,
     Usage,
@@ -311,7 +312,9 @@ async def test_while_idle_the_service_is_probed_so_an_outage_shows_before_anyone
     keys = lambda: Credential("k", "test")  # noqa: E731
     parts = assemble(config, Speaker(24000), time.monotonic, keys, tmp_path)
     states: list[str] = []
-    parts.agent.state_listeners.append(lambda state: states.append(state.value))
+    parts.agent.listeners.append(
+        lambda event: states.append(event.state) if isinstance(event, StateChanged) else None
+    )
     probe = Reachability(config, keys, parts.agent, parts.conversation, every_s=0.1)
     probe.start(await check_service(config, keys))
     try:

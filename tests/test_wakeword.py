@@ -18,12 +18,12 @@ import soxr
 
 from edge_agent.assembly import assemble
 from edge_agent.audio.playback import Speaker
-from edge_agent.audio.wakeword import Detector, check_models, load_models
 from edge_agent.config import VadConfig, WakeWordConfig
 from edge_agent.credentials import Credential
 from edge_agent.emulator.scenario import Scenario, Turn
 from edge_agent.errors import UserError
 from edge_agent.simulate import SimulateOptions, simulate
+from edge_agent.wakeword import Detector, check_models, load_models
 from tests.conftest import missing, read_log, run_cli, write_wav
 from tests.test_simulate import against, loud_spans, output_samples
 
@@ -204,7 +204,7 @@ async def test_the_wake_word_in_the_agents_own_echoed_answer_does_not_wake_it(
     caplog: pytest.LogCaptureFixture,
     echo: str,
 ) -> None:
-    caplog.set_level(logging.INFO, "edge_agent.audio.wakeword")
+    caplog.set_level(logging.INFO, "edge_agent.wakeword")
     audio = np.concatenate([story_call(say), silence(9.0)])
     summary = await with_story(start_emulator, story, tmp_path, audio, echo)
     assert len(summary["turns"]) == 1 and not summary["turns"][0]["interrupted"]
@@ -222,7 +222,7 @@ async def test_a_louder_user_saying_the_word_over_the_answer_cuts_it(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "edge_agent.audio.wakeword")
+    caplog.set_level(logging.INFO, "edge_agent.wakeword")
     call = story_call(say)
     again = say("okay nabu", "en-us+m3", 170)
     question = say("stop the story please", "en-us+m3", 170)

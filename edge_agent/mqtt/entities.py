@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.agent import Agent, State
+from edge_agent.agent import Agent
 from edge_agent.audio.volume import Volume
 from edge_agent.config import MqttConfig
-from edge_agent.events import AgentEvent, ConnectionChanged, TurnSummary
+from edge_agent.events import AgentEvent, ConnectionChanged, State, TurnSummary
 
 STATE_LIMIT = 255  # Home Assistant refuses a longer state
 MAX_QUESTION = 2000  # as the page's typed questions

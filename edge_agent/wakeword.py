@@ -1,4 +1,4 @@
-"""Wake word: microWakeWord models (pymicro-wakeword) listening beside the Agent.
+"""Wake word: microWakeWord models (pymicro-wakeword), a capability above the Agent.
 
 Imported only with [conversation] start = "wake_word". The driver hands every 16 kHz mic frame
 to WakeWord.on_frame after the Agent has taken it; a detection calls agent.wake("wake word").
