@@ -307,7 +307,7 @@ class Agent:
         turn = self._open_turn
         if turn is None:
             return
-        self.ledger.end(turn, end_s)
+        self.ledger.end(turn, end_s, self.clock() - (self._input_s - end_s))
         self._open_turn = None
         if not self._awaiting_reply:
             self._last_sign_of_life = self.clock()

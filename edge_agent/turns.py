@@ -59,12 +59,17 @@ class TurnRecord:
     logged: bool = False
     parts: list[TurnPart] = field(default_factory=list)
     earlier_answer_cut: bool = False  # an answer to its first part(s) was cut when it resumed
+    # the end of speech on the Agent's clock (replies and samples are timed on it; the input
+    # timeline of end_s runs apart from it on a device)
+    end_clock_s: float | None = None
 
     @property
     def first_audio_ms(self) -> float | None:
-        if self.first_sample_s is None or self.end_s is None:
-            return None
-        return round((self.first_sample_s - self.end_s) * 1000, 1)
+        return _after_end_ms(self.first_sample_s, self.end_clock_s)
+
+    @property
+    def reply_received_ms(self) -> float | None:
+        return _after_end_ms(self.reply_received_s, self.end_clock_s)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -128,8 +133,10 @@ class TurnLedger:
         if turn in self.unanswered:
             self.unanswered.remove(turn)
 
-    def end(self, turn: TurnRecord, end_s: float) -> None:
+    def end(self, turn: TurnRecord, end_s: float, end_clock_s: float | None = None) -> None:
+        """`end_clock_s`: the end on the Agent's clock, where it runs apart from the input's."""
         turn.end_s = turn.parts[-1].end_s = end_s
+        turn.end_clock_s = end_s if end_clock_s is None else end_clock_s
         self.unanswered.append(turn)
 
     def withdraw(self, turn: TurnRecord) -> None:
@@ -221,18 +228,14 @@ class TurnLedger:
         if turn.complete and played and not turn.logged:
             turn.logged = True
             self._log(turn)
-            latency = None
-            if turn.reply_received_s is not None and turn.end_s is not None:
-                latency = turn.reply_received_s - turn.end_s
+            received = turn.reply_received_ms
+            latency = received / 1000 if received is not None else None
             self.emit(TurnSummary(turn.number, turn.summary(), latency, turn.interrupted))
 
     def _log(self, turn: TurnRecord) -> None:
         number = turn.number
-        received = (
-            f"+{(turn.reply_received_s - turn.end_s) * 1000:.0f} ms"
-            if turn.reply_received_s is not None and turn.end_s is not None
-            else "-"
-        )
+        received_ms = turn.reply_received_ms
+        received = f"+{received_ms:.0f} ms" if received_ms is not None else "-"
         first = f"+{turn.first_audio_ms:.0f} ms" if turn.first_audio_ms is not None else "-"
         age = self.clock() - (self.session_started_s or self.clock())
         user, agent = (
@@ -277,6 +280,14 @@ class TurnLedger:
 
 def capped(text: str) -> str:
     return text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS]
+
+
+def _after_end_ms(at_s: float | None, end_s: float | None) -> float | None:
+    """How long after the end of speech, in ms; None when it cannot be told (never negative:
+    a reply to an earlier part, or clocks that cannot be compared)."""
+    if at_s is None or end_s is None or at_s < end_s:
+        return None
+    return round((at_s - end_s) * 1000, 1)
 
 
 def _rounded(seconds: float | None) -> float | None:

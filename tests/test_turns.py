@@ -36,6 +36,31 @@ def summaries(events: list[AgentEvent]) -> list[TurnSummary]:
     return [event for event in events if isinstance(event, TurnSummary)]
 
 
+def test_latencies_count_on_the_agents_clock_and_are_never_negative(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 32: on a device the input timeline (end_s) runs apart from the clock replies are
+    timed on; the line said "reply received +-1623 ms"."""
+    caplog.set_level(logging.INFO, "edge_agent.agent")
+    turns, events, _ = ledger()
+    turn = turns.start(5.0, cut=None)
+    turns.end(turn, 6.0, end_clock_s=4.0)  # the input timeline runs 2 s ahead of the clock
+    turn.reply_received_s, turn.first_sample_s = 4.4, 4.6
+    turns.answered(turn)
+    turns.maybe_log(turn)
+    [told] = summaries(events)
+    assert told.reply_latency_s == pytest.approx(0.4)
+    assert told.summary["first_audio_ms"] == 600.0 and told.summary["end_s"] == 6.0
+    late = turns.start(7.0, cut=None)
+    turns.end(late, 8.0, end_clock_s=8.0)
+    late.reply_received_s, late.first_sample_s = 7.5, 8.2  # a reply to something said before
+    turns.answered(late)
+    turns.maybe_log(late)
+    assert summaries(events)[1].reply_latency_s is None
+    [line] = [r for r in caplog.records if r.message.startswith("turn 2:")]
+    assert "reply received -, first sample +200 ms" in line.message
+
+
 def test_a_turn_is_told_once_when_answered_and_played(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "edge_agent.agent")
     turns, events, _ = ledger()
