@@ -420,6 +420,7 @@ class Agent:
             # the service drops an answer its connection lost; the turn is asked again
             self.speaker.flush()
             self._reply_turn.reply_received_s = None
+        self.ledger.to_be_replayed()
         self._model_streaming = False
         self._emit(ev.ConnectionLost(event.cause))
 

@@ -139,6 +139,12 @@ class TurnLedger:
         turn.end_clock_s = end_s if end_clock_s is None else end_clock_s
         self.unanswered.append(turn)
 
+    def to_be_replayed(self) -> None:
+        """The connection was lost: the turns not yet answered are sent again, and what the
+        lost attempt transcribed (the words heard, the answer begun) comes again with it."""
+        for turn in self.unanswered:
+            turn.input_transcript = turn.output_transcript = ""
+
     def withdraw(self, turn: TurnRecord) -> None:
         """The conversation closed on an open turn: what was sent of it is the turn."""
         if len(turn.parts) > 1:

@@ -278,3 +278,18 @@ def test_simulate_without_a_state_dir_of_its_own_keeps_nothing(tmp_path: Path) -
     for _ in range(2):  # a temporary state each time: the budget starts afresh
         done = run_cli("simulate", "--config", str(config), "--json")
         assert done.returncode == 0 and json.loads(done.stdout)["turns"], done.stderr
+
+
+async def test_a_replayed_turn_keeps_one_transcript(
+    start_emulator: Callable[..., Any], speech: Callable[..., np.ndarray], tmp_path: Path
+) -> None:
+    """Issue 32: with connections dropped mid-answer, the text of the attempt that was lost
+    stayed beside the replay's ("This is the This is the emulator's answer number 1.")."""
+    audio = speech(*QUESTIONS, *QUESTIONS, gap_s=2.5)
+    wav_in = write_wav(tmp_path / "in.wav", audio)
+    emulator = await start_emulator(drop_every=1.1)
+    summary = await simulate(against(emulator), SimulateOptions(input=wav_in))
+    assert summary["reconnects"] >= 2
+    for turn in summary["turns"]:
+        said, heard = turn["output_transcript"], turn["input_transcript"]
+        assert said.count("This is the") <= 1 and heard.count("s of speech)") <= 1, turn
