@@ -441,7 +441,7 @@ class Agent:
         if not self._key_refused:
             self._key_refused = True
             self._play_chime("error")
-            self.ledger.report("key", f"the service refused the key or the model: {event.detail}")
+            self.ledger.report("key", f"the service refused the key or setup: {event.detail}")
             self._emit(ev.ConnectionChanged("error", event.detail))
 
     # ---- state -----------------------------------------------------------------------------

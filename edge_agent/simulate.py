@@ -172,7 +172,8 @@ async def _run_parts(
             wav.writeframes(b"".join(card.output))
     ledger = parts.agent.ledger
     errors = list(ledger.errors)
-    if ledger.records and parts.session.connected_at == 0.0:
+    refused = any(error.startswith("the service refused") for error in errors)
+    if ledger.records and parts.session.connected_at == 0.0 and not refused:
         errors.append("the service was never reached")
     budget = parts.agent.conversation.budget
     if not ledger.records and budget.exhausted:

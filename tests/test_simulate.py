@@ -293,3 +293,18 @@ async def test_a_replayed_turn_keeps_one_transcript(
     for turn in summary["turns"]:
         said, heard = turn["output_transcript"], turn["input_transcript"]
         assert said.count("This is the") <= 1 and heard.count("s of speech)") <= 1, turn
+
+
+def test_a_refused_setup_is_one_error_naming_the_key_not_an_outage(tmp_path: Path) -> None:
+    """Issue 32: thinking_level on 3.8 is refused at setup (1007); it was reported as offline,
+    with a WARNING and a fresh session per attempt."""
+    config = tmp_path / "config.toml"
+    config.write_text('[live]\nthinking_level = "high"\n')
+    done = run_cli("simulate", "--config", str(config), "--json")
+    assert done.returncode == 1
+    errors = json.loads(done.stdout)["errors"]
+    assert errors[0].startswith("the service refused the key or setup: 1007 ")
+    assert errors[0].endswith("(change [live] thinking_level)")
+    assert "the service was never reached" not in errors
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    assert not any("starting a fresh one" in line or "retrying with" in line for line in warnings)

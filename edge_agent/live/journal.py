@@ -171,6 +171,7 @@ def _split_stale_turns(
     return kept, stale
 
 
+HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 HISTORY_LINE_CHARS = 1000
 
 

@@ -89,6 +89,16 @@ def traits(model: str) -> ModelTraits | None:
     return KNOWN_MODELS.get(model.removeprefix("models/"))
 
 
+def config_hint(refusal: str) -> str:
+    """Where the service's refusal names a [live] option ("thinking_level HIGH is not
+    supported"), the key to change."""
+    from edge_agent.config import LiveConfig
+
+    found = [(refusal.find(key), key) for key in LiveConfig.model_fields if key != "model"]
+    named = sorted((at, key) for at, key in found if at >= 0)
+    return f" (change [live] {named[0][1]})" if named else ""
+
+
 def history_seed_only(model: str) -> bool:
     """A fresh session is seeded with history through historyConfig (3.1), not mid-session."""
     known = traits(model)

@@ -40,8 +40,8 @@ from edge_agent.events import (
     TurnLost,
 )
 from edge_agent.live.backoff import IMMEDIATE_CLOSE_S, Backoff, pause
-from edge_agent.live.journal import Journal, Outgoing, remember
-from edge_agent.live.models import history_seed_only
+from edge_agent.live.journal import HISTORY_LINES, Journal, Outgoing, remember
+from edge_agent.live.models import config_hint, history_seed_only
 from edge_agent.live.resumption import HandleFile
 from edge_agent.live.sdk import load_wire, loaded_wire
 from edge_agent.logs import RateLimitedLog
@@ -59,7 +59,6 @@ async def load_sdk(config: Config) -> None:
 
 
 MAX_HANDLE_CHARS = 4096  # a real handle is short; a huge one is not kept (nor written to flash)
-HISTORY_LINES = 20  # transcript lines kept to re-seed a fresh session
 REPLAY_WINDOW_S = 10.0  # a turn that ended longer ago is not sent late: it is reported lost
 GOAWAY_SILENCE_S = 1.5  # after goAway, this long without a message: switch, do not wait
 Declarations = Callable[[], Sequence[dict[str, Any]]]
@@ -245,19 +244,21 @@ class LiveSession:
         """The cause to report, and whether the key or the model was refused."""
         wire = loaded_wire()
         if isinstance(exc, wire.APIError):
-            detail = wire.error_detail(exc)
-            return f"{exc.code} {detail}".strip()[:200], self._handle_api_error(exc.code, detail)
+            detail = wire.error_detail(exc) + config_hint(wire.error_detail(exc))
+            return f"{exc.code} {detail}".strip()[:240], self._handle_api_error(exc.code, detail)
         if isinstance(exc, wire.NETWORK_ERRORS):
             return f"network: {exc}", False  # ssl.SSLError is an OSError: a clock before NTP
         log.debug("session error", exc_info=True)
         return f"unexpected {type(exc).__name__}: {str(exc)[:160]}", False
 
     def _handle_api_error(self, code: int | None, text: str) -> bool:
-        """True when the key or the model was refused (a slow retry, state `error`)."""
+        """True when the key, the model or the setup was refused: a slow retry, state `error`."""
         if (code == 1007 and "API key" in text) or (code == 1008 and "API Key" in text):
-            return True  # the agent reports it once and shows `error`
+            return True
         if code == 1008 and "not found" in text:
             return True
+        if code == 1007 and not self.connected and not self.last_resume_handle:
+            return True  # an option the model does not take (a refused handle: a fresh one)
         session_expired = code == 1011 and "Deadline expired" in text and not self._goaway_pending
         if code == 1007 or session_expired:  # after a goAway it is the connection that ended
             log.warning("the service ended the session (%s): starting a fresh one", text.strip())
