@@ -29,8 +29,10 @@ from edge_agent.audio.capture import WavMicrophone
 from edge_agent.audio.playback import Speaker, open_wav_writer
 from edge_agent.audio.resample import MODEL_OUTPUT_RATE, Resampler
 from edge_agent.config import Config
+from edge_agent.conversation import DailyBudget
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
+from edge_agent.events import State
 from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
 from edge_agent.turns import Tokens
 
@@ -172,43 +174,45 @@ async def _run_parts(
             wav.writeframes(b"".join(card.output))
     ledger = parts.agent.ledger
     errors = list(ledger.errors)
-    refused = any(error.startswith("the service refused") for error in errors)
+    refused = parts.agent.state is State.ERROR  # told as such (the key or the setup)
     if ledger.records and parts.session.connected_at == 0.0 and not refused:
         errors.append("the service was never reached")
-    budget = parts.agent.conversation.budget
-    if not ledger.records and budget.exhausted:
-        errors.append(f"{NO_TURN}the daily budget is spent ({budget.spent} of {budget.limit})")
-    elif not ledger.records:
-        errors.append(no_turn(config, options, mic))
+    if not ledger.records:
+        errors.append(no_turn(config, options, mic, parts.agent.conversation.budget))
     return _summary(parts.agent, parts.session.reconnects, errors)
 
 
 NO_TURN = "no turn: "
 
 
-def no_turn(config: Config, options: SimulateOptions, mic: WavMicrophone) -> str:
+def waits_for_a_call(config: Config) -> bool:
+    """Turns come after a wake word or a press, not from speech alone."""
+    start = config.conversation.start
+    return start in ("wake_word", "button") or config.turns.mode == "push_to_talk"
+
+
+def no_turn(
+    config: Config, options: SimulateOptions, mic: WavMicrophone, budget: DailyBudget
+) -> str:
     """What can be told when the input gave no turn at all."""
+    if budget.exhausted:
+        return f"{NO_TURN}the daily budget is spent ({budget.spent} of {budget.limit})"
     peak = pcm.peak(mic.pcm)
     level = f"{20 * math.log10(peak / 32768):.1f} dBFS" if peak else "digital silence"
     heard = f"{mic.duration_s:.1f} s of input, peak {level}"
-    if config.turns.mode == "push_to_talk" or config.conversation.start == "button":
-        press = "the button was pressed" if options.ptt_spans else "no button press (--ptt)"
-        return f"{NO_TURN}{press}; {heard}"
     if config.conversation.start == "wake_word":
         return f"{NO_TURN}no wake word heard in {heard}"
+    if waits_for_a_call(config):
+        press = "the button was pressed" if options.ptt_spans else "no button press (--ptt)"
+        return f"{NO_TURN}{press}; {heard}"
     return f"{NO_TURN}the speech gate heard no speech in {heard}"
 
 
 def exit_code(config: Config, summary: dict[str, Any]) -> int:
     """1: the service was never reached, a turn was lost, or speech should have opened a turn
     and none did; a wake-word or button config that heard no call is not a failure."""
-    waits_for_a_call = config.conversation.start in ("wake_word", "button")
-    waits_for_a_call |= config.turns.mode == "push_to_talk"
-    errors = [
-        error
-        for error in summary["errors"]
-        if not (waits_for_a_call and error.startswith(NO_TURN))
-    ]
+    excused = waits_for_a_call(config)
+    errors = [e for e in summary["errors"] if not (excused and e.startswith(NO_TURN))]
     return 1 if errors else 0
 
 

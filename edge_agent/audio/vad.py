@@ -158,18 +158,18 @@ class SpeechGate:
         self._floor = max(1.0, self._floor * (up if power > self._floor else self._floor_down))
 
     def _warm_up(self, frame: bytes, power: float, suppressed: bool) -> list[GateEvent]:
-        """Start-up: the frames are kept until the room's level is known, the median of the
-        frames webrtcvad does not take for speech (once there are a few: someone may be talking
-        as the agent starts), or of all frames after WARMUP_MAX_MS (a TV already on). Then they
-        are judged against it, as if it had been known from the first: speech heard meanwhile
-        opens its turn now, from its first frame."""
+        """Start-up: the frames are kept until the room's level is known: the median of a run
+        of room-like frames (_quiet_run: someone may be talking as the agent starts), or after
+        WARMUP_MAX_MS without one, of the quietest part (_quietest: a fan, a TV already on).
+        Then they are judged against it, as if it had been known from the first: speech heard
+        meanwhile opens its turn now, from its first frame."""
         heard = bool(self._vad.is_speech(frame, MODEL_INPUT_RATE))
         self._warmup.append((frame, power, heard, suppressed))
         count = len(self._warmup)
+        if count < self._warmup_frames:
+            return []
         quiet = self._quiet_run()
-        if count < self._warmup_frames or (
-            len(quiet) < WARMUP_QUIET_FRAMES and count < self._warmup_max_frames
-        ):
+        if len(quiet) < WARMUP_QUIET_FRAMES and count < self._warmup_max_frames:
             return []
         room = quiet if len(quiet) >= WARMUP_QUIET_FRAMES else self._quietest()
         self._floor = max(1.0, _median(room))
@@ -186,12 +186,13 @@ class SpeechGate:
         inside a word). A room is quiet for a while; a TV's babble only for a moment."""
         speech = [p for _, p, h, _ in self._warmup if h]
         ceiling = _median(speech) / WARMUP_QUIET_UNDER if speech else math.inf
-        longest: list[float] = []
-        run: list[float] = []
-        for _, power, heard, _ in self._warmup:
-            run = [*run, power] if not heard and power < ceiling else []
-            longest = run if len(run) > len(longest) else longest
-        return longest
+        longest, start = (0, 0), 0
+        for index, (_, power, heard, _) in enumerate(self._warmup):
+            if heard or power >= ceiling:
+                start = index + 1
+            elif index + 1 - start > longest[1] - longest[0]:
+                longest = (start, index + 1)
+        return [p for _, p, _, _ in self._warmup[longest[0] : longest[1]]]
 
     def _quietest(self) -> list[float]:
         """A steady sound all along (a fan, a hum): its quietest WARMUP_MS, which no one spoke
