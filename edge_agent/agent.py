@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent import events as ev
+from edge_agent.answer import Answer
 from edge_agent.audio.echo import EchoGuard
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.vad import SpeechGate, TurnAudio, TurnEnd, TurnStart
@@ -19,6 +20,7 @@ from edge_agent.config import Config
 from edge_agent.conversation import Conversation
 from edge_agent.events import State
 from edge_agent.gestures import Button
+from edge_agent.link_status import LinkStatus
 from edge_agent.tools.runner import ToolRunner
 from edge_agent.turns import TurnLedger, TurnRecord
 
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OFFLINE_CHIME_EVERY_S = 60.0
 MODEL_OUTPUT = (ev.ModelAudio, ev.ModelText, ev.ModelThought, ev.OutputTranscript, ev.ToolCall)
 
 
@@ -80,21 +81,16 @@ class Agent:
             lambda is_open, reason: self._emit(ev.ConversationChanged(is_open, reason))
         )
         self.ledger = TurnLedger(clock, self._emit, self.text_replies)
+        self.answer = Answer(
+            speaker, clock, self.ledger, config.live.reply_timeout_s, uplink.reconnect
+        )
+        self.link = LinkStatus(clock, self._play_chime, self._emit, self.ledger)
         self.button = Button(self, self.mode == "push_to_talk", config.gpio.long_press_s)
         self._frame_s = config.vad.frame_ms / 1000
         self._input_s = 0.0  # input timeline: frames seen so far
         self._button_held = False  # self.button.held, read here on every push-to-talk frame
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
-        self._awaiting_reply = False  # a turn ended, its answer has not completed
-        self._last_sign_of_life = 0.0  # the last model output (or turn end) while awaiting
-        self._model_streaming = False
-        self._stale_audio = False  # the cut answer's audio in flight: not played
-        self._connecting = True  # a conversation is open and its session is not up yet
-        self._offline = False  # the service cannot be reached (an outage, not a connect)
-        self._key_refused = False
         self._called = False  # woken (wake word or press): listening before any speech
-        self._offline_chimed_at = -OFFLINE_CHIME_EVERY_S
-        self._reply_turn: TurnRecord | None = None  # the turn the current answer belongs to
         self._open_turn: TurnRecord | None = None
         self._live_handlers = self._live_routes()
 
@@ -110,7 +106,7 @@ class Agent:
             return True
         if not self.conversation.open(reason):
             return False
-        self._connecting = True  # until the session is up
+        self.link.connecting = True  # until the session is up
         self._update_state()
         return True
 
@@ -154,19 +150,8 @@ class Agent:
         self._update_state()
 
     def barge_in(self) -> bool:
-        """The user talks over the answer: silence it now, do not wait for the service. True
-        when there was an answer to cut."""
-        if self.speaker.speaking or self._model_streaming:
-            self.speaker.flush()
-            if self._reply_turn is not None:
-                self._reply_turn.interrupted = True
-            # what the service sent before it heard of the cut is still on its way: dropped
-            # until it says the answer was interrupted (or done)
-            self._stale_audio = self._model_streaming
-            self._model_streaming = False
-            log.info("barge-in: answer cut")
-            return True
-        return False
+        """The user talks over the answer: silence it now. True when there was one to cut."""
+        return self.answer.cut()
 
     def wake(self, source: str) -> None:
         """The wake word (or a press): cut any answer and open a conversation. Speech the gate
@@ -200,10 +185,9 @@ class Agent:
         if self.camera is not None:
             self.camera.update_window(self._open_turn is not None, self.conversation.is_open)
             self.camera.tick()
-        self._poll_speaker()
-        self._check_reply_timeout()
+        self.answer.poll(self.link.up, bool(self.tools.running))
         if self.conversation.is_open:
-            self.conversation.tick(busy=self.busy or self._model_streaming)
+            self.conversation.tick(busy=self.busy or self.answer.streaming)
         self._update_state()
 
     def on_button(self, pressed: bool) -> None:
@@ -268,14 +252,14 @@ class Agent:
 
     def _start_turn(self, start_s: float) -> None:
         self._called = False
-        self._open_turn = self.ledger.start(start_s, cut=self._reply_turn)
+        self._open_turn = self.ledger.start(start_s, cut=self.answer.turn)
 
     def _resumable(self, turn: TurnRecord | None) -> bool:
         """The last turn may take more speech while its answer is not done (nor logged)."""
         return (
             turn is not None
             and self._open_turn is None
-            and turn is self._reply_turn
+            and turn is self.answer.turn
             and not turn.logged
             and turn.parts[-1].end_s is not None
         )
@@ -283,25 +267,8 @@ class Agent:
     def _resume_turn(self, turn: TurnRecord, start_s: float, answer_cut: bool) -> None:
         self._called = False
         self.ledger.resume(turn, start_s, answer_cut)
-        self._awaiting_reply = bool(self.ledger.unanswered)
+        self.answer.awaited = bool(self.ledger.unanswered)
         self._open_turn = turn
-
-    def _check_reply_timeout(self) -> None:
-        """Counted only while connected and no tool call runs; a new user turn does not reset
-        it. When it fires the session tries a new connection, which replays the turns that are
-        still fresh and reports the older ones lost."""
-        if not self._awaiting_reply or self._connecting or self._offline:
-            return
-        now = self.clock()
-        if self.tools.running:
-            self._last_sign_of_life = now
-            return
-        limit = self.config.live.reply_timeout_s
-        if now - self._last_sign_of_life >= limit:
-            log.info("no sign of an answer for %g s: trying a new connection", limit)
-            self._last_sign_of_life = now
-            self._model_streaming = False
-            self.uplink.reconnect("no answer")
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -309,19 +276,14 @@ class Agent:
             return
         self.ledger.end(turn, end_s, self.clock() - (self._input_s - end_s))
         self._open_turn = None
-        if not self._awaiting_reply:
-            self._last_sign_of_life = self.clock()
-        self._awaiting_reply = True
-        self._reply_turn = turn
-        if self._offline and self.clock() - self._offline_chimed_at >= OFFLINE_CHIME_EVERY_S:
-            self._offline_chimed_at = self.clock()
-            self._play_chime("offline")
+        self.answer.expect(turn)
+        self.link.turn_ended()
 
     # ---- Live events -----------------------------------------------------------------------
 
     def on_live_event(self, event: ev.LiveEvent) -> None:
         if isinstance(event, MODEL_OUTPUT):
-            self._last_sign_of_life = self.clock()
+            self.answer.sign_of_life()
         handler = self._live_handlers.get(type(event))
         if handler is not None:
             handler(event)
@@ -333,11 +295,17 @@ class Agent:
         routes: dict[type, Callable[[Any], None]] = {
             getattr(ev, name[4:]): getattr(self, name) for name in dir(self) if name[:4] == "_on_"
         }
-        ledger = self.ledger
+        ledger, answer, link = self.ledger, self.answer, self.link
         return routes | {
-            ev.OutputTranscript: lambda e: ledger.agent_said(self._reply_turn, e.text),
-            ev.Grounding: lambda e: ledger.grounded(e, self._reply_turn),
-            ev.CodeExecution: lambda e: ledger.code_ran(e, self._reply_turn),
+            ev.ModelText: lambda e: answer.text(e.text, self.text_replies),
+            ev.Interrupted: lambda e: answer.interrupted(),
+            ev.Connected: link.connected,
+            ev.Online: lambda e: link.back_online(),
+            ev.KeyRefused: link.key_refused,
+            ev.Offline: lambda e: link.went_offline(e, self.conversation.is_open),
+            ev.OutputTranscript: lambda e: ledger.agent_said(answer.turn, e.text),
+            ev.Grounding: lambda e: ledger.grounded(e, answer.turn),
+            ev.CodeExecution: lambda e: ledger.code_ran(e, answer.turn),
             ev.ToolCallCancellation: lambda e: self.tools.cancel(e.ids),
             ev.BadServerMessage: lambda e: self._emit(ev.ServerMessageDropped(e.reason)),
             ev.ToolResponseLost: lambda e: ledger.report(
@@ -354,117 +322,49 @@ class Agent:
         }
 
     def _on_ModelAudio(self, event: ev.ModelAudio) -> None:
-        if self._stale_audio:
-            return
-        turn = self._reply_turn
-        if turn is not None and turn.reply_received_s is None:
-            turn.reply_received_s = self.clock()
-        self._model_streaming = True
-        self.conversation.activity()
-        if not self.text_replies:
-            self.speaker.play(event.pcm)
-
-    def _on_ModelText(self, event: ev.ModelText) -> None:
-        turn = self._reply_turn
-        if turn is not None and turn.reply_received_s is None:
-            turn.reply_received_s = self.clock()
-        if self.text_replies:
-            self.ledger.agent_said(turn, event.text)
-        log.info("model: %s", event.text)
+        if self.answer.audio(event.pcm, play=not self.text_replies):
+            self.conversation.activity()
 
     def _on_InputTranscript(self, event: ev.InputTranscript) -> None:
-        self.ledger.user_said(self._reply_turn or self._open_turn, event.text)
+        self.ledger.user_said(self.answer.turn or self._open_turn, event.text)
         log.debug("user said: %s", event.text)
-
-    def _on_Interrupted(self, event: ev.Interrupted) -> None:
-        self._stale_audio = False
-        if self.speaker.speaking or self._model_streaming:  # also after turnComplete
-            self.speaker.flush()
-            if self._reply_turn is not None:
-                self._reply_turn.interrupted = True
-        self._model_streaming = False
 
     def _on_TurnComplete(self, event: ev.TurnComplete) -> None:
         """An answer, or the model's choice of silence: either way the turn is answered."""
         if event.reason and event.reason != "TURN_COMPLETE_REASON_UNSPECIFIED":
             log.info("turn complete: %s", event.reason)
-        self._model_streaming = self._stale_audio = False
-        self._awaiting_reply = False
-        self.speaker.end_of_reply()
-        turn = self._reply_turn
-        if turn is not None and turn is self._open_turn:
-            return  # the answer to its first part: the person has carried on
-        if turn is not None:
+        turn = self.answer.complete()
+        if turn is not None and turn is not self._open_turn:  # else the person carried on
             self.ledger.answered(turn)
 
     def _on_TurnLost(self, event: ev.TurnLost) -> None:
         self.ledger.lost(event)
-        self._awaiting_reply = bool(self.ledger.unanswered)
+        self.answer.awaited = bool(self.ledger.unanswered)
 
     def _on_Usage(self, event: ev.Usage) -> None:  # numbers already checked by translate
         self.conversation.add_tokens(event.total_tokens)
-        self.ledger.add_usage(event, self._reply_turn)
+        self.ledger.add_usage(event, self.answer.turn)
 
     def _on_ToolCall(self, event: ev.ToolCall) -> None:
         for call in event.calls:
             self.tools.start(call)
 
-    def _on_Connected(self, event: ev.Connected) -> None:
-        self._connecting = self._offline = self._key_refused = False
-        self._emit(ev.ConnectionChanged("online"))
-        self.ledger.connected(event.resumed, event.reconnects)
-
     def _on_Disconnected(self, event: ev.Disconnected) -> None:
-        self._stale_audio = False
-        if self._model_streaming and self._reply_turn is not None:
-            # the service drops an answer its connection lost; the turn is asked again
-            self.speaker.flush()
-            self._reply_turn.reply_received_s = None
-        self.ledger.to_be_replayed()
-        self._model_streaming = False
+        self.answer.connection_lost()
         self._emit(ev.ConnectionLost(event.cause))
-
-    def _on_Offline(self, event: ev.Offline) -> None:
-        """LiveSession (or the idle probe) logs the outage; here it becomes a state and a chime."""
-        if not self._offline and self.conversation.is_open:
-            self._offline_chimed_at = self.clock()
-            self._play_chime("offline")
-        self._offline = True
-        self._emit(ev.ConnectionChanged("offline", event.cause))
-
-    def _on_Online(self, event: ev.Online) -> None:
-        if self._offline or self._key_refused:
-            self._offline = self._key_refused = False
-            self._emit(ev.ConnectionChanged("online"))
-
-    def _on_KeyRefused(self, event: ev.KeyRefused) -> None:
-        if not self._key_refused:
-            self._key_refused = True
-            self._play_chime("error")
-            self.ledger.report("key", f"the service refused the key or setup: {event.detail}")
-            self._emit(ev.ConnectionChanged("error", event.detail))
 
     # ---- state -----------------------------------------------------------------------------
 
-    def _poll_speaker(self) -> None:
-        turn = self._reply_turn
-        first = self.speaker.first_sample_at
-        if turn is None or turn.first_sample_s is not None or first is None:
-            return
-        if turn.reply_received_s is not None and first >= turn.reply_received_s - 0.001:
-            turn.first_sample_s = first
-            self.ledger.maybe_log(turn)
-
     def _update_state(self) -> None:
-        if self._key_refused:
+        if self.link.refused:
             state = State.ERROR
-        elif self.speaker.speaking or (self._model_streaming and not self.text_replies):
+        elif self.speaker.speaking or (self.answer.streaming and not self.text_replies):
             state = State.SPEAKING
-        elif self._offline:
+        elif self.link.offline:
             state = State.OFFLINE
         elif self._open_turn is not None or (self._called and self.conversation.is_open):
             state = State.LISTENING
-        elif self._awaiting_reply:
+        elif self.answer.awaited:
             state = State.THINKING
         elif self.muted:
             state = State.MUTED
@@ -489,12 +389,11 @@ class Agent:
     @property
     def busy(self) -> bool:
         """A turn is open, an answer is awaited, or audio is still queued."""
-        return self._open_turn is not None or self._awaiting_reply or self.speaker.buffered_s > 0
+        return self._open_turn is not None or self.answer.awaited or self.speaker.buffered_s > 0
 
     @property
     def awaiting_service(self) -> bool:
         """Waiting on the network: simulate's clock then runs at real-time pace."""
-        if (self._connecting or self._offline) and self.conversation.is_open:
+        if not self.link.up and self.conversation.is_open:
             return True
-        return self._awaiting_reply and self.speaker.buffered_s < 0.5
-
+        return self.answer.awaited and self.speaker.buffered_s < 0.5

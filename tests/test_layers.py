@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edges", ("audio", "camera", "gpio", "credentials", "service")),
     ("live/ and tools/", ("live", "tools")),
     ("conversation and start-up", ("conversation", "startup")),
-    ("the Agent", ("agent", "turns", "gestures")),
+    ("the Agent", ("agent", "answer", "link_status", "turns", "gestures")),
     ("capabilities above the Agent", ("wakeword", "web", "metrics", "mqtt", "reachability")),
     ("assembly", ("assembly",)),
     ("emulator", ("emulator",)),
