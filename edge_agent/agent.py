@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import events as ev
 from edge_agent.answer import Answer
@@ -21,6 +21,7 @@ from edge_agent.conversation import Conversation
 from edge_agent.events import State
 from edge_agent.gestures import Button
 from edge_agent.link_status import LinkStatus
+from edge_agent.live.uplink import Uplink
 from edge_agent.tools.runner import ToolRunner
 from edge_agent.turns import TurnLedger, TurnRecord
 
@@ -30,20 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_OUTPUT = (ev.ModelAudio, ev.ModelText, ev.ModelThought, ev.OutputTranscript, ev.ToolCall)
-
-
-class Uplink(Protocol):
-    """What the Agent needs from a LiveSession."""
-
-    def send_audio(self, pcm16k: bytes) -> None: ...
-    def send_text(self, text: str, turn: int = 0) -> None: ...
-    def activity_start(self) -> None: ...
-    def activity_end(self, turn: int = 0) -> None: ...
-    def audio_stream_end(self, turn: int = 0) -> None: ...
-    def send_tool_response(
-        self, call_id: str, name: str, response: dict[str, Any], scheduling: str | None = None
-    ) -> None: ...
-    def reconnect(self, cause: str) -> None: ...
 
 
 class Agent:
@@ -84,13 +71,16 @@ class Agent:
         self.answer = Answer(
             speaker, clock, self.ledger, config.live.reply_timeout_s, uplink.reconnect
         )
-        self.link = LinkStatus(clock, self._play_chime, self._emit, self.ledger)
+        self.link = LinkStatus(clock, conversation.chime, self._emit, self.ledger)
         self.button = Button(self, self.mode == "push_to_talk", config.gpio.long_press_s)
         self._frame_s = config.vad.frame_ms / 1000
         self._input_s = 0.0  # input timeline: frames seen so far
-        self._button_held = False  # self.button.held, read here on every push-to-talk frame
+        self.button_held = False  # self.button.held, read here on every push-to-talk frame
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._called = False  # woken (wake word or press): listening before any speech
+        self._taker: Callable[[str], None] | None = None
+        self._turn_taken = False  # the gate's current turn went to the taker
+        self._press_taken = False
         self._open_turn: TurnRecord | None = None
         self._live_handlers = self._live_routes()
 
@@ -100,13 +90,13 @@ class Agent:
         if self.conversation.always:
             self.open_conversation("always on")
 
-    def open_conversation(self, reason: str) -> bool:
+    def open_conversation(self, reason: str, listening: bool = True) -> bool:
         """False when the daily budget refuses it."""
-        if self.conversation.is_open:
-            return True
-        if not self.conversation.open(reason):
+        was_open = self.conversation.is_open
+        if not self.conversation.open(reason, listening):
             return False
-        self.link.connecting = True  # until the session is up
+        if not was_open:
+            self.link.connecting = True  # until the session is up
         self._update_state()
         return True
 
@@ -119,10 +109,10 @@ class Agent:
         self.conversation.close(reason)
         self._update_state()
 
-    def send_text(self, text: str) -> bool:
+    def send_text(self, text: str, reason: str = "text", listening: bool = True) -> bool:
         """A typed question, answered like a spoken one; opens a conversation if none is open."""
         text = text.strip()
-        if not text or not self.open_conversation("text"):
+        if not text or not self.open_conversation(reason, listening):
             return False
         self.barge_in()
         now = self._input_s
@@ -140,12 +130,40 @@ class Agent:
         self._update_state()
         return True
 
+    def say(self, text: str, reason: str) -> bool:
+        """The model's answer to `text` (worded by the caller: a reminder, an announcement) is
+        spoken. Never while a person speaks or an answer is under way: False then, and the
+        caller asks again. Where the person starts conversations (wake word, button), the
+        microphone stays closed for it."""
+        if self.busy or self._called or self.answer.playing or self.gate.in_turn:
+            return False
+        listening = self.conversation.config.start in ("speech", "always")
+        return self.send_text(text, reason, listening)
+
+    def alert(self, samples: bytes) -> None:
+        """An urgent sound (a timer's ring, at the device's rate): it cuts any answer, and the
+        echo guard counts it as the agent's own sound."""
+        self.barge_in()
+        self.speaker.sound(samples)
+
+    def take_next_input(self, taker: Callable[[str], None] | None) -> None:
+        """The next speech the gate hears, wake word or button press goes to `taker` ("speech",
+        "wake word", "button") instead of opening or cutting anything (a ringing timer's stop);
+        None gives them back."""
+        self._taker = taker
+
+    def _taken(self, what: str) -> bool:
+        taker, self._taker = self._taker, None
+        if taker is not None:
+            taker(what)
+        return taker is not None
+
     def set_muted(self, muted: bool) -> None:
         if muted == self.muted:
             return
         self.muted = muted
         log.info("microphone %s", "muted" if muted else "unmuted")
-        self._play_chime("done" if muted else "listening")
+        self.conversation.chime("done" if muted else "listening")
         self._emit(ev.MutedChanged(muted))
         self._update_state()
 
@@ -158,6 +176,8 @@ class Agent:
         had heard start without opening a turn (the wake word itself) is dropped there: the
         speech that follows opens the turn, so nothing said before this moment is sent, and a
         wake word followed by silence sends no empty turn."""
+        if self._taken("wake word") or self._turn_taken:
+            return
         self.barge_in()
         if not self.open_conversation(source):
             return
@@ -174,16 +194,16 @@ class Agent:
         self._input_s += self._frame_s
         verdict = self.echo.check(bytes(len(frame)) if self.muted else frame)
         if self.mode == "push_to_talk":
-            if self._button_held and self.conversation.is_open:
+            if self.button_held and self.conversation.listening:
                 self.uplink.send_audio(verdict.frame)
         else:
             for event in self.gate.feed(verdict.frame, verdict.suppressed):
                 self._gate_event(event)
-            if self.mode == "server_vad" and self.conversation.is_open:
+            if self.mode == "server_vad" and self.conversation.listening:
                 silence = bytes(len(frame)) if verdict.suppressed else verdict.frame
                 self.uplink.send_audio(silence)
         if self.camera is not None:
-            self.camera.update_window(self._open_turn is not None, self.conversation.is_open)
+            self.camera.update_window(self._open_turn is not None, self.conversation.listening)
             self.camera.tick()
         self.answer.poll(self.link.up, bool(self.tools.running))
         if self.conversation.is_open:
@@ -192,20 +212,22 @@ class Agent:
 
     def on_button(self, pressed: bool) -> None:
         """Its gestures and what each does: edge_agent/gestures.py."""
-        is_open = self.conversation.is_open
+        is_open = self.conversation.listening
         gesture = self.button.change(pressed, self._input_s, is_open)
-        self._button_held = self.button.held
-        if gesture is not None:
+        self.button_held = self.button.held
+        if pressed and gesture is not None:
+            self._press_taken = self._taken("button")
+        if gesture is not None and not self._press_taken:  # its release is taken too
             self.button.act(gesture, is_open)
         self._update_state()
 
     def talk(self) -> None:
         """Push-to-talk pressed: a turn opens, its audio goes up while the button is held."""
-        was_open = self.conversation.is_open
+        was_open = self.conversation.listening
         if not self.open_conversation("button"):
             return
         if was_open:
-            self._play_chime("listening")
+            self.conversation.chime("listening")
         self.barge_in()
         self._start_turn(self._input_s)
         self.uplink.activity_start()
@@ -217,15 +239,20 @@ class Agent:
 
     def _gate_event(self, event: TurnStart | TurnAudio | TurnEnd) -> None:
         if isinstance(event, TurnStart):
-            opens = self.conversation.config.start == "speech" or self.conversation.is_open
+            self._turn_taken = self._taken("speech")
+            opens = self.conversation.config.start == "speech" or self.conversation.listening
+            opens = opens and not self._turn_taken
             self._turn_ignored = not (opens and self.open_conversation("speech"))
             if self._turn_ignored:
                 return
             answer_cut = self.barge_in()
-            last = self.ledger.records[-1] if self.ledger.records else None
-            if (event.resumed or event.continued) and self._resumable(last):
-                assert last is not None
-                self._resume_turn(last, event.speech_start_s, answer_cut)
+            last = self.answer.turn
+            resumes = event.resumed or event.continued
+            if resumes and last is not None and self.ledger.resumable(last) and not self._open_turn:
+                self._called = False
+                self.ledger.resume(last, event.speech_start_s, answer_cut)
+                self.answer.awaited = bool(self.ledger.unanswered)
+                self._open_turn = last
             else:
                 self._start_turn(event.speech_start_s)
             self.conversation.activity()
@@ -247,28 +274,9 @@ class Agent:
             self.conversation.activity()
             self._end_turn(event.speech_end_s)
 
-    def _play_chime(self, name: str) -> None:
-        self.conversation.chime(name)
-
     def _start_turn(self, start_s: float) -> None:
         self._called = False
         self._open_turn = self.ledger.start(start_s, cut=self.answer.turn)
-
-    def _resumable(self, turn: TurnRecord | None) -> bool:
-        """The last turn may take more speech while its answer is not done (nor logged)."""
-        return (
-            turn is not None
-            and self._open_turn is None
-            and turn is self.answer.turn
-            and not turn.logged
-            and turn.parts[-1].end_s is not None
-        )
-
-    def _resume_turn(self, turn: TurnRecord, start_s: float, answer_cut: bool) -> None:
-        self._called = False
-        self.ledger.resume(turn, start_s, answer_cut)
-        self.answer.awaited = bool(self.ledger.unanswered)
-        self._open_turn = turn
 
     def _end_turn(self, end_s: float) -> None:
         turn = self._open_turn
@@ -377,14 +385,6 @@ class Agent:
     def _emit(self, event: ev.AgentEvent) -> None:
         for listener in self.listeners:
             listener(event)
-
-    @property
-    def button_held(self) -> bool:
-        return self._button_held
-
-    @property
-    def turn_count(self) -> int:
-        return self.ledger.count
 
     @property
     def busy(self) -> bool:

@@ -88,6 +88,7 @@ class Conversation:
         self.chime = chime
         self.budget = budget
         self.is_open = False
+        self.listening = False  # open with the microphone live (not only to say something)
         self.tokens = 0  # in the current conversation
         self.count = 0
         self._last_activity = 0.0
@@ -100,10 +101,14 @@ class Conversation:
     def always(self) -> bool:
         return self.config.start == "always"
 
-    def open(self, reason: str) -> bool:
-        """Opens a conversation; False when the daily budget refuses it."""
+    def open(self, reason: str, listening: bool = True) -> bool:
+        """Opens a conversation; False when the daily budget refuses it. One opened only to say
+        something (listening False: a reminder, an announcement) keeps the microphone closed and
+        shows nothing; it closes once said, or starts listening when opened again."""
         if self.is_open:
             self.activity()
+            if listening and not self.listening:
+                self._listen(reason)
             return True
         if self.budget.exhausted:
             log.warning(
@@ -119,27 +124,35 @@ class Conversation:
         self.is_open, self.tokens, self._end_requested = True, 0, False
         self.count += 1
         self.activity()
-        self.chime("listening")
-        for listener in self.listeners:
-            listener(True, reason)
         log.info(
-            "conversation %d opened (%s%s)",
+            "conversation %d opened (%s%s%s)",
             self.count,
             reason,
             ", resuming the last one" if resume else "",
+            "" if listening else ", the microphone closed",
         )
+        if listening:
+            self._listen(reason)
         return True
+
+    def _listen(self, reason: str) -> None:
+        self.listening = True
+        self.chime("listening")
+        for listener in self.listeners:
+            listener(True, reason)
 
     def close(self, reason: str) -> None:
         if not self.is_open:
             return
         self.link.close()
-        self.is_open = False
+        was_listening = self.listening
+        self.is_open = self.listening = False
         self._closed_at = self.clock()
         self._save_closed_at()
-        self.chime("done")
-        for listener in self.listeners:
-            listener(False, reason)
+        if was_listening:
+            self.chime("done")
+            for listener in self.listeners:
+                listener(False, reason)
         log.info(
             "conversation %d closed (%s): %d tokens, %d today",
             self.count,
@@ -184,6 +197,8 @@ class Conversation:
             return
         if self._end_requested:
             self.close("the model ended it")
+        elif not self.listening:
+            self.close("said")
         elif not self.always and self.clock() - self._last_activity >= self.config.idle_timeout_s:
             self.close(f"{self.config.idle_timeout_s:g} s without speech")
 

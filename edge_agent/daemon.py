@@ -194,7 +194,7 @@ async def _run(
         camera = parts.camera
 
         def privacy(*_: object) -> None:  # lit while the microphone uplink or the camera is live
-            lights.privacy(parts.conversation.is_open or bool(camera and camera.window_open))
+            lights.privacy(parts.conversation.listening or bool(camera and camera.window_open))
 
         parts.conversation.listeners.append(privacy)
         if camera is not None:

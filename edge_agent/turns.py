@@ -122,6 +122,11 @@ class TurnLedger:
         self.records.append(turn)
         return turn
 
+    def resumable(self, turn: TurnRecord) -> bool:
+        """The last turn may take more speech while its answer is not done (nor logged)."""
+        last = self.records[-1] if self.records else None
+        return turn is last and not turn.logged and turn.parts[-1].end_s is not None
+
     def resume(self, turn: TurnRecord, start_s: float, answer_cut: bool) -> None:
         """The person carried on (after a pause, or past max_turn_s): the same turn takes the
         new part, and the answer to come is the one to the whole."""

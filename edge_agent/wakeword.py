@@ -262,13 +262,13 @@ class WakeWord:
         if isinstance(event, ConversationChanged):
             called = event.open and event.reason in (WAKE_SOURCE, "button")
             self._called_at = self.now if called else None
-            self._turns_when_called = self.agent.turn_count
+            self._turns_when_called = self.agent.ledger.count
 
     def _close_if_silent(self) -> None:
         if self._called_at is None:
             return
         agent = self.agent
-        if agent.turn_count != self._turns_when_called or not agent.conversation.is_open:
+        if agent.ledger.count != self._turns_when_called or not agent.conversation.listening:
             self._called_at = None
         elif self.now - self._called_at >= SILENCE_CLOSE_S and not agent.busy:
             self._called_at = None

@@ -324,7 +324,7 @@ async def test_commands_refuse_other_sites_other_hosts_and_bad_bodies(
                 url + "/api/text", data=b"x" * 100_000, headers={"Content-Type": "application/json"}
             ) as response:
                 assert response.status == 413
-            assert parts.agent.muted is False and parts.agent.turn_count == 0
+            assert parts.agent.muted is False and parts.agent.ledger.count == 0
             same = {"Origin": url}
             async with http.post(url + "/api/mute", json={"muted": True}, headers=same) as r:
                 assert r.status == 200 and await r.json() == {"muted": True}

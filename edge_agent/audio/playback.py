@@ -85,6 +85,7 @@ class Speaker:
         self.reference_sink: ReferenceSink | None = None  # echo canceller's far end
         self._voice = SampleFifo()
         self._chimes = SampleFifo()
+        self._sounds = SampleFifo()  # alerts (a timer's ring): guarded as echo, not flushed
         self._resampler = Resampler(MODEL_OUTPUT_RATE, device_rate)
         self._lock = threading.Lock()
         self._primed = False
@@ -150,6 +151,22 @@ class Speaker:
             self._chimes.push(samples)
         self._wake_device()
 
+    def sound(self, samples: bytes) -> None:
+        """An alert at the device's rate: it plays beside the voice, a flush keeps it, and the
+        echo guard counts it as the agent's own sound (it is long enough to pass for speech)."""
+        with self._lock:
+            self._sounds.push(samples)
+        self._wake_device()
+
+    def stop_sounds(self) -> None:
+        with self._lock:
+            self._sounds.clear()
+
+    @property
+    def sounds_s(self) -> float:
+        """Alert audio still queued."""
+        return self._sounds.size / self.device_rate
+
     def _wake_device(self) -> None:
         """Sound was just queued: a device paused for silence must start again."""
         with self._lock:
@@ -202,6 +219,8 @@ class Speaker:
                         self.underruns += 1
                     self._primed = False
             chimes = self._chimes.pop(count) if self._chimes.size else None
+            if self._sounds.size:
+                voice = self._with_sound(voice, count)
         if voice is None and chimes is None:  # the usual case on a speaker: nothing to play
             mix, level, voice_level = pcm.silence(count), 0.0, 0.0
         elif chimes is None:
@@ -222,6 +241,11 @@ class Speaker:
             self.reference_sink(mix)
         return mix
 
+    def _with_sound(self, voice: bytes | None, count: int) -> bytes:
+        """The alert mixed into the voice's share of the period, so the guard hears both."""
+        sound = self._sounds.pop(count)
+        return pcm.mix(voice, sound) if voice is not None else sound
+
     def take_voice_rms(self) -> float:
         """RMS of the model's voice that left for the device since the last call. Chimes are
         left out: too short and too high to pass for speech, they need no guard."""
@@ -238,6 +262,7 @@ class Speaker:
                 or not self.idle_stop_samples
                 or self._voice.size
                 or self._chimes.size
+                or self._sounds.size
                 or self._quiet_samples < self.idle_stop_samples
             ):
                 return False

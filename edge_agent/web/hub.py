@@ -168,7 +168,7 @@ class Hub:
             "type": "snapshot",
             "state": agent.state.value,
             "muted": agent.muted,
-            "conversation": agent.conversation.is_open,
+            "conversation": agent.conversation.listening,
             "connection": self.connection,
             "captions": self.captions,
             "history": [

@@ -227,7 +227,7 @@ class Commands:
             self.agent.close_conversation("web page")
         else:
             raise Refused(400, 'expected {"action": "start"} or {"action": "stop"}')
-        return web.json_response({"open": self.agent.conversation.is_open})
+        return web.json_response({"open": self.agent.conversation.listening})
 
     async def mute(self, request: web.Request) -> web.Response:
         muted = (await _body(request)).get("muted", not self.agent.muted)
@@ -251,7 +251,7 @@ class Commands:
             raise Refused(400, f'expected {{"text": "..."}} of 1..{MAX_TEXT} characters')
         if not self.agent.send_text(text):
             raise Refused(409, "the daily token budget is spent")
-        return web.json_response({"sent": True, "turn": self.agent.turn_count})
+        return web.json_response({"sent": True, "turn": self.agent.ledger.count})
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
