@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.config import CREDENTIAL_REFERENCE
+from edge_agent.config_sections import CREDENTIAL_REFERENCE
 from edge_agent.errors import UserError
 
 CREDENTIAL_NAME = "gemini-api-key"

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "edge_agent"
 
 # bottom up; a name is a module or package directly under edge_agent/ ("__init__": the package)
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("shared ground", ("__init__", "errors", "events", "config", "config_errors", "logs",
+    ("shared ground", ("__init__", "errors", "events", "config", "config_errors",
+                       "config_sections", "logs",
                        "statefiles")),
     ("edges", ("audio", "camera", "gpio", "credentials", "service")),
     ("live/ and tools/", ("live", "tools")),

@@ -26,7 +26,8 @@ import pytest
 import trustme
 
 from edge_agent.cli import main
-from edge_agent.config import MqttConfig, WebConfig
+from edge_agent.config import WebConfig
+from edge_agent.config_sections import MqttConfig
 from edge_agent.mqtt.discovery import Topics, entity_config, page_url, safe_name
 from edge_agent.mqtt.entities import ENTITIES, STATE_LIMIT
 from tests.conftest import write_wav

@@ -10,7 +10,8 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
-from edge_agent.config import Config, MqttConfig
+from edge_agent.config import Config
+from edge_agent.config_sections import MqttConfig
 from edge_agent.credentials import MissingCredential, read_credential
 from edge_agent.errors import UserError
 from edge_agent.mqtt.discovery import Topics

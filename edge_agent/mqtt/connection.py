@@ -12,7 +12,8 @@ import time
 
 import aiomqtt
 
-from edge_agent.config import MqttConfig, WebConfig
+from edge_agent.config import WebConfig
+from edge_agent.config_sections import MqttConfig
 from edge_agent.live.probe import tls_context
 from edge_agent.mqtt.discovery import OFFLINE, ONLINE, Topics, device, entity_config, page_url
 from edge_agent.mqtt.states import States

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.config import MqttConfig, WebConfig
+from edge_agent.config import WebConfig
+from edge_agent.config_sections import MqttConfig
 from edge_agent.gpio import DEVICE_TREE
 from edge_agent.mqtt.entities import Entity
 

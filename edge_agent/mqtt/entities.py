@@ -11,7 +11,7 @@ from typing import Any
 
 from edge_agent.agent import Agent
 from edge_agent.audio.volume import Volume
-from edge_agent.config import MqttConfig
+from edge_agent.config_sections import MqttConfig
 from edge_agent.events import AgentEvent, ConnectionChanged, State, TurnSummary
 
 STATE_LIMIT = 255  # Home Assistant refuses a longer state

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import logging
 
-from edge_agent.config import MqttConfig
+from edge_agent.config_sections import MqttConfig
 from edge_agent.events import AgentEvent
 from edge_agent.mqtt.discovery import Topics
 from edge_agent.mqtt.entities import Entity, Refused, Sources

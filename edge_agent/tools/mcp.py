@@ -24,7 +24,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from edge_agent.config import McpServerConfig
+from edge_agent.config_sections import McpServerConfig
 from edge_agent.credentials import MissingCredential, resolve_references
 from edge_agent.tools.registry import Tool
 

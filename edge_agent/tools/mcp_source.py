@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import McpServerConfig
+from edge_agent.config_sections import McpServerConfig
 from edge_agent.tools.registry import Tool
 
 log = logging.getLogger(__name__)
