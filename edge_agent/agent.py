@@ -63,15 +63,15 @@ class Agent:
         self.muted = False
         self.state = State.IDLE
         self.listeners: list[Callable[[ev.AgentEvent], None]] = []  # the one stream out
-        tools.listeners.append(self._emit)
+        tools.listeners.append(self.emit)
         conversation.listeners.append(
-            lambda is_open, reason: self._emit(ev.ConversationChanged(is_open, reason))
+            lambda is_open, reason: self.emit(ev.ConversationChanged(is_open, reason))
         )
-        self.ledger = TurnLedger(clock, self._emit, self.text_replies)
+        self.ledger = TurnLedger(clock, self.emit, self.text_replies)
         self.answer = Answer(
             speaker, clock, self.ledger, config.live.reply_timeout_s, uplink.reconnect
         )
-        self.link = LinkStatus(clock, conversation.chime, self._emit, self.ledger)
+        self.link = LinkStatus(clock, conversation.chime, self.emit, self.ledger)
         self.button = Button(self, self.mode == "push_to_talk", config.gpio.long_press_s)
         self._frame_s = config.vad.frame_ms / 1000
         self._input_s = 0.0  # input timeline: frames seen so far
@@ -164,7 +164,7 @@ class Agent:
         self.muted = muted
         log.info("microphone %s", "muted" if muted else "unmuted")
         self.conversation.chime("done" if muted else "listening")
-        self._emit(ev.MutedChanged(muted))
+        self.emit(ev.MutedChanged(muted))
         self._update_state()
 
     def barge_in(self) -> bool:
@@ -315,7 +315,7 @@ class Agent:
             ev.Grounding: lambda e: ledger.grounded(e, answer.turn),
             ev.CodeExecution: lambda e: ledger.code_ran(e, answer.turn),
             ev.ToolCallCancellation: lambda e: self.tools.cancel(e.ids),
-            ev.BadServerMessage: lambda e: self._emit(ev.ServerMessageDropped(e.reason)),
+            ev.BadServerMessage: lambda e: self.emit(ev.ServerMessageDropped(e.reason)),
             ev.ToolResponseLost: lambda e: ledger.report(
                 "tool", f"tool response for {e.name} lost with its session"
             ),
@@ -359,7 +359,7 @@ class Agent:
 
     def _on_Disconnected(self, event: ev.Disconnected) -> None:
         self.answer.connection_lost()
-        self._emit(ev.ConnectionLost(event.cause))
+        self.emit(ev.ConnectionLost(event.cause))
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -380,9 +380,10 @@ class Agent:
             state = State.IDLE
         if state is not self.state:
             self.state = state
-            self._emit(ev.StateChanged(state.value))
+            self.emit(ev.StateChanged(state.value))
 
-    def _emit(self, event: ev.AgentEvent) -> None:
+    def emit(self, event: ev.AgentEvent) -> None:
+        """The one stream out; a capability beside the Agent puts its own events on it too."""
         for listener in self.listeners:
             listener(event)
 

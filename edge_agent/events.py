@@ -296,6 +296,14 @@ class AgentError:
     turn: int | None = None  # set when a user turn was lost (0: which one is unknown)
 
 
+@dataclass(frozen=True)
+class TimerChanged:
+    """A timer, alarm or reminder (a capability beside the Agent puts it on the stream)."""
+
+    what: str  # set, ringing, stopped, cancelled, missed, spoken
+    timer: dict[str, Any]  # kind, label, text, due, seconds_left, repeats (docs/interface.md)
+
+
 AgentEvent = (
     StateChanged
     | TranscriptDelta
@@ -309,4 +317,5 @@ AgentEvent = (
     | ConversationChanged
     | MutedChanged
     | AgentError
+    | TimerChanged
 )

@@ -1,4 +1,4 @@
-"""Short generated earcons (no audio files): listening, done, error, offline."""
+"""Short generated earcons (no audio files): listening, done, error, offline, announce."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ CHIMES: dict[str, tuple[tuple[float, float], ...]] = {
     "done": ((880.0, 0.07), (660.0, 0.09)),
     "error": ((220.0, 0.12), (0.0, 0.05), (220.0, 0.12)),
     "offline": ((784.0, 0.08), (587.0, 0.08), (392.0, 0.14)),
+    "announce": ((523.0, 0.1), (659.0, 0.1), (784.0, 0.16)),
 }
 
 
