@@ -179,6 +179,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         folder = options.output.parent
         if not folder.is_dir():
             raise UserError(f"--output: no directory {folder}")
+        if options.output.is_dir():
+            raise UserError(f"--output: {options.output} is a directory")
         if not os.access(folder, os.W_OK):
             raise UserError(f"--output: {folder} is not writable")
     ptt_config = config.turns.mode == "push_to_talk" or config.conversation.start == "button"

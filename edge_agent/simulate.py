@@ -170,7 +170,7 @@ async def _run_parts(
         if parts.camera is not None:
             parts.camera.close()
     if options.output is not None:
-        with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
+        with options.output.open("wb") as file, open_wav_writer(file, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(b"".join(card.output))
     ledger = parts.agent.ledger
     errors = list(ledger.errors)

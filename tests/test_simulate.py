@@ -210,6 +210,32 @@ def test_bad_simulate_input_is_a_user_error(tmp_path: Path) -> None:
     assert done.returncode == 2 and "ends before it starts" in done.stderr
 
 
+def test_a_file_speaker_that_cannot_be_written_is_one_line_and_nothing_after(
+    tmp_path: Path,
+) -> None:
+    """A `file:` speaker (or --output) that cannot be written: exit 2 and its one line, no
+    'Exception ignored in: Wave_write.__del__' after it."""
+    silence = write_wav(tmp_path / "in.wav", np.zeros(16000, dtype=np.int16))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{silence}"\n'
+        f'output_device = "file:{tmp_path}/missing/out.wav"\n'
+        f'[service]\nstate_dir = "{tmp_path}"\n'
+    )
+    done = run_cli("test-audio", "--config", str(config), "--seconds", "1")
+    assert done.returncode == 2 and done.stderr == ""  # its problems are on stdout
+    assert f"speaker 'file:{tmp_path}/missing/out.wav' cannot be opened" in done.stdout
+    done = run_cli("run", "--emulator", "--config", str(config))
+    assert done.returncode == 2
+    assert "No such file or directory" in done.stderr.splitlines()[-1]
+    assert "Exception ignored" not in done.stderr
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = run_cli("simulate", "--input", str(silence), "--output", str(folder))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"edge-agent: error: --output: {folder} is a directory"]
+
+
 def test_run_without_a_key_says_how_to_set_one() -> None:
     done = run_cli("run")
     assert done.returncode == 2
