@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import wave
 from collections.abc import Callable
@@ -78,6 +79,41 @@ async def test_one_turn_per_question_with_a_reply_after_each(
     assert summary["tokens"]["total"] == summary["tokens"]["prompt"] + summary["tokens"]["response"]
     ends = [e for e in read_log(emulator) if "activityEnd" in e["msg"].get("realtimeInput", {})]
     assert len(ends) == 3
+
+
+async def test_gemini_31s_usage_before_the_answer_is_not_taken_for_the_answer(
+    start_emulator: Callable[..., Any],
+    speech: Callable[..., np.ndarray],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """3.1 sends a serverContent with only usageMetadata once the question is in, before the
+    answer's first model turn (and the answer comes 0.7 s later here): the turn's latency,
+    its line and simulate --json are the answer's, and the usage is counted."""
+    wav_in = write_wav(tmp_path / "in.wav", speech(QUESTIONS[0], gap_s=3.0))
+    emulator = await start_emulator(latency_ms=700)
+    config = against(emulator, live={"model": "gemini-3.1-flash-live-preview"})
+    with caplog.at_level(logging.INFO, logger="edge_agent.agent"):
+        summary = await simulate(config, SimulateOptions(input=wav_in))
+    out = [e["msg"] for e in read_log(emulator) if e["dir"] == "out"]
+    usage_only = [i for i, m in enumerate(out) if m.get("serverContent") == {}]
+    first_turn = next(i for i, m in enumerate(out) if "modelTurn" in m.get("serverContent", {}))
+    assert usage_only and usage_only[0] < first_turn
+    assert set(out[usage_only[0]]) == {"serverContent", "usageMetadata"}
+    [turn] = summary["turns"]
+    assert turn["first_audio_ms"] is not None and turn["first_audio_ms"] >= 650
+    assert not turn["interrupted"] and turn["output_transcript"]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("turn 1:")]
+    received = re.search(r"reply received \+(\d+) ms", line)
+    assert received is not None and int(received.group(1)) >= 650, line
+    assert "interrupted no" in line
+    told = [m["usageMetadata"] for m in out if "usageMetadata" in m]
+    tokens = summary["tokens"]
+    assert tokens["prompt"] == sum(u["promptTokenCount"] for u in told) > 0
+    assert tokens["response"] == sum(u["responseTokenCount"] for u in told) > 0
+    assert tokens["total"] == tokens["prompt"] + tokens["response"]
+    assert f"tokens {tokens['prompt']}/{tokens['response']}" in line
+    assert summary["errors"] == []
 
 
 async def test_push_to_talk_spans_are_the_turns(
