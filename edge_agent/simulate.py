@@ -238,8 +238,9 @@ async def _drive(
     started = time.monotonic()
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
+    # until the last answer has left the speaker (its turn's line waits for that)
     while card.now < end_of_input or (
-        (agent.busy or agent.gate.holding) and card.now < limit
+        (agent.busy or agent.gate.holding or agent.speaker.speaking) and card.now < limit
     ):
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:
