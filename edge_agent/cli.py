@@ -179,6 +179,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         folder = options.output.parent
         if not folder.is_dir():
             raise UserError(f"--output: no directory {folder}")
+        if options.output.is_dir():
+            raise UserError(f"--output: {options.output} is a directory")
         if not os.access(folder, os.W_OK):
             raise UserError(f"--output: {folder} is not writable")
     ptt_config = config.turns.mode == "push_to_talk" or config.conversation.start == "button"
@@ -276,13 +278,23 @@ def check_warnings(config: Config, online: bool = False) -> list[str]:
 
 
 def _check_online(config: Config) -> int:
-    """The start-up check on demand: exit 2 when the key or the model is refused."""
+    """The start-up check on demand, then the setup itself: exit 2 when the key, the model or
+    the setup is refused."""
     import asyncio
 
-    from edge_agent.startup import check_service, key_provider
+    from edge_agent.startup import check_service, key_provider, try_setup
 
-    result = asyncio.run(check_service(config, key_provider(config)))
-    print(f"# service: {result.verdict}{f' ({result.detail})' if result.detail else ''}")
+    keys = key_provider(config)
+    result = asyncio.run(check_service(config, keys))
+    detail = f" ({result.detail})" if result.detail else ""
+    print(f"# service: {result.verdict}{detail}", flush=True)
+    if result.verdict == "unreachable":
+        return 0  # as `run`: it starts offline
+    setup = asyncio.run(try_setup(config, keys))  # a refused one: exit 2, its one line
+    if setup.verdict == "ok":
+        print(f"# setup: taken by {config.live.model}")
+    else:
+        print(f"# setup: not tried to the end ({setup.detail})")
     return 0
 
 

@@ -170,7 +170,7 @@ async def _run_parts(
         if parts.camera is not None:
             parts.camera.close()
     if options.output is not None:
-        with open_wav_writer(options.output, MODEL_OUTPUT_RATE) as wav:
+        with options.output.open("wb") as file, open_wav_writer(file, MODEL_OUTPUT_RATE) as wav:
             wav.writeframes(b"".join(card.output))
     ledger = parts.agent.ledger
     errors = list(ledger.errors)
@@ -238,8 +238,9 @@ async def _drive(
     started = time.monotonic()
     end_of_input = mic.duration_s
     limit = end_of_input + options.tail_limit_s
+    # until the last answer has left the speaker (its turn's line waits for that)
     while card.now < end_of_input or (
-        (agent.busy or agent.gate.holding) and card.now < limit
+        (agent.busy or agent.gate.holding or agent.speaker.speaking) and card.now < limit
     ):
         now = card.now
         while spans and spans[0][0] <= now and not agent.button_held:

@@ -72,6 +72,35 @@ async def ask_service(config: Config, key: str) -> ProbeResult:
         return ProbeResult("unreachable", f"no answer within {PROBE_TIMEOUT_S:g} s")
 
 
+async def try_setup(config: Config, keys: KeyProvider) -> ProbeResult:
+    """`check --online`: one Live session opened with the setup the agent's session would send
+    (the model, its options, the enabled tools' declarations; MCP tools are not asked) and
+    closed at once. Refused -> UserError with the service's reason and the [live] key it
+    names; no answer -> unreachable."""
+    from edge_agent.live.models import config_hint, traits
+    from edge_agent.live.sdk import loaded_wire
+    from edge_agent.tools.builtins import builtin_tools
+    from edge_agent.tools.registry import discover
+
+    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
+    model = traits(config.live.model)
+    non_blocking = model is None or model.non_blocking_tools
+    declarations = [
+        available[name].declaration(non_blocking)
+        for name in config.tools.enabled
+        if name in available
+    ]
+    wire = await asyncio.to_thread(loaded_wire)  # google-genai: imported off the loop
+    credential = await asyncio.to_thread(keys)
+    try:
+        refusal = await wire.try_setup(config, credential, declarations)
+    except (TimeoutError, *wire.NETWORK_ERRORS) as exc:
+        return ProbeResult("unreachable", str(exc) or type(exc).__name__)
+    if refusal is not None:
+        raise UserError(f"the service refused the setup: {refusal}{config_hint(refusal)}")
+    return ProbeResult("ok")
+
+
 async def check_service(config: Config, keys: KeyProvider) -> ProbeResult:
     """The key and the model, asked once without a Live session (skipped for tokens, which
     only work on the Live API). Refused -> UserError; unreachable -> a warning."""

@@ -99,10 +99,14 @@ class TurnLedger:
         clock: Callable[[], float],
         emit: Callable[[AgentEvent], None],
         text_replies: bool,
+        playing: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`playing`: the answer's audio is still queued or leaving the speaker (a barge-in
+        could still cut it): the turn's line waits until it is not."""
         self.clock = clock
         self.emit = emit
         self.text_replies = text_replies
+        self.playing = playing
         self.records: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)
         self.count = 0
         self.unanswered: deque[TurnRecord] = deque(maxlen=TURNS_KEPT)  # ended, not answered
@@ -113,9 +117,9 @@ class TurnLedger:
 
     def start(self, start_s: float, cut: TurnRecord | None) -> TurnRecord:
         """A new turn; `cut`: the turn whose answer this one may have cut."""
-        if cut is not None and cut.interrupted and not cut.logged:
-            cut.complete = True  # its answer was cut for this turn: its outcome is known
-            self.maybe_log(cut)
+        if cut is not None and not cut.logged and (cut.interrupted or cut.complete):
+            cut.complete = True  # its answer was cut for this turn, or played out before it
+            self.maybe_log(cut, settled=True)
         self.count += 1
         turn = TurnRecord(self.count, start_s=start_s)
         turn.parts.append(TurnPart(start_s))
@@ -233,15 +237,21 @@ class TurnLedger:
             self.errors.append(message)
         self.emit(AgentError(cause, message, lost_turn))
 
-    def maybe_log(self, turn: TurnRecord) -> None:
-        """One line per turn, once its answer is complete and its first sample has played."""
+    def maybe_log(self, turn: TurnRecord, settled: bool = False) -> None:
+        """One line per turn, once its outcome is known: its answer complete, its first sample
+        played and the rest played out (a barge-in until then cuts it: a line written earlier
+        said 'interrupted no' where the JSON says it was), or the answer cut. `settled`: the
+        next turn has started, so nothing more can happen to this one."""
         played = turn.first_sample_s is not None or self.text_replies or turn.interrupted
-        if turn.complete and played and not turn.logged:
-            turn.logged = True
-            self._log(turn)
-            received = turn.reply_received_ms
-            latency = received / 1000 if received is not None else None
-            self.emit(TurnSummary(turn.number, turn.summary(), latency, turn.interrupted))
+        if not turn.complete or not played or turn.logged:
+            return
+        if not (settled or turn.interrupted or self.text_replies) and self.playing():
+            return  # asked again (the Agent polls) once the speaker is done
+        turn.logged = True
+        self._log(turn)
+        received = turn.reply_received_ms
+        latency = received / 1000 if received is not None else None
+        self.emit(TurnSummary(turn.number, turn.summary(), latency, turn.interrupted))
 
     def _log(self, turn: TurnRecord) -> None:
         number = turn.number

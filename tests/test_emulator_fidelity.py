@@ -396,7 +396,12 @@ async def test_frames_sent_before_a_typed_question_count_as_the_turn_coverage_sa
             await session.send_realtime_input(video=frame)
         await session.send_realtime_input(text="What do you see?")
         messages = await collect_turn(session)
-    usage = next(m.usage_metadata for m in reversed(messages) if m.usage_metadata)
+    # the prompt's usage: with turnComplete, or (3.1) in the usage-only message before the answer
+    usage = next(
+        m.usage_metadata
+        for m in reversed(messages)
+        if m.usage_metadata and m.usage_metadata.prompt_tokens_details
+    )
     by_modality = {d.modality.value: d.token_count for d in usage.prompt_tokens_details or []}
     per_image = by_modality.get("IMAGE", 0) / images if images else 0
     assert (by_modality.get("IMAGE", 0) > 0) == (images > 0) and per_image in (0, 64, 128, 256, 258)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -16,7 +17,7 @@ import pytest
 from google.genai import errors
 
 from edge_agent.live.models import KNOWN_MODELS
-from tests.conftest import sdk_client
+from tests.conftest import read_log, run_cli, sdk_client
 
 MANUAL = {"response_modalities": ["AUDIO"]}
 
@@ -127,3 +128,29 @@ def test_a_second_emulator_on_a_busy_port_leaves_the_running_ones_certificate(
     finally:
         first.terminate()
         first.wait(10)
+
+
+async def test_check_online_tries_the_setup_and_names_the_key_it_refuses(
+    start_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`check --online` sends the setup the session would send: a refused one (1007 with the
+    service's reason) is exit 2 and one line naming the [live] key; a taken one is exit 0."""
+    emulator = await start_emulator()
+    config = tmp_path / "c.toml"
+    live = f'[live]\nendpoint = "{emulator.url}"\nca_file = "{emulator.cert_path}"\n'
+    config.write_text(live + 'thinking_level = "high"\n')  # 3.8 takes no thinking level
+    key = {"GEMINI_API_KEY": "k"}
+    online = ("check", "--online", "--config", str(config))
+    refused = await asyncio.to_thread(run_cli, *online, env=key)
+    assert refused.returncode == 2, refused.stderr
+    last = refused.stderr.splitlines()[-1]
+    assert last.startswith("edge-agent: error: the service refused the setup")
+    assert "thinking" in last and last.endswith("(change [live] thinking_level)")
+    assert [line for line in refused.stderr.splitlines() if "error" in line] == [last]
+    setups = [e["msg"]["setup"] for e in read_log(emulator) if "setup" in e["msg"]]
+    assert setups and setups[-1]["generationConfig"]["thinkingConfig"]["thinkingLevel"] == "HIGH"
+    config.write_text(live)
+    taken = await asyncio.to_thread(run_cli, *online, env=key)
+    assert taken.returncode == 0, taken.stderr
+    assert "# setup: taken by gemini-3.8-live" in taken.stdout
+    assert len([e for e in read_log(emulator) if "setup" in e["msg"]]) == len(setups) + 1

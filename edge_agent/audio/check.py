@@ -145,7 +145,8 @@ async def _play(config: Config, recording: np.ndarray, say: Say) -> None:
     spec = config.audio.output_device
     what = f"the recording ({len(voice) / MODEL_OUTPUT_RATE:.1f} s) and a {TONE_HZ:g} Hz tone"
     if spec.startswith(FILE_PREFIX):
-        with open_wav_writer(Path(spec[len(FILE_PREFIX) :]), MODEL_OUTPUT_RATE) as wav:
+        path = Path(spec[len(FILE_PREFIX) :])
+        with path.open("wb") as file, open_wav_writer(file, MODEL_OUTPUT_RATE) as wav:
             louder = np.clip(pcm * config.audio.volume, -32768, 32767).astype(np.int16)
             wav.writeframes(louder.tobytes())
         say(f"speaker: wrote {what} to {spec}")

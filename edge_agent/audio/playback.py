@@ -421,16 +421,19 @@ class WavOutput:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        wav, file, self._wav, self._file = self._wav, self._file, None, None
+        try:
+            if wav is not None:
+                wav.close()  # the header, written to the file: before the file closes
+        finally:
+            if file is not None:
+                file.close()
 
 
-def open_wav_writer(target: Path | BinaryIO, rate: int) -> wave.Wave_write:
-    wav = wave.open(str(target) if isinstance(target, Path) else target, "wb")  # noqa: SIM115
+def open_wav_writer(target: BinaryIO, rate: int) -> wave.Wave_write:
+    """A 16-bit mono writer on a file the caller opened (and closes after the writer): a path
+    wave.open cannot open leaves a half-built writer whose __del__ complains on stderr."""
+    wav = wave.open(target, "wb")  # noqa: SIM115
     wav.setnchannels(1)
     wav.setsampwidth(2)
     wav.setframerate(rate)

@@ -45,6 +45,7 @@ class Answering(Channel):
         self.answering: asyncio.Task[None] | None = None
         self.answers: asyncio.Queue[tuple[UserTurn | None, Turn | None]] = asyncio.Queue()
         self.loose_frames = 0  # images sent outside any turn since the last one
+        self.prompt_told = False  # the answer's prompt usage went before it (3.1)
 
     async def _user_started(self) -> None:
         handling = self.setup.get("realtimeInputConfig", {}).get("activityHandling")
@@ -121,18 +122,23 @@ class Answering(Channel):
         options = self.emulator.options
         self._count_input(user_turn)
         await self._resumption_update(resumable=False)
-        if options.latency_ms:
-            await asyncio.sleep(options.latency_ms / 1000)
         said = spec.input_transcript or " ".join(t for t in user_turn.text if t.strip())
         heard = f"({user_turn.audio_seconds:.1f} s of speech)" if user_turn.audio_seconds else ""
         user_text = said or heard
+        scripted = bool(spec.transcript or spec.wav or spec.tool_call)
+        answers = scripted or bool(user_text) or bool(user_turn.video_frames)
+        self.prompt_told = False
+        assert self.model is not None
+        if self.model.usage_before_answer and answers:
+            await self._prompt_usage()
+        if options.latency_ms:
+            await asyncio.sleep(options.latency_ms / 1000)
         if "inputAudioTranscription" in self.setup and user_turn.audio_seconds:
             await self._transcribe_input(said.split() or [heard])
         if spec.close is not None and spec.close.before_reply:
             await self.close(spec.close.code, spec.close.reason)
             return
-        scripted = bool(spec.transcript or spec.wav or spec.tool_call)
-        if not scripted and not user_text and not user_turn.video_frames:
+        if not answers:
             await self._need_more_input()
             return
         if spec.tool_call is not None:
@@ -156,6 +162,15 @@ class Answering(Channel):
             if index == len(groups) - 1:
                 piece["finished"] = True
             await self.send({"serverContent": {"inputTranscription": piece}})
+
+    async def _prompt_usage(self) -> None:
+        """3.1: once the turn's input is in, a serverContent with nothing but usageMetadata (the
+        prompt's tokens), before the answer's first model turn. The turnComplete's usage then
+        carries the response's only, so the sums come out as on the other models (chosen)."""
+        assert self.session is not None
+        text_mode = "TEXT" in self.setup.get("generationConfig", {}).get("responseModalities", [])
+        self.prompt_told = True
+        await self.send({"serverContent": {}, "usageMetadata": self._usage(0, text_mode)})
 
     async def _need_more_input(self) -> None:
         """A turn with nothing in it: the model waits for the user (NEED_MORE_INPUT)."""
@@ -293,12 +308,9 @@ class Answering(Channel):
         done: dict[str, Any] = {"turnComplete": True}
         if self.model.interaction_status:
             done["interactionStatus"] = "IDLE"
-        await self.send(
-            {
-                "serverContent": done,
-                "usageMetadata": self._usage(response_tokens, text_mode, thought_tokens),
-            }
-        )
+        prompt, self.prompt_told = not self.prompt_told, False
+        usage = self._usage(response_tokens, text_mode, thought_tokens, prompt)
+        await self.send({"serverContent": done, "usageMetadata": usage})
         session.usage.add_prompt("TEXT" if text_mode else "AUDIO", response_tokens)
         await self._resumption_update(resumable=True)
         if spec.go_away is not None:
@@ -330,10 +342,15 @@ class Answering(Channel):
         usage.add_prompt("IMAGE", turn.video_frames * self._image_tokens())
 
     def _usage(
-        self, response_tokens: int, text_mode: bool, thought_tokens: int = 0
+        self,
+        response_tokens: int,
+        text_mode: bool,
+        thought_tokens: int = 0,
+        prompt_too: bool = True,
     ) -> dict[str, Any]:
+        """The prompt's tokens (unless told already) and the response's."""
         assert self.session is not None
-        prompt = self.session.usage.prompt
+        prompt = self.session.usage.prompt if prompt_too else {}
         prompt_total = sum(prompt.values())
         usage: dict[str, Any] = {
             "promptTokenCount": prompt_total,

@@ -31,6 +31,9 @@ class ModelTraits:
     # realtimeInputConfig.turnCoverage when the setup says none: every frame sent counts (3.x)
     turn_coverage: str = "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO"
     interaction_status: bool = False  # reports IN_PROGRESS / IDLE (3.8 extended thinking)
+    # 3.1: a serverContent with only usageMetadata (the prompt's) before the answer's first
+    # model turn; not an answer
+    usage_before_answer: bool = False
 
 
 _NATIVE_AUDIO_25 = ModelTraits(
@@ -73,6 +76,7 @@ KNOWN_MODELS: dict[str, ModelTraits] = {
         thinking_levels=("minimal", "low", "medium", "high"),
         client_content_after_realtime=False,
         client_content_history_only=True,
+        usage_before_answer=True,
     ),
     "gemini-2.5-flash-native-audio-preview-09-2025": replace(
         _NATIVE_AUDIO_25, display_name="Gemini 2.5 Flash Native Audio Preview 09-2025"

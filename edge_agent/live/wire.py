@@ -14,6 +14,7 @@ tests/test_wire_fastpath.py fails when an SDK upgrade changes what the fast path
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -55,6 +56,19 @@ def connect(
 ) -> AbstractAsyncContextManager[Any]:
     live_config = build_live_config(config, declarations, resume_handle, seed_history)
     return _client(config, credential).aio.live.connect(model=config.live.model, config=live_config)
+
+
+async def try_setup(
+    config: Config, credential: Credential, declarations: list[dict[str, Any]]
+) -> str | None:
+    """Sends the setup a session would send and closes once the service took it (the SDK's
+    connect waits for its first answer). None: taken; else the service's refusal ("1007 ...")."""
+    try:
+        async with asyncio.timeout(config.live.connect_timeout_s):
+            async with connect(config, credential, declarations, None):
+                return None
+    except errors.APIError as exc:
+        return f"{exc.code} {error_detail(exc)}".strip()
 
 
 def _client(config: Config, credential: Credential) -> genai.Client:
