@@ -120,8 +120,8 @@ class Schedule:
         return chosen
 
     def entries(self) -> list[Entry]:
-        """Soonest first; entries waiting for the clock last."""
-        return sorted(self._entries, key=lambda e: (e.held, self._left(e), e.label))
+        """Soonest first (then in the order set); entries waiting for the clock last."""
+        return sorted(self._entries, key=lambda e: (e.held, self._left(e)))
 
     def next_entry(self) -> Entry | None:
         waiting = [e for e in self.entries() if not e.held]
