@@ -67,7 +67,7 @@ class Agent:
         conversation.listeners.append(
             lambda is_open, reason: self.emit(ev.ConversationChanged(is_open, reason))
         )
-        self.ledger = TurnLedger(clock, self.emit, self.text_replies)
+        self.ledger = TurnLedger(clock, self.emit, self.text_replies, lambda: speaker.speaking)
         self.answer = Answer(
             speaker, clock, self.ledger, config.live.reply_timeout_s, uplink.reconnect
         )

@@ -113,14 +113,15 @@ class Answer:
         """The speaker's first sample belongs to this answer when it left after its audio came."""
         if turn.reply_received_s is not None and first >= turn.reply_received_s - 0.001:
             turn.first_sample_s = first
-            self.ledger.maybe_log(turn)
 
     def poll(self, connected: bool, tool_running: bool) -> None:
         """Every mic frame: the first sample heard, and the wait for an answer (counted only
         while connected and no tool call runs)."""
         turn, first = self.turn, self.speaker.first_sample_at
-        if turn is not None and turn.first_sample_s is None and first is not None:
-            self._first_sample(turn, first)
+        if turn is not None and not turn.logged:
+            if turn.first_sample_s is None and first is not None:
+                self._first_sample(turn, first)
+            self.ledger.maybe_log(turn)  # its line once the answer has played out
         if not self.awaited or not connected:
             return
         now = self.clock()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.agent import Agent
+from edge_agent.audio import pcm
 from edge_agent.audio.chimes import chime
 from edge_agent.audio.playback import Speaker
 from edge_agent.audio.volume import Volume
@@ -24,6 +25,7 @@ from edge_agent.tools.runner import ToolContext, ToolRunner
 
 if TYPE_CHECKING:
     from edge_agent.camera import Camera
+    from edge_agent.timers.app import Timers
     from edge_agent.tools.mcp_source import McpTools
 
 
@@ -37,6 +39,7 @@ class Assembly:
     volume: Volume
     on_mic_frame: Callable[[bytes], None]  # the Agent's, with the wake word beside it if set
     mcp: McpTools | None = None  # start() after READY, close() at the end
+    timers: Timers | None = None  # [timers] enabled
 
 
 def assemble(
@@ -45,7 +48,9 @@ def assemble(
     clock: Callable[[], float],
     keys: KeyProvider,
     state_dir: Path | None,
+    wall: Callable[[], dt.datetime] | None = None,
 ) -> Assembly:
+    """`wall`: the local time (simulate's starts where --start-time says)."""
     agents: list[Agent] = []
     session = LiveSession(
         config, lambda event: agents[0].on_live_event(event), keys, state_dir=state_dir
@@ -79,7 +84,35 @@ def assemble(
         from edge_agent.wakeword import WakeWord
 
         on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
-    return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp)
+    timers = None
+    if config.timers.enabled:
+        timers = make_timers(config, agent, clock, wall, state_dir)
+        tools.sources.append(timers)
+        on_mic_frame = timers.wrap(on_mic_frame)
+    return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp, timers)
+
+
+def make_timers(
+    config: Config,
+    agent: Agent,
+    clock: Callable[[], float],
+    wall: Callable[[], dt.datetime] | None,
+    state_dir: Path | None,
+) -> Timers:
+    from edge_agent.timers.app import Timers
+    from edge_agent.timers.clock import local_now
+    from edge_agent.timers.schedule import STATE_FILE, Schedule
+    from edge_agent.timers.sound import load_ring_wav, ring_sound
+
+    rate = agent.speaker.device_rate
+    own = load_ring_wav(Path(config.timers.sound), rate) if config.timers.sound else None
+
+    def ring_cycle(volume: float) -> bytes:
+        return pcm.scale(own, volume) if own is not None else ring_sound(rate, volume)
+
+    path = state_dir / STATE_FILE if state_dir is not None else None
+    schedule = Schedule(path, monotonic=clock, now=wall or local_now)
+    return Timers(config.timers, agent, schedule, ring_cycle)
 
 
 def make_tool_runner(

@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--echo", metavar="GAIN@MS", help="mix the speaker back into the mic: GAIN after MS"
     )
+    simulate.add_argument(
+        "--start-time",
+        metavar="TIME",
+        help="the local time at the input's start: 2026-12-07T07:59:50",
+    )
+    simulate.add_argument(
+        "--scenario", metavar="F", help="scripted answers for the built-in emulator (emulator.md)"
+    )
     simulate.set_defaults(command=cmd_simulate)
 
     check = commands.add_parser(
@@ -154,6 +162,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         format_summary,
         parse_echo,
         parse_ptt,
+        parse_start_time,
         simulate,
     )
 
@@ -174,6 +183,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         echo_gain=gain,
         echo_delay_ms=delay,
         state_dir=own_state_dir(loaded),
+        start_time=parse_start_time(args.start_time) if args.start_time else None,
+        scenario=Path(args.scenario) if args.scenario else None,
     )
     if options.output is not None:  # found out now, not after the whole run
         folder = options.output.parent

@@ -204,6 +204,8 @@ async def _run(
         agent, parts.conversation.budget, service.metrics_port, service.metrics_address
     )
     agent.start()
+    if parts.timers is not None:
+        parts.timers.start()  # what fell due while the daemon was down rings now
     probe = Reachability(config, keys, agent, parts.conversation)
     probe.start(reachable)
     notifier.ready(agent.state.value)  # local parts are up; the network is not awaited
@@ -212,7 +214,7 @@ async def _run(
     if config.web.enabled:
         from edge_agent.web import Page
 
-        web = Page(config.web, agent, parts.volume)  # starts in the background
+        web = Page(config.web, agent, parts.volume, parts.timers)  # starts in the background
     if parts.mcp is not None:
         parts.mcp.start()  # MCP servers connect in the background, after READY
     mqtt = None

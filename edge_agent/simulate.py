@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -32,8 +33,9 @@ from edge_agent.config import Config
 from edge_agent.conversation import DailyBudget
 from edge_agent.credentials import KeyProvider
 from edge_agent.errors import UserError
-from edge_agent.events import State
+from edge_agent.events import AgentEvent, State, TimerChanged
 from edge_agent.startup import EMULATOR_KEY, check_service, key_provider
+from edge_agent.timers.clock import local_zone
 from edge_agent.turns import Tokens
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class SimulateOptions:
     echo_delay_ms: float = 0.0
     tail_limit_s: float = TAIL_LIMIT_S  # after the input, wait this long at most for answers
     state_dir: Path | None = None  # None: a temporary one (not the daemon's)
+    start_time: dt.datetime | None = None  # the local time at the input's first sample
+    scenario: Path | None = None  # scripted answers for the built-in emulator
 
 
 def parse_ptt(text: str) -> tuple[tuple[float, float], ...]:
@@ -66,6 +70,15 @@ def parse_ptt(text: str) -> tuple[tuple[float, float], ...]:
             raise UserError(f"--ptt: span {part!r} ends before it starts")
         spans.append((start, end))
     return tuple(sorted(spans))
+
+
+def parse_start_time(text: str) -> dt.datetime:
+    """ "2026-12-07T07:59:50": a local time (or one with its offset)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--start-time: {text!r} is not a time like 2026-12-07T07:59:50") from None
+    return when if when.tzinfo else when.replace(tzinfo=local_zone())
 
 
 def parse_echo(text: str) -> tuple[float, float]:
@@ -116,10 +129,13 @@ async def simulate(config: Config, options: SimulateOptions) -> dict[str, Any]:
     """Runs the agent over the input WAV; returns the contract's JSON summary."""
     if config.live.endpoint:
         return await _simulate_against(config, options)
+    from edge_agent.emulator.scenario import load_scenario
     from edge_agent.emulator.server import Emulator, EmulatorOptions
 
+    scenario = load_scenario(str(options.scenario) if options.scenario else None)
     with tempfile.TemporaryDirectory(prefix="edge-agent-emulator-") as cert_dir:
-        async with Emulator(EmulatorOptions(cert_dir=Path(cert_dir))) as emulator:
+        emulator_options = EmulatorOptions(cert_dir=Path(cert_dir), scenario=scenario)
+        async with Emulator(emulator_options) as emulator:
             live = config.live.model_copy(
                 update={"endpoint": emulator.url, "ca_file": str(emulator.cert_path)}
             )
@@ -154,9 +170,26 @@ async def _run_parts(
         clock=lambda: card.now if card else 0.0,
     )
     card = VirtualSoundCard(mic, speaker, options)
-    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir)
+    start = (options.start_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+
+    def wall() -> dt.datetime:  # local time on the virtual clock, from --start-time or now
+        elapsed = dt.timedelta(seconds=card.now if card else 0.0)
+        return (start + elapsed).astimezone(local_zone())
+
+    parts = assemble(config, speaker, lambda: card.now if card else 0.0, keys, state_dir, wall)
+    timers: list[dict[str, Any]] = []
+
+    def on_timer(event: AgentEvent) -> None:
+        if isinstance(event, TimerChanged) and card is not None:
+            timer = event.timer
+            timers.append({"what": event.what, "kind": timer["kind"], "label": timer["label"],
+                           "at_s": round(card.now, 3)})  # fmt: skip
+
+    parts.agent.listeners.append(on_timer)
     try:
         parts.agent.start()
+        if parts.timers is not None:
+            parts.timers.start()
         if parts.mcp is not None:  # a simulation starts once MCP servers were tried
             parts.mcp.start()
             with contextlib.suppress(TimeoutError):
@@ -179,7 +212,7 @@ async def _run_parts(
         errors.append("the service was never reached")
     if not ledger.records:
         errors.append(no_turn(config, options, mic, parts.agent.conversation.budget))
-    return _summary(parts.agent, parts.session.reconnects, errors)
+    return _summary(parts.agent, parts.session.reconnects, errors, timers)
 
 
 NO_TURN = "no turn: "
@@ -216,13 +249,19 @@ def exit_code(config: Config, summary: dict[str, Any]) -> int:
     return 1 if errors else 0
 
 
-def _summary(agent: Agent | None, reconnects: int, errors: list[str]) -> dict[str, Any]:
+def _summary(
+    agent: Agent | None,
+    reconnects: int,
+    errors: list[str],
+    timers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     tokens = agent.ledger.tokens if agent is not None else Tokens()
     return {
         "turns": [turn.summary() for turn in agent.ledger.records] if agent is not None else [],
         "reconnects": reconnects,
         "errors": errors,
         "tokens": {"prompt": tokens.prompt, "response": tokens.response, "total": tokens.total},
+        "timers": timers or [],  # what timers, alarms and reminders did, on the input's clock
     }
 
 

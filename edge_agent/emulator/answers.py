@@ -196,6 +196,9 @@ class Answering(Channel):
             answer.thought = f"**Answering the user** The user said: {said or 'something'}."
         if not said:
             return answer
+        if (read_out := brain.read_aloud(said)) is not None:
+            answer.text = read_out
+            return answer
         chosen = brain.pick_function(said, brain.declarations(self.setup))
         sum_code = brain.arithmetic(said) if brain.has_tool(self.setup, "codeExecution") else None
         if chosen is not None:

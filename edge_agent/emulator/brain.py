@@ -188,6 +188,20 @@ def _string(text: str, name: str) -> str:
     return stripped or name
 
 
+_WORD_FOR_WORD = re.compile(r'word for word[^"]*:\s*"(.+)"\s*$', re.S | re.I)
+_REMINDER = re.compile(r'this reminder[^"]*:\s*"(.+)"\s*$', re.S | re.I)
+
+
+def read_aloud(text: str) -> str | None:
+    """The answer to an instruction to read a quoted text word for word (an announcement) or
+    to say a reminder: the text itself, or "Here is your reminder: ..."."""
+    quoted = _WORD_FOR_WORD.search(text)
+    if quoted:
+        return quoted.group(1)
+    reminder = _REMINDER.search(text)
+    return f"Here is your reminder: {reminder.group(1).rstrip('.')}." if reminder else None
+
+
 def urls(text: str) -> list[str]:
     return re.findall(r"https?://[^\s\"'<>]+[^\s\"'<>.,;:!?)]", text)
 

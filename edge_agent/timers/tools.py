@@ -10,6 +10,7 @@ be answered the same way but also logged as a WARNING "tool failed", which a use
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +28,11 @@ SECONDS = {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS}
 WEEKDAYS = [*DAYS, *(day[:3] for day in DAYS)]
 
 
-def timer_tools(schedule: Schedule) -> list[Tool]:
-    """The five tools, bound to `schedule`."""
+def timer_tools(
+    schedule: Schedule, stop_ringing: Callable[[str | None], list[str]] = lambda label: []
+) -> list[Tool]:
+    """The five tools, bound to `schedule`; `stop_ringing(label)` stops what rings now (it has
+    left the schedule) and says what it stopped."""
 
     def answer(key: str, entries: list[Entry]) -> dict[str, Any]:
         spoken = [_spoken(schedule, e) for e in entries]
@@ -108,6 +112,9 @@ def timer_tools(schedule: Schedule) -> list[Tool]:
         {"type": "object", "properties": {"label": LABEL}},
     )
     async def cancel_timer(label: str | None = None) -> dict[str, Any]:
+        stopped = stop_ringing(label)
+        if stopped:
+            return {"stopped_ringing": stopped}
         try:
             return answer("cancelled", schedule.cancel(label))
         except TimerError as exc:

@@ -130,6 +130,8 @@ class ToolRunner:
         except Exception as exc:
             log.warning("tool %s failed: %s: %s", tool.name, type(exc).__name__, exc)
             return {"error": f"{type(exc).__name__}: {exc}"}
+        if isinstance(result, dict) and set(result) == {"error"}:
+            return result  # the tool's own refusal: an error answer, no warning
         return {"output": result}
 
 

@@ -16,6 +16,7 @@ from edge_agent.web.auth import required_token
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
     from edge_agent.audio.volume import Volume
+    from edge_agent.timers.app import Timers
     from edge_agent.web.server import WebFace
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,19 @@ def check(config: WebConfig) -> None:
 class Page:
     """Starts the server in the background; a page that cannot start is one log line."""
 
-    def __init__(self, config: WebConfig, agent: Agent, volume: Volume) -> None:
+    def __init__(
+        self, config: WebConfig, agent: Agent, volume: Volume, timers: Timers | None = None
+    ) -> None:
         self.config = config
-        self.task = asyncio.create_task(self._start(agent, volume))
+        self.task = asyncio.create_task(self._start(agent, volume, timers))
 
-    async def _start(self, agent: Agent, volume: Volume) -> WebFace | None:
+    async def _start(self, agent: Agent, volume: Volume, timers: Timers | None) -> WebFace | None:
         try:
             token = required_token(self.config)
             await asyncio.to_thread(importlib.import_module, "edge_agent.web.server")
             from edge_agent.web.server import start_web
 
-            return await start_web(self.config, token, agent, volume)
+            return await start_web(self.config, token, agent, volume, timers)
         except (OSError, UserError) as exc:
             log.error("web page not started: %s", exc)
         except Exception as exc:  # whatever it is, the agent runs on without its page

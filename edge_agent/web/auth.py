@@ -39,7 +39,7 @@ def required_token(config: WebConfig, env: Mapping[str, str] | None = None) -> s
     token = find_token(config, env)
     how = (
         f"put a random token (e.g. `openssl rand -hex 16`) in the systemd credential "
-        f"{config.credential} or {TOKEN_VARIABLE}, or set [web] address = \"127.0.0.1\""
+        f'{config.credential} or {TOKEN_VARIABLE}, or set [web] address = "127.0.0.1"'
     )
     if token is None:
         raise UserError(f"[web] address {config.address} is not loopback and has no token: {how}")

@@ -9,7 +9,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.agent import Agent
 from edge_agent.audio.volume import Volume
@@ -24,6 +24,9 @@ from edge_agent.events import (
     TranscriptDelta,
     TurnSummary,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.timers.app import Timers
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,15 @@ class Client:
 
 class Hub:
     def __init__(
-        self, agent: Agent, volume: Volume, now: Callable[[], dt.datetime] = dt.datetime.now
+        self,
+        agent: Agent,
+        volume: Volume,
+        timers: Timers | None = None,
+        now: Callable[[], dt.datetime] = dt.datetime.now,
     ) -> None:
         self.agent = agent
         self.volume = volume
+        self.timers = timers
         self.now = now
         self.clients: set[Client] = set()
         self.history: list[Message] = []  # today's finished turns

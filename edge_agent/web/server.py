@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -19,6 +19,9 @@ from edge_agent.audio.volume import Volume
 from edge_agent.config import WebConfig
 from edge_agent.web.auth import COOKIE, Gate
 from edge_agent.web.hub import Hub
+
+if TYPE_CHECKING:
+    from edge_agent.timers.app import Timers
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +89,10 @@ class WebFace:
         await self.runner.cleanup()
 
 
-async def start_web(config: WebConfig, token: str | None, agent: Agent, volume: Volume) -> WebFace:
-    hub = Hub(agent, volume)
+async def start_web(
+    config: WebConfig, token: str | None, agent: Agent, volume: Volume, timers: Timers | None = None
+) -> WebFace:
+    hub = Hub(agent, volume, timers)
     app = make_app(hub, Gate(token))
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=1.0, logger=http_log
