@@ -188,7 +188,8 @@ async def _run_parts(
     parts.agent.listeners.append(on_timer)
     try:
         parts.agent.start()
-        if parts.timers is not None:
+        if parts.timers is not None:  # the virtual clock is as right as the time it was given
+            parts.timers.schedule.clock_synced = lambda: True
             parts.timers.start()
         if parts.mcp is not None:  # a simulation starts once MCP servers were tried
             parts.mcp.start()

@@ -49,7 +49,7 @@ def to_record(entry: Entry, due: datetime) -> dict[str, Any]:
         "text": entry.text,
         "at": entry.at,
         "days": list(entry.days),
-        "due": due.isoformat(timespec="seconds"),
+        "due": due.isoformat(timespec="milliseconds"),
     }
 
 

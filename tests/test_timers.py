@@ -1,0 +1,187 @@
+"""Timers, alarms and reminders through `edge-agent simulate`: the emulator's model calls the
+tools (a scenario's tool_call), the ring lands on the output timeline, a spoken "stop" silences
+it without reaching the service, and what is set survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.timers.sound import ring_sound
+from tests.conftest import run_cli, write_wav
+
+RATE = 16000
+OUT_RATE = 24000
+
+
+def _input(path: Path, speech: Callable[..., np.ndarray], seconds: float, **at: str) -> Path:
+    """`seconds` of silence with utterances placed at given times: {"0.5": "set a timer"}."""
+    samples = np.zeros(int(seconds * RATE), np.int16)
+    for start, text in at.items():
+        said = speech(text, gap_s=0.0, lead_s=0.0)
+        begin = int(float(start) * RATE)
+        samples[begin : begin + len(said)] = said[: len(samples) - begin]
+    return write_wav(path, samples)
+
+
+def _simulate(tmp_path: Path, wav: Path, turns: list[dict[str, Any]], *args: str) -> Any:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"turns": turns}))
+    out = tmp_path / "out.wav"
+    done = run_cli(
+        "simulate", "--input", str(wav), "--scenario", str(scenario), "--output", str(out),
+        "--json", *args,
+    )  # fmt: skip
+    summary = json.loads(done.stdout)
+    if len(summary["errors"]) == 1 and summary["errors"][0].startswith("no turn: "):
+        assert done.returncode == 1  # a run with no one speaking: told, and nothing else
+    else:
+        assert done.returncode == 0, done.stderr
+    return summary, done.stderr, out
+
+
+def _events(summary: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    return [t for t in summary["timers"] if t["what"] == what]
+
+
+def _ring_starts(out: Path) -> list[float]:
+    """Where a cycle of the built-in ring begins on the output timeline, in seconds."""
+    with wave.open(str(out)) as wav:
+        played = wav.readframes(wav.getnframes())
+    head = ring_sound(OUT_RATE, 1.0)[:2000]
+    starts, at = [], played.find(head)
+    while at >= 0:
+        if at % 2 == 0:
+            starts.append(at / 2 / OUT_RATE)
+        at = played.find(head, at + 2)
+    return starts
+
+
+def test_a_timer_rings_on_time_and_a_spoken_stop_silences_it_unsent(
+    tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    wav = _input(
+        tmp_path / "in.wav", speech, 16.0, **{"0.5": "set a timer for five seconds",
+                                               "12.0": "okay, stop"}
+    )  # fmt: skip
+    set_timer = {"tool_call": {"name": "set_timer", "args": {"seconds": 5}}}
+    summary, log, out = _simulate(tmp_path, wav, [set_timer])
+
+    assert len(summary["turns"]) == 1, "the stop reached the service"
+    (was_set,) = _events(summary, "set")
+    (ringing,) = _events(summary, "ringing")
+    (stopped,) = _events(summary, "stopped")
+    assert ringing["at_s"] - was_set["at_s"] == pytest.approx(5.0, abs=0.15)
+    assert 12.0 < stopped["at_s"] < 12.6  # as the gate heard "okay, stop"
+    rings = _ring_starts(out)
+    assert rings[0] == pytest.approx(ringing["at_s"], abs=0.05), "the ring is not on the timeline"
+    assert len(rings) >= 2, "the ring did not repeat until stopped"
+    assert all(start < stopped["at_s"] for start in rings)
+    assert "5 second timer stopped (speech)" in log
+
+
+def test_a_timer_survives_a_restart(tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[service]\nstate_dir = "{tmp_path / "state"}"\n')
+    first = _input(tmp_path / "first.wav", speech, 4.0, **{"0.5": "set a timer for a minute"})
+    set_timer = {"tool_call": {"name": "set_timer", "args": {"seconds": 60}}}
+    summary, _, _ = _simulate(
+        tmp_path, first, [set_timer], "--config", str(config),
+        "--start-time", "2026-12-07T08:00:00",
+    )  # fmt: skip
+    (was_set,) = _events(summary, "set")
+    state = tmp_path / "state" / "timers.json"
+    assert os.stat(state).st_mode & 0o777 == 0o600
+
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(40 * RATE, np.int16))
+    summary, _, _ = _simulate(
+        tmp_path, quiet, [], "--config", str(config), "--start-time", "2026-12-07T08:00:30"
+    )
+    (ringing,) = _events(summary, "ringing")
+    assert ringing["label"] == "1 minute timer"
+    assert ringing["at_s"] == pytest.approx(was_set["at_s"] + 30, abs=0.2)
+    assert json.loads(state.read_text())["entries"] == []
+
+
+@pytest.mark.parametrize(("restart_at", "what"), [("08:05:00", "ringing"), ("08:20:00", "missed")])
+def test_a_timer_due_while_the_daemon_was_down_rings_if_under_ten_minutes_late(
+    tmp_path: Path, speech: Callable[..., np.ndarray], restart_at: str, what: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[service]\nstate_dir = "{tmp_path / "state"}"\n')
+    first = _input(tmp_path / "first.wav", speech, 4.0, **{"0.5": "set a timer for a minute"})
+    set_timer = {"tool_call": {"name": "set_timer", "args": {"seconds": 60}}}
+    _simulate(
+        tmp_path, first, [set_timer], "--config", str(config),
+        "--start-time", "2026-12-07T08:00:00",
+    )  # fmt: skip
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(3 * RATE, np.int16))
+    summary, _, _ = _simulate(
+        tmp_path, quiet, [], "--config", str(config), "--start-time", f"2026-12-07T{restart_at}"
+    )
+    (event,) = [t for t in summary["timers"] if t["what"] in ("ringing", "missed")]
+    assert event["what"] == what
+    assert event["at_s"] < 0.2
+
+
+def test_an_alarm_rings_at_its_local_time(
+    tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    wav = _input(tmp_path / "in.wav", speech, 16.0, **{"0.5": "wake me at eight"})
+    set_alarm = {"tool_call": {"name": "set_alarm", "args": {"time": "08:00"}}}
+    summary, _, out = _simulate(tmp_path, wav, [set_alarm], "--start-time", "2026-12-07T07:59:50")
+    (ringing,) = _events(summary, "ringing")
+    assert ringing["kind"] == "alarm"
+    assert ringing["at_s"] == pytest.approx(10.0, abs=0.15)
+    assert _ring_starts(out)[0] == pytest.approx(ringing["at_s"], abs=0.05)
+
+
+def test_a_reminder_is_spoken_by_the_model(
+    tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    wav = _input(tmp_path / "in.wav", speech, 20.0, **{"0.5": "remind me about the bread"})
+    set_reminder = {
+        "tool_call": {
+            "name": "set_reminder",
+            "args": {"text": "take the bread out of the oven", "in_seconds": 8},
+        }
+    }
+    summary, _, out = _simulate(tmp_path, wav, [set_reminder])
+    (spoken,) = _events(summary, "spoken")
+    assert not _events(summary, "ringing") and not _ring_starts(out)
+    reminder = summary["turns"][1]
+    assert reminder["output_transcript"] == "Here is your reminder: take the bread out of the oven."
+    assert reminder["start_s"] == pytest.approx(spoken["at_s"], abs=0.15)
+
+
+def test_with_the_button_a_reminder_is_spoken_with_the_microphone_closed(
+    tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    """start = "button": the reminder's session takes no speech, and it closes once said."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[conversation]\nstart = "button"\nidle_timeout_s = 3\n[gpio]\nbutton_pin = 17\n'
+    )
+    wav = _input(
+        tmp_path / "in.wav", speech, 24.0, **{"0.6": "remind me about the bread",
+                                               "12.5": "is anybody listening"}
+    )  # fmt: skip
+    set_reminder = {
+        "tool_call": {"name": "set_reminder", "args": {"text": "the bread", "in_seconds": 8}}
+    }
+    summary, log, _ = _simulate(
+        tmp_path, wav, [set_reminder], "--config", str(config), "--ptt", "0.3-0.4"
+    )
+    assert _events(summary, "spoken")
+    assert [t["output_transcript"] for t in summary["turns"][1:]] == [
+        "Here is your reminder: the bread."
+    ], "speech during the reminder reached the service"
+    assert "the microphone closed" in log
+    assert "closed (said)" in log
