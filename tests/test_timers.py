@@ -185,3 +185,54 @@ def test_with_the_button_a_reminder_is_spoken_with_the_microphone_closed(
     ], "speech during the reminder reached the service"
     assert "the microphone closed" in log
     assert "closed (said)" in log
+
+
+@pytest.mark.parametrize(
+    ("config_text", "args", "stop_at", "how"),
+    [
+        ('[conversation]\nstart = "wake_word"\n', (), "okay nabu", "(speech)"),
+        ('[conversation]\nstart = "button"\n[gpio]\nbutton_pin = 17\n', ("--ptt", "0.3-0.4,12.0-12.1"), "", "(button)"),
+    ],
+    ids=["wake word", "button"],
+)  # fmt: skip
+def test_the_wake_word_or_a_press_stops_the_ring_and_opens_nothing(
+    tmp_path: Path,
+    speech: Callable[..., np.ndarray],
+    config_text: str,
+    args: tuple[str, ...],
+    stop_at: str,
+    how: str,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    said = {"0.6": "okay nabu", "1.8": "set a timer for five seconds"}
+    if stop_at:
+        said["12.0"] = stop_at
+    wav = _input(tmp_path / "in.wav", speech, 16.0, **said)
+    set_timer = {"tool_call": {"name": "set_timer", "args": {"seconds": 5}}}
+    summary, log, _ = _simulate(tmp_path, wav, [set_timer], "--config", str(config), *args)
+    (stopped,) = _events(summary, "stopped")
+    assert 12.0 <= stopped["at_s"] < 13.0
+    assert f"5 second timer stopped {how}" in log
+    assert len(summary["turns"]) == 1
+    assert "conversation 2 opened" not in log
+
+
+def test_the_ring_cuts_an_answer_and_its_own_echo_never_stops_it(
+    tmp_path: Path, speech: Callable[..., np.ndarray]
+) -> None:
+    """The ring (mixed back into the microphone at 0.3 after 40 ms, as a speaker beside the mic)
+    is the agent's own sound to the echo guard: it rings until ring_max_s."""
+    config = tmp_path / "config.toml"
+    config.write_text("[timers]\nring_max_s = 6\n")
+    wav = _input(tmp_path / "in.wav", speech, 16.0, **{"0.5": "set a timer for two seconds"})
+    set_timer = {"tool_call": {"name": "set_timer", "args": {"seconds": 2}}, "reply_seconds": 8}
+    summary, log, _ = _simulate(
+        tmp_path, wav, [set_timer], "--config", str(config), "--echo", "0.3@40"
+    )
+    (ringing,) = _events(summary, "ringing")
+    (stopped,) = _events(summary, "stopped")
+    assert summary["turns"][0]["interrupted"], "the ring did not cut the answer"
+    assert stopped["at_s"] - ringing["at_s"] == pytest.approx(6.0, abs=0.15)
+    assert "stopped (no one stopped it in 6 s)" in log
+    assert len(summary["turns"]) == 1
