@@ -132,6 +132,14 @@ def test_run_imports_nothing_at_ready_that_ready_does_not_need(
     assert not mqtt, sorted(mqtt)
 
 
+def test_run_loads_nothing_of_the_timers_when_they_are_off(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    *_, at_exit = run_observed(tmp_path, notify_socket, extra="[timers]\nenabled = false\n")
+    assert "edge_agent.daemon" in at_exit
+    assert not {m for m in at_exit if m.startswith("edge_agent.timers")}
+
+
 def test_a_spoken_turn_through_run_loads_neither_numpy_nor_soxr(
     tmp_path: Path, notify_socket: socket.socket, speech: Callable[..., np.ndarray]
 ) -> None:
