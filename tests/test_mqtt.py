@@ -30,7 +30,8 @@ from edge_agent.cli import main
 from edge_agent.config import WebConfig
 from edge_agent.config_sections import MqttConfig
 from edge_agent.mqtt.discovery import Topics, entity_config, page_url, safe_name
-from edge_agent.mqtt.entities import ENTITIES, STATE_LIMIT
+from edge_agent.mqtt.entities import ENTITIES, STATE_LIMIT, Refused, Sources
+from edge_agent.timers.schedule import Schedule
 from tests.conftest import write_wav
 from tests.test_footprint import run_observed
 from tests.test_service import free_port
@@ -575,6 +576,34 @@ def test_discovery_payloads_carry_ids_device_origin_and_topics() -> None:
     assert "state_topic" not in notify and "retain" not in notify
     assert safe_name("Kitchen Pi.local") == "kitchen_pi_local" and safe_name("...") == "edge_agent"
     assert MqttConfig(tls=True).broker_port == 8883 and MqttConfig().broker_port == 1883
+
+
+class RefusingTimers:
+    """Timers whose budget is spent: announce says why, and nothing is queued."""
+
+    def __init__(self) -> None:
+        self.schedule = Schedule(None)
+        self.ringing: list[Any] = []
+        self.asked: list[tuple[str, bool]] = []
+
+    def announce(self, text: str, with_chime: bool = True) -> str:
+        self.asked.append((text, with_chime))
+        return "the daily token budget is spent"
+
+
+def test_an_announcement_is_trimmed_checked_and_a_refusal_raised() -> None:
+    timers = RefusingTimers()
+    sources = Sources(None, None, True, timers=timers)  # type: ignore[arg-type]
+    assert sources.next_due == "None" and sources.next_timer["count"] == 0
+    announce = next(entity for entity in ENTITIES if entity.key == "announce")
+    assert announce.command is not None
+    with pytest.raises(Refused, match="budget is spent"):
+        announce.command(sources, "  Dinner is ready.\n")
+    assert timers.asked == [("Dinner is ready.", True)]
+    for bad in ("", " \n", "x" * 1001):
+        with pytest.raises(Refused, match=r"1\.\.1000 characters"):
+            announce.command(sources, bad)
+    assert len(timers.asked) == 1
 
 
 def test_the_page_is_the_configuration_url_only_where_others_reach_it() -> None:
