@@ -221,7 +221,7 @@ async def _run(
     if config.mqtt.enabled:
         from edge_agent.mqtt import Bridge
 
-        mqtt = Bridge(config, agent, parts.volume, reachable.verdict != "unreachable")
+        mqtt = Bridge(config, agent, parts.volume, parts.timers, reachable.verdict != "unreachable")
     watchdog = asyncio.create_task(
         Watchdog(notifier, {"microphone": mic.alive, "speaker": output.alive}).run()
     )

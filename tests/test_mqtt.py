@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from edge_agent.cli import main
 from edge_agent.config import WebConfig
 from edge_agent.config_sections import MqttConfig
 from edge_agent.mqtt.discovery import Topics, entity_config, page_url, safe_name
-from edge_agent.mqtt.entities import ENTITIES, STATE_LIMIT
+from edge_agent.mqtt.entities import ENTITIES, STATE_LIMIT, Refused, Sources
+from edge_agent.timers.schedule import Schedule
 from tests.conftest import write_wav
 from tests.test_footprint import run_observed
 from tests.test_service import free_port
@@ -40,6 +42,8 @@ NODE = "testpi"
 BASE = f"edge-agent/{NODE}"
 DEADLINE_S = 60.0
 ALWAYS = {"state", "reachable", "mute", "volume", "tokens_today"}
+TIMERS = {"announce", "next_timer"}  # where [timers] is on (the default)
+TIMERS_OFF = "[timers]\nenabled = false\n"
 REMOTE = {"start_conversation", "end_conversation", "ask"}
 TRANSCRIPTS = {"last_question", "last_answer"}
 COMPONENT = {entity.key: entity.component for entity in ENTITIES}
@@ -142,7 +146,9 @@ class HomeAssistant:
     def _on_message(self, client: paho.Client, _: Any, message: paho.MQTTMessage) -> None:
         with self.lock:
             self.markers += message.topic == "test/subscribed"
-            self.messages.append(Message(message.topic, message.payload.decode(), message.retain))
+            self.messages.append(
+                Message(message.topic, message.payload.decode(errors="replace"), message.retain)
+            )
 
     def wait_subscribed(self) -> None:
         """After this, every message published anywhere reaches this client."""
@@ -176,7 +182,7 @@ class HomeAssistant:
     def wait_state(self, key: str, value: str) -> None:
         until(lambda: self.state(f"{BASE}/{key}") == value, f"{key} = {value!r}")
 
-    def send(self, topic: str, payload: str, retain: bool = False) -> None:
+    def send(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
 
     def close(self) -> None:
@@ -249,7 +255,7 @@ def test_discovery_commands_transcripts_reload_and_offline_on_sigterm(
     try:
         ha.wait(f"{BASE}/availability", lambda p: p == "online")
         configs = {}
-        for key in ALWAYS | REMOTE | TRANSCRIPTS:
+        for key in ALWAYS | REMOTE | TRANSCRIPTS | TIMERS:
             configs[key] = json.loads(ha.wait(config_topic(key)).payload)
         assert len({c["unique_id"] for c in configs.values()}) == len(configs)
         devices = [c["device"] for c in configs.values()]
@@ -313,15 +319,16 @@ def test_discovery_commands_transcripts_reload_and_offline_on_sigterm(
 
         # switched off in the config: removed from Home Assistant, and the transcripts with them
         config = tmp_path / "config.toml"
-        config.write_text(config.read_text().replace(everything, ""))
+        config.write_text(config.read_text().replace(everything, "") + TIMERS_OFF)
         since = ha.mark()
         daemon.send_signal(signal.SIGHUP)
-        for key in REMOTE | TRANSCRIPTS:
+        for key in REMOTE | TRANSCRIPTS | TIMERS:
             ha.wait(config_topic(key), lambda p: p == "", since)
         ha.wait(f"{BASE}/last_answer", lambda p: p == "", since)
+        ha.wait(f"{BASE}/next_timer", lambda p: p == "", since)
         ha.wait(f"{BASE}/availability", lambda p: p == "online", since)
         kept = retained(broker.port)
-        assert not {config_topic(key) for key in REMOTE | TRANSCRIPTS} & set(kept)
+        assert not {config_topic(key) for key in REMOTE | TRANSCRIPTS | TIMERS} & set(kept)
         assert {config_topic(key) for key in ALWAYS} <= set(kept)
         assert f"{BASE}/last_question" not in kept
         assert kept[f"{BASE}/volume"] == "100"  # a reload starts the volume afresh
@@ -335,6 +342,76 @@ def test_discovery_commands_transcripts_reload_and_offline_on_sigterm(
         text = stop_agent(daemon, log)
         ha.close()
     assert text.count("mqtt: connected to") == 2  # at start and after the reload
+
+
+def test_announcements_and_the_next_timer(tmp_path: Path, broker: Broker) -> None:
+    ha = HomeAssistant(broker.port)
+    ha.wait_subscribed()
+    announce = f"{BASE}/announce/set"
+    ha.send(announce, "An old retained announcement", retain=True)  # must never be read out
+    everything = "publish_transcripts = true\nremote_conversation = true\n"
+    daemon, log = start_agent(tmp_path, broker.port, everything)
+    try:
+        ha.wait(f"{BASE}/availability", lambda p: p == "online")
+        notify = json.loads(ha.wait(config_topic("announce")).payload)
+        assert config_topic("announce") == f"homeassistant/notify/{NODE}/announce/config"
+        assert notify["command_topic"] == announce and "state_topic" not in notify
+        assert notify["device"]["identifiers"] == [f"edge_agent_{NODE}"]
+        sensor = json.loads(ha.wait(config_topic("next_timer")).payload)
+        assert sensor["device_class"] == "timestamp"
+        assert sensor["state_topic"] == f"{BASE}/next_timer"
+        assert sensor["json_attributes_topic"] == f"{BASE}/next_timer/attributes"
+        ha.wait_state("next_timer", "None")  # Home Assistant's "unknown"
+        none = json.loads(ha.wait(f"{BASE}/next_timer/attributes").payload)
+        assert none["count"] == 0 and none["label"] is None and none["seconds_left"] is None
+
+        # what Home Assistant's notify.send_message publishes: the text, not retained
+        ha.send(announce, "", retain=True)  # the retained one deleted (an empty message)
+        ha.send(announce, "The washing machine is done.")
+        ha.wait(f"{BASE}/last_answer", lambda p: p == "The washing machine is done.")
+        ha.wait_state("state", "idle")
+
+        since = ha.mark()
+        for bad in ("   ", "x" * 1001, b"\xff\xfe washing"):  # each one log line, nothing else
+            ha.send(announce, bad)
+        until(lambda: len(refusals(log, "announce")) == 4, "four refusals")
+
+        # a timer set by a typed question, then cancelled: the sensor follows each
+        ha.send(f"{BASE}/ask/set", "Set a timer for 300 seconds")
+        due = ha.wait(f"{BASE}/next_timer", lambda p: p != "None", since).payload
+        left = (datetime.fromisoformat(due) - datetime.now().astimezone()).total_seconds()
+        assert 290 < left <= 301, due  # an aware timestamp, as Home Assistant needs
+        attributes = json.loads(ha.state(f"{BASE}/next_timer/attributes") or "{}")
+        assert attributes["kind"] == "timer" and attributes["count"] == 1
+        assert 290 < attributes["seconds_left"] <= 300 and attributes["label"]
+        ha.wait_state("state", "idle")
+        ha.send(f"{BASE}/ask/set", "Cancel the timer")
+        ha.wait_state("next_timer", "None")
+        ha.wait_state("state", "idle")
+
+        # one that rings: gone from the sensor when it falls due
+        since = ha.mark()
+        ha.send(f"{BASE}/ask/set", "Set a timer for 3 seconds")
+        ha.wait(f"{BASE}/next_timer", lambda p: p != "None", since)
+        ha.wait(f"{BASE}/next_timer", lambda p: p == "None", since)
+        rang = json.loads(ha.state(f"{BASE}/next_timer/attributes") or "{}")
+        assert rang["count"] == 0 and rang["ringing"] == 1
+        until(lambda: "ringing" in log.read_text(), "the timer rang", 10)
+    finally:
+        text = stop_agent(daemon, log)
+        ha.close()
+    answers = [m.payload for m in ha.messages if m.topic == f"{BASE}/last_answer" and m.payload]
+    assert sum("washing" in answer for answer in answers) == 1, answers
+    assert not any("retained" in answer for answer in answers), answers
+    refused = refusals(log, "announce")  # the deleted retained one, blank, too long, not UTF-8
+    assert len(refused) == 4, refused
+    assert all("1..1000 characters" in line for line in refused[:3]), refused
+    assert "not UTF-8" in refused[3]
+    assert text.count('agent "The washing machine is done."') == 1  # the one announcement
+
+
+def refusals(log: Path, key: str) -> list[str]:
+    return [line for line in log.read_text().splitlines() if f"mqtt: {key} ignored" in line]
 
 
 def test_broker_down_at_start_restarted_then_the_agent_killed(tmp_path: Path) -> None:
@@ -493,8 +570,40 @@ def test_discovery_payloads_carry_ids_device_origin_and_topics() -> None:
     button = entity_config(by_key["start_conversation"], topics, device)
     assert "state_topic" not in button
     assert topics.config(by_key["ask"]) == "homeassistant/text/kitchen/ask/config"
+    notify = entity_config(by_key["announce"], topics, device)  # Home Assistant's MQTT notify
+    assert topics.config(by_key["announce"]) == "homeassistant/notify/kitchen/announce/config"
+    assert notify["command_topic"] == "edge-agent/kitchen/announce/set"
+    assert "state_topic" not in notify and "retain" not in notify
     assert safe_name("Kitchen Pi.local") == "kitchen_pi_local" and safe_name("...") == "edge_agent"
     assert MqttConfig(tls=True).broker_port == 8883 and MqttConfig().broker_port == 1883
+
+
+class RefusingTimers:
+    """Timers whose budget is spent: announce says why, and nothing is queued."""
+
+    def __init__(self) -> None:
+        self.schedule = Schedule(None)
+        self.ringing: list[Any] = []
+        self.asked: list[tuple[str, bool]] = []
+
+    def announce(self, text: str, with_chime: bool = True) -> str:
+        self.asked.append((text, with_chime))
+        return "the daily token budget is spent"
+
+
+def test_an_announcement_is_trimmed_checked_and_a_refusal_raised() -> None:
+    timers = RefusingTimers()
+    sources = Sources(None, None, True, timers=timers)  # type: ignore[arg-type]
+    assert sources.next_due == "None" and sources.next_timer["count"] == 0
+    announce = next(entity for entity in ENTITIES if entity.key == "announce")
+    assert announce.command is not None
+    with pytest.raises(Refused, match="budget is spent"):
+        announce.command(sources, "  Dinner is ready.\n")
+    assert timers.asked == [("Dinner is ready.", True)]
+    for bad in ("", " \n", "x" * 1001):
+        with pytest.raises(Refused, match=r"1\.\.1000 characters"):
+            announce.command(sources, bad)
+    assert len(timers.asked) == 1
 
 
 def test_the_page_is_the_configuration_url_only_where_others_reach_it() -> None:

@@ -21,6 +21,7 @@ from edge_agent.mqtt.states import States
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
     from edge_agent.audio.volume import Volume
+    from edge_agent.timers.app import Timers
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,18 @@ def password(config: MqttConfig) -> str | None:
 class Bridge:
     """Follows the Agent from now on; connects to the broker in the background."""
 
-    def __init__(self, config: Config, agent: Agent, volume: Volume, reachable: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        agent: Agent,
+        volume: Volume,
+        timers: Timers | None,
+        reachable: bool,
+    ) -> None:
         self.config = config
         self.stopping = asyncio.Event()
-        sources = Sources(agent, volume, reachable, "online" if reachable else "offline")
+        connection = "online" if reachable else "offline"
+        sources = Sources(agent, volume, reachable, connection, timers)
         self.states = States(config.mqtt, ENTITIES, sources, Topics.for_config(config.mqtt))
         self.task = asyncio.create_task(self._run())
 

@@ -176,16 +176,13 @@ class Connection:
         async for message in client.messages:
             if message.retain:  # a retained command must not replay at every connect
                 continue
-            payload = message.payload
-            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-            if not text:  # how a retained message is deleted: not a command
-                continue
+            payload = message.payload if isinstance(message.payload, bytes) else b""
             topic = message.topic.value
             if topic == self.topics.status:
-                if text == ONLINE:
+                if payload == ONLINE.encode():
                     await self._announce(client)
             else:
-                self.states.command(topic, text)
+                self.states.command(topic, payload)
 
     async def _write(self, client: aiomqtt.Client) -> None:
         while True:

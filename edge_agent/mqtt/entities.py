@@ -1,22 +1,27 @@
 """What Home Assistant sees of the agent: one definition per entity. A definition says how the
 entity is discovered, what its state is (read again after each of the Agent's events) and what a
-command on it does (one of the Agent's commands)."""
+command on it does (one of the Agent's commands, or of the Timers beside it)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.agent import Agent
 from edge_agent.audio.volume import Volume
 from edge_agent.config_sections import MqttConfig
-from edge_agent.events import AgentEvent, ConnectionChanged, State, TurnSummary
+from edge_agent.events import AgentEvent, ConnectionChanged, State, TimerChanged, TurnSummary
+
+if TYPE_CHECKING:
+    from edge_agent.timers.app import Timers
 
 STATE_LIMIT = 255  # Home Assistant refuses a longer state
 MAX_QUESTION = 2000  # as the page's typed questions
+MAX_ANNOUNCEMENT = 1000
 REMOTE_SOURCE = "home assistant"
+NO_VALUE = "None"  # Home Assistant's MQTT sensor takes it as "unknown" (an empty one is refused)
 
 
 class Refused(ValueError):
@@ -25,17 +30,23 @@ class Refused(ValueError):
 
 @dataclass
 class Sources:
-    """What the entities read and command: the Agent, its volume, and what its events said that
-    it does not keep itself."""
+    """What the entities read and command: the Agent, its volume, the Timers (None with
+    [timers] enabled = false), and what the events said that they do not keep themselves."""
 
     agent: Agent
     volume: Volume
     reachable: bool  # the service, as the start-up check, the idle probe or a session found it
     connection: str = ""
+    timers: Timers | None = None
     cause: str = ""
     question: str = ""
     answer: str = ""
     turn: int = 0
+    next_due: str = NO_VALUE  # read when a timer changes, not at each publish
+    next_timer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.read_timers()
 
     def remember(self, event: AgentEvent) -> None:
         if isinstance(event, ConnectionChanged):
@@ -45,6 +56,26 @@ class Sources:
             self.turn = event.turn
             self.question = str(event.summary.get("input_transcript", ""))
             self.answer = str(event.summary.get("output_transcript", ""))
+        elif isinstance(event, TimerChanged):
+            self.read_timers()
+
+    def read_timers(self) -> None:
+        """The next timer, alarm or reminder as it stands now: its due time (local, with its
+        offset) and what the attributes show; seconds_left is as of this reading."""
+        if self.timers is None:
+            return
+        schedule = self.timers.schedule
+        entry = schedule.next_entry()
+        described = schedule.describe(entry) if entry is not None else {}
+        self.next_due = str(described.get("due") or NO_VALUE)
+        self.next_timer = {
+            "label": described.get("label"),
+            "kind": described.get("kind"),
+            "text": described.get("text"),
+            "seconds_left": described.get("seconds_left"),
+            "count": len(schedule.entries()),
+            "ringing": len(self.timers.ringing),
+        }
 
     def tokens_today(self) -> int:
         budget = self.agent.conversation.budget
@@ -78,6 +109,8 @@ class Entity:
     attributes: Attributes | None = None
     command: Command | None = None
     wanted: Callable[[MqttConfig], bool] = _always  # False: removed from Home Assistant
+    timers: bool = False  # True: only where the Timers are ([timers] enabled = true)
+    empty_is_command: bool = False  # else an empty message (a retained one deleted) is ignored
 
 
 def _on_off(value: bool) -> str:
@@ -113,6 +146,17 @@ def _ask(sources: Sources, payload: str) -> None:
         raise Refused(f"expected a question of 1..{MAX_QUESTION} characters")
     if not sources.agent.send_text(payload):
         raise Refused("the daily token budget is spent")
+
+
+def _announce(sources: Sources, payload: str) -> None:
+    text = payload.strip()
+    if not text or len(payload) > MAX_ANNOUNCEMENT:
+        raise Refused(f"expected a text of 1..{MAX_ANNOUNCEMENT} characters")
+    if sources.timers is None:
+        raise Refused("[timers] is off")
+    refused = sources.timers.announce(text, with_chime=True)
+    if refused:
+        raise Refused(refused)
 
 
 def _cut(text: str) -> str:
@@ -204,5 +248,23 @@ ENTITIES: tuple[Entity, ...] = (
         state=lambda s: _cut(s.answer),
         attributes=lambda s: {"text": s.answer, "turn": s.turn},
         wanted=_transcripts,
+    ),
+    Entity(
+        "notify",
+        "announce",
+        "Announce",
+        {"icon": "mdi:bullhorn-outline"},
+        command=_announce,
+        timers=True,
+        empty_is_command=True,
+    ),
+    Entity(
+        "sensor",
+        "next_timer",
+        "Next timer",
+        {"device_class": "timestamp", "icon": "mdi:timer-outline"},
+        state=lambda s: s.next_due,
+        attributes=lambda s: s.next_timer,
+        timers=True,
     ),
 )

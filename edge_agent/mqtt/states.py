@@ -22,8 +22,12 @@ class States:
     ) -> None:
         self.sources = sources
         self.topics = topics
-        self.wanted = tuple(entity for entity in entities if entity.wanted(config))
-        self.unwanted = tuple(entity for entity in entities if not entity.wanted(config))
+
+        def wanted(entity: Entity) -> bool:
+            return entity.wanted(config) and (sources.timers is not None or not entity.timers)
+
+        self.wanted = tuple(entity for entity in entities if wanted(entity))
+        self.unwanted = tuple(entity for entity in entities if not wanted(entity))
         self.commands = {
             topics.command(entity): entity for entity in self.wanted if entity.command is not None
         }
@@ -92,13 +96,20 @@ class States:
         self.sent = self.snapshot()
         return dict(self.sent)
 
-    def command(self, topic: str, payload: str) -> None:
+    def command(self, topic: str, payload: bytes) -> None:
         entity = self.commands.get(topic)
         if entity is None or entity.command is None:
             return
+        if not payload and not entity.empty_is_command:
+            return  # how a retained message is deleted: not a command
         try:
-            entity.command(self.sources, payload)
+            text = payload.decode()
+        except UnicodeDecodeError:
+            log.warning("mqtt: %s ignored (%.60r): not UTF-8", entity.key, payload)
+            return
+        try:
+            entity.command(self.sources, text)
         except Refused as refused:
-            log.warning("mqtt: %s ignored (%.60r): %s", entity.key, payload, refused)
+            log.warning("mqtt: %s ignored (%.60r): %s", entity.key, text, refused)
         except Exception as exc:  # whatever it is, the agent runs on
             log.error("mqtt: %s failed: %r", entity.key, exc)
