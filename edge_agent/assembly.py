@@ -20,12 +20,13 @@ from edge_agent.credentials import KeyProvider
 from edge_agent.live.models import traits
 from edge_agent.live.session import LiveSession
 from edge_agent.tools.builtins import builtin_tools
-from edge_agent.tools.registry import ToolSource, discover, enabled_tools
+from edge_agent.tools.registry import Tool, discover, enabled_tools
 from edge_agent.tools.runner import ToolContext, ToolRunner
 
 if TYPE_CHECKING:
     from edge_agent.camera import Camera
     from edge_agent.timers.app import Timers
+    from edge_agent.timers.schedule import Schedule
     from edge_agent.tools.mcp_source import McpTools
 
 
@@ -75,7 +76,10 @@ def assemble(
         from edge_agent.tools.mcp_source import McpTools
 
         mcp = McpTools(config.mcp.servers, state_dir)
-    tools = make_tool_runner(config, conversation, session, camera, volume, [mcp] if mcp else [])
+    timers: Timers | None = None  # made once the Agent is; cancel_timer asks it what rings
+    schedule = make_schedule(config, clock, wall, state_dir) if config.timers.enabled else None
+    extra = timer_tools(schedule, lambda label: timers.stop_named(label) if timers else [])
+    tools = make_tool_runner(config, conversation, session, camera, volume, mcp, extra)
     session.declarations = tools.declarations  # asked again before each connect
     agent = Agent(config, session, speaker, clock, conversation, tools, camera)
     agents.append(agent)
@@ -84,24 +88,39 @@ def assemble(
         from edge_agent.wakeword import WakeWord
 
         on_mic_frame = WakeWord(config, agent, speaker).wrap(agent.on_mic_frame)
-    timers = None
-    if config.timers.enabled:
-        timers = make_timers(config, agent, clock, wall, state_dir)
-        tools.sources.append(timers)
+    if schedule is not None:
+        timers = make_timers(config, agent, schedule)
         on_mic_frame = timers.wrap(on_mic_frame)
     return Assembly(agent, session, link, conversation, camera, volume, on_mic_frame, mcp, timers)
 
 
-def make_timers(
+def make_schedule(
     config: Config,
-    agent: Agent,
     clock: Callable[[], float],
     wall: Callable[[], dt.datetime] | None,
     state_dir: Path | None,
-) -> Timers:
-    from edge_agent.timers.app import Timers
+) -> Schedule:
     from edge_agent.timers.clock import local_now
     from edge_agent.timers.schedule import STATE_FILE, Schedule
+
+    path = state_dir / STATE_FILE if state_dir is not None else None
+    return Schedule(path, monotonic=clock, now=wall or local_now)
+
+
+def timer_tools(
+    schedule: Schedule | None, stop_ringing: Callable[[str | None], list[str]]
+) -> list[Tool]:
+    """The timers' five tools, enabled by name in [tools] enabled like the built-ins; none
+    with [timers] off (each name enabled then is warned about as not installed)."""
+    if schedule is None:
+        return []
+    from edge_agent.timers.tools import timer_tools
+
+    return timer_tools(schedule, stop_ringing)
+
+
+def make_timers(config: Config, agent: Agent, schedule: Schedule) -> Timers:
+    from edge_agent.timers.app import Timers
     from edge_agent.timers.sound import load_ring_wav, ring_sound
 
     rate = agent.speaker.device_rate
@@ -110,9 +129,16 @@ def make_timers(
     def ring_cycle(volume: float) -> bytes:
         return pcm.scale(own, volume) if own is not None else ring_sound(rate, volume)
 
-    path = state_dir / STATE_FILE if state_dir is not None else None
-    schedule = Schedule(path, monotonic=clock, now=wall or local_now)
     return Timers(config.timers, agent, schedule, ring_cycle)
+
+
+def available_tools(config: Config, extra: list[Tool] | None = None) -> dict[str, Tool]:
+    """What `[tools] enabled` may name: the built-ins, installed plug-ins and, with [timers]
+    on, the timers' tools (`extra`; check and check --online use placeholders' names)."""
+    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
+    if extra is None and config.timers.enabled:
+        extra = timer_tools(make_schedule(config, lambda: 0.0, None, None), lambda label: [])
+    return available | {tool.name: tool for tool in extra or []}
 
 
 def make_tool_runner(
@@ -121,10 +147,11 @@ def make_tool_runner(
     session: LiveSession,
     camera: Camera | None,
     volume: Volume | None = None,
-    sources: list[ToolSource] | None = None,
+    mcp: McpTools | None = None,
+    extra: list[Tool] | None = None,
 ) -> ToolRunner:
     outputs = dict(config.tools.gpio_outputs)
-    available = discover(builtin_tools(sorted(outputs)))
+    available = available_tools(config, extra or [])
     context = ToolContext(
         end_conversation=conversation.request_end,
         capture_frame=camera.capture_one if camera is not None else None,
@@ -139,5 +166,5 @@ def make_tool_runner(
         session.send_tool_response,
         config.tools.timeout_s,
         non_blocking_supported=model is None or model.non_blocking_tools,
-        sources=sources or (),
+        sources=[mcp] if mcp is not None else (),
     )

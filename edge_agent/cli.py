@@ -261,9 +261,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def check_warnings(config: Config, online: bool = False) -> list[str]:
     """What `run` would refuse (a UserError, with run's own line) or run without."""
+    from edge_agent.assembly import available_tools
     from edge_agent.live.models import KNOWN_MODELS, traits
-    from edge_agent.tools.builtins import builtin_tools
-    from edge_agent.tools.registry import discover, missing_tools
+    from edge_agent.tools.registry import missing_tools
 
     if config.conversation.start == "wake_word":
         from edge_agent.wakeword import check_models
@@ -276,8 +276,7 @@ def check_warnings(config: Config, online: bool = False) -> list[str]:
             f"[live] model {config.live.model!r} is not a known model "
             f"({', '.join(KNOWN_MODELS)}){ask}"
         )
-    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
-    warnings += missing_tools(config.tools.enabled, available)
+    warnings += missing_tools(config.tools.enabled, available_tools(config))
     if config.camera.source == "files":
         from edge_agent.camera import CameraUnavailable, FilesSource
 
@@ -293,6 +292,7 @@ def _check_online(config: Config) -> int:
     the setup is refused."""
     import asyncio
 
+    from edge_agent.assembly import available_tools
     from edge_agent.startup import check_service, key_provider, try_setup
 
     keys = key_provider(config)
@@ -301,7 +301,9 @@ def _check_online(config: Config) -> int:
     print(f"# service: {result.verdict}{detail}", flush=True)
     if result.verdict == "unreachable":
         return 0  # as `run`: it starts offline
-    setup = asyncio.run(try_setup(config, keys))  # a refused one: exit 2, its one line
+    setup = asyncio.run(
+        try_setup(config, keys, available_tools(config))
+    )  # a refused one: exit 2, its one line
     if setup.verdict == "ok":
         print(f"# setup: taken by {config.live.model}")
     else:

@@ -198,10 +198,12 @@ class GpioConfig(Section):
         return pins
 
 
+DEFAULT_TOOLS: tuple[str, ...] = ("get_time", "device_status", "end_conversation")
+DEFAULT_TOOLS += ("set_timer", "set_alarm", "set_reminder", "list_timers", "cancel_timer")
+
+
 class ToolsConfig(Section):
-    enabled: list[str] = Field(
-        default_factory=lambda: ["get_time", "device_status", "end_conversation"]
-    )
+    enabled: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOLS))
     google_search: bool = False
     code_execution: bool = False
     timeout_s: float = Field(10, gt=0)

@@ -22,6 +22,7 @@ from edge_agent.credentials import (
 from edge_agent.errors import UserError
 from edge_agent.live.models import effective_api_version
 from edge_agent.live.probe import PROBE_TIMEOUT_S, ProbeResult, probe_service
+from edge_agent.tools.registry import Tool
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,14 @@ async def ask_service(config: Config, key: str) -> ProbeResult:
         return ProbeResult("unreachable", f"no answer within {PROBE_TIMEOUT_S:g} s")
 
 
-async def try_setup(config: Config, keys: KeyProvider) -> ProbeResult:
+async def try_setup(config: Config, keys: KeyProvider, available: dict[str, Tool]) -> ProbeResult:
     """`check --online`: one Live session opened with the setup the agent's session would send
-    (the model, its options, the enabled tools' declarations; MCP tools are not asked) and
+    (the model, its options, the enabled tools of `available`; MCP tools are not asked) and
     closed at once. Refused -> UserError with the service's reason and the [live] key it
     names; no answer -> unreachable."""
     from edge_agent.live.models import config_hint, traits
     from edge_agent.live.sdk import loaded_wire
-    from edge_agent.tools.builtins import builtin_tools
-    from edge_agent.tools.registry import discover
 
-    available = discover(builtin_tools(sorted(config.tools.gpio_outputs)))
     model = traits(config.live.model)
     non_blocking = model is None or model.non_blocking_tools
     declarations = [

@@ -19,8 +19,6 @@ from edge_agent.audio.chimes import chime
 from edge_agent.config_sections import TimersConfig
 from edge_agent.events import State, TimerChanged
 from edge_agent.timers.schedule import Entry, Schedule
-from edge_agent.timers.tools import timer_tools
-from edge_agent.tools.registry import Tool
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,6 @@ class Timers:
         self._next_tick = 0.0
         self._to_say: deque[tuple[str, str, Entry | None]] = deque()  # (words, reason, reminder)
         schedule.listeners.append(self._changed)
-        self._tools = timer_tools(schedule, self.stop_named)
 
     def start(self) -> None:
         """Once at start: what fell due while the daemon was down rings (or is missed)."""
@@ -97,10 +94,6 @@ class Timers:
         labels = [entry.label for entry in self.ringing]
         self.stop("cancel_timer")
         return labels
-
-    def tools(self) -> list[Tool]:
-        """The model's five tools (a ToolSource: asked before each connect)."""
-        return self._tools
 
     def announce(self, text: str, with_chime: bool = True) -> str:
         """Queues `text` to be read out; "" when queued, else why not (for a 409)."""
