@@ -1,0 +1,252 @@
+"""Timers on the page: the events, GET/POST /api/timers, POST /api/announce, the metric and
+`edge-agent announce`, against the real aiohttp server on an assembled Agent, and the daemon
+(`run --emulator`) driven through headless Chromium and the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from edge_agent.assembly import Assembly, assemble
+from edge_agent.audio.playback import Speaker
+from edge_agent.config import Config, WebConfig
+from edge_agent.credentials import Credential
+from edge_agent.metrics import Metrics
+from edge_agent.web.server import WebFace, start_web
+from tests.test_service import free_port
+from tests.test_web import TOKEN
+
+
+class Clock:
+    """The Agent's and the schedule's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def serve(
+    tmp_path: Path, config: Config | None = None, token: str | None = None
+) -> tuple[WebFace, Assembly, Clock, str]:
+    clock = Clock()
+    parts = assemble(
+        config or Config(), Speaker(24000), clock, lambda: Credential("k", "t"), tmp_path
+    )
+    port = free_port()
+    address = "127.0.0.1" if token is None else "0.0.0.0"
+    web = WebConfig(enabled=True, address=address, port=port)
+    face = await start_web(web, token, parts.agent, parts.volume, parts.timers)
+    return face, parts, clock, f"http://127.0.0.1:{port}"
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with http.post(url, data=data, headers=JSON) as response:
+        return response.status, await response.json()
+
+
+async def test_timers_on_the_stream_the_list_and_the_stop(tmp_path: Path) -> None:
+    face, parts, clock, url = await serve(tmp_path)
+    timers = parts.timers
+    assert timers is not None
+    pasta = timers.schedule.add_timer(600, "pasta")
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url + "/events") as ws:
+            snapshot = await ws.receive_json()
+            [listed] = snapshot["timers"]
+            assert listed["label"] == "pasta" and listed["kind"] == "timer"
+            assert listed["seconds_left"] == 600 and listed["ringing"] is False
+            async with http.get(url + "/api/timers") as response:
+                assert await response.json() == {"timers": snapshot["timers"]}
+
+            timers.schedule.add_timer(2, "eggs")
+            message = await ws.receive_json()
+            assert message["type"] == "timer_set" and message["timer"]["label"] == "eggs"
+            assert message["timer"]["seconds_left"] == 2
+            clock.now += 2
+            timers.tick()  # what the mic frames do every 0.1 s
+            message = await ws.receive_json()
+            assert message["type"] == "timer_ringing" and message["timer"]["label"] == "eggs"
+            async with http.get(url + "/api/timers") as response:
+                ringing, running = (await response.json())["timers"]
+            assert (ringing["label"], ringing["ringing"]) == ("eggs", True)
+            assert (running["label"], running["seconds_left"]) == ("pasta", 598)
+
+            assert await post(http, url + "/api/timers", {"action": "stop"}) == (
+                200,
+                {"stopped": True},
+            )
+            message = await ws.receive_json()
+            assert message["type"] == "timer_stopped" and message["timer"]["label"] == "eggs"
+            assert timers.ringing == []
+            assert await post(http, url + "/api/timers", {"action": "stop"}) == (
+                200,
+                {"stopped": False},
+            )
+            timers.schedule.cancel("pasta")
+            message = await ws.receive_json()
+            assert message == {"type": "timer_cancelled", "timer": message["timer"]}
+            assert message["timer"]["id"] == pasta.id
+    finally:
+        await face.close()
+
+
+async def test_bad_bodies_are_400_with_a_reason_and_the_server_runs_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    face, parts, _, url = await serve(tmp_path)
+    timers = parts.timers
+    assert timers is not None
+    try:
+        async with aiohttp.ClientSession() as http:
+            for body in (
+                {"action": "start"},
+                {"action": ["stop"]},
+                {},
+                [],
+                "stop",
+                b"{",
+                b"[" * 5000,  # nested beyond the parser's recursion limit
+                b"\xff\xfe",
+            ):
+                status, answer = await post(http, url + "/api/timers", body)
+                assert status == 400, body
+                assert answer["error"] in (
+                    'expected {"action": "stop"}',
+                    "the body is not JSON",
+                    "the body must be a JSON object",
+                ), answer
+            for body in (
+                {},
+                {"text": ""},
+                {"text": "  \n\t "},
+                {"text": 5},
+                {"text": None},
+                {"text": "x" * 1001},
+                {"text": ["hello"]},
+            ):
+                status, answer = await post(http, url + "/api/announce", body)
+                assert status == 400, body
+                assert answer == {"error": 'expected {"text": "..."} of 1..1000 characters'}
+            for chime in ("yes", 1, None):
+                status, answer = await post(
+                    http, url + "/api/announce", {"text": "hi", "chime": chime}
+                )
+                assert (status, answer) == (400, {"error": '"chime" must be true or false'})
+            async with http.post(url + "/api/announce", data="hi") as response:
+                assert response.status == 415
+            big = b'{"text": "' + b"x" * 100_000 + b'"}'
+            async with http.post(url + "/api/announce", data=big, headers=JSON) as response:
+                assert response.status == 413
+            evil = {**JSON, "Origin": "http://evil.example"}
+            async with http.post(
+                url + "/api/announce", data=b'{"text": "hi"}', headers=evil
+            ) as response:
+                assert response.status == 403
+            assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+            assert await post(http, url + "/api/announce", {"text": "x" * 1000}) == (
+                200,
+                {"queued": True},
+            )
+            assert await post(
+                http, url + "/api/announce", {"text": "Dinner\nis ready", "chime": False}
+            ) == (200, {"queued": True})
+            async with http.get(url + "/api/state") as response:
+                assert response.status == 200  # still serving
+    finally:
+        await face.close()
+
+
+async def test_an_announcement_refused_is_409_with_the_reason(tmp_path: Path) -> None:
+    config = Config.model_validate({"conversation": {"max_tokens_per_day": 10}})
+    face, parts, _, url = await serve(tmp_path, config)
+    parts.conversation.budget.add(10)
+    try:
+        async with aiohttp.ClientSession() as http:
+            reason = "the daily token budget is spent"
+            assert await post(http, url + "/api/announce", {"text": "Dinner is ready"}) == (
+                409,
+                {"queued": False, "reason": reason, "error": reason},
+            )
+    finally:
+        await face.close()
+
+
+async def test_with_timers_off_the_api_says_so(tmp_path: Path) -> None:
+    config = Config.model_validate({"timers": {"enabled": False}})
+    face, parts, _, url = await serve(tmp_path, config)
+    assert parts.timers is None
+    off = {"error": "timers are off: [timers] enabled = false in the config"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/timers") as response:
+                assert (response.status, await response.json()) == (404, off)
+            assert await post(http, url + "/api/timers", {"action": "stop"}) == (404, off)
+            assert await post(http, url + "/api/announce", {"text": "hi"}) == (404, off)
+            async with http.get(url + "/api/state") as response:
+                assert (await response.json())["timers"] == []
+    finally:
+        await face.close()
+
+
+async def test_off_loopback_the_timer_api_needs_the_token(tmp_path: Path) -> None:
+    face, _, _, url = await serve(tmp_path, token=TOKEN)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/timers") as response:
+                assert response.status == 401
+            commands = (("/api/timers", {"action": "stop"}), ("/api/announce", {"text": "x"}))
+            for path, body in commands:
+                status, _ = await post(http, url + path, body)
+                assert status == 401, path
+            bearer = {**JSON, "Authorization": f"Bearer {TOKEN}"}
+            async with http.post(
+                url + "/api/announce", data=b'{"text": "hello"}', headers=bearer
+            ) as response:
+                assert await response.json() == {"queued": True}
+    finally:
+        await face.close()
+
+
+def test_the_metric_counts_what_is_set_and_rings(tmp_path: Path) -> None:
+    clock = Clock()
+    parts = assemble(Config(), Speaker(24000), clock, lambda: Credential("k", "t"), tmp_path)
+    timers = parts.timers
+    assert timers is not None
+    metrics = Metrics(parts.agent, parts.conversation.budget, timers)
+
+    def active() -> float | None:
+        return metrics.registry.get_sample_value("edge_agent_timers_active")
+
+    assert active() == 0
+    timers.schedule.add_timer(1, "eggs")
+    timers.schedule.add_alarm("07:30", days=["monday"])
+    timers.schedule.add_reminder("call Ann", in_seconds=60)
+    assert active() == 3
+    clock.now += 1
+    timers.tick()
+    assert [e.label for e in timers.ringing] == ["eggs"] and active() == 3  # ringing counts
+    timers.stop("test")
+    assert active() == 2
+    off = assemble(
+        Config.model_validate({"timers": {"enabled": False}}),
+        Speaker(24000),
+        clock,
+        lambda: Credential("k", "t"),
+        tmp_path / "off",
+    )
+    assert (
+        Metrics(off.agent, off.conversation.budget, off.timers).registry.get_sample_value(
+            "edge_agent_timers_active"
+        )
+        == 0
+    )
