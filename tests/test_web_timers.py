@@ -5,10 +5,18 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
 from edge_agent.assembly import Assembly, assemble
@@ -17,8 +25,9 @@ from edge_agent.config import Config, WebConfig
 from edge_agent.credentials import Credential
 from edge_agent.metrics import Metrics
 from edge_agent.web.server import WebFace, start_web
+from tests.conftest import write_wav
 from tests.test_service import free_port
-from tests.test_web import TOKEN
+from tests.test_web import TOKEN, Recorder, _answers, browser, wait_for
 
 
 class Clock:
@@ -250,3 +259,115 @@ def test_the_metric_counts_what_is_set_and_rings(tmp_path: Path) -> None:
         )
         == 0
     )
+
+
+# ---- the daemon: `run --emulator` with file devices, the page, metrics ----------------------
+
+
+@dataclass
+class Daemon:
+    url: str
+    config: Path
+    log: Path
+    metrics: str
+    recorder: Recorder
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    tmp = tmp_path_factory.mktemp("web-timers")
+    mic = write_wav(tmp / "mic.wav", np.zeros(16000, np.int16))  # then silence, paced
+    port, metrics_port = free_port(), free_port()
+    config = tmp / "config.toml"
+    config.write_text(
+        f'[audio]\ninput_device = "file:{mic}"\noutput_device = "file:{tmp}/out.wav"\n'
+        f"[conversation]\nchimes = false\nidle_timeout_s = 120\n"
+        f'[service]\nstate_dir = "{tmp}/state"\nmetrics_port = {metrics_port}\n'
+        f"[web]\nenabled = true\nport = {port}\n"
+    )
+    log = tmp / "daemon.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--emulator", "--config", str(config)],
+        stderr=open(log, "w"),  # noqa: SIM115 (closed with the process)
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), 20, "the page is served")
+        recorder = Recorder(url.replace("http", "ws") + "/events")
+        recorder.start()
+        assert recorder.connected.wait(10)
+        yield Daemon(url, config, log, f"http://127.0.0.1:{metrics_port}/metrics", recorder)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def metric(daemon: Daemon, name: str) -> float:
+    text = urllib.request.urlopen(daemon.metrics, timeout=5).read().decode()
+    [value] = [line.split()[1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(value)
+
+
+def seconds(row: str) -> int:
+    """ "10 minute timer\n9:58" -> 598."""
+    minutes, second = row.split()[-1].split(":")
+    return int(minutes) * 60 + int(second)
+
+
+def test_the_page_shows_a_running_timer_and_stops_a_ringing_one(daemon: Daemon) -> None:
+    """Timers set by typed questions (the emulator calls set_timer), shown counting down,
+    one rings and the page's Stop button stops it."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser()
+    try:
+        driver.get(daemon.url + "/")
+
+        def ask(question: str) -> None:
+            driver.find_element(By.ID, "text").send_keys(question)
+            driver.find_element(By.ID, "send").click()
+
+        def rows() -> list[str]:
+            items = driver.find_elements(By.CSS_SELECTOR, "#timer-list li")
+            return [str(item.text) for item in items]
+
+        assert not driver.find_element(By.ID, "timers").is_displayed()  # none set yet
+        ask("Set a timer for 600 seconds")
+        [row] = wait_for(rows, 30, "the timer on the page")
+        assert row.startswith("10 minute timer") and row.endswith(("10:00", "9:59", "9:58")), row
+        started = time.monotonic()
+        wait_for(lambda: seconds(rows()[0]) <= seconds(row) - 2, 5, "the page counting down")
+        assert time.monotonic() - started > 1.0  # by the clock, not at once
+        assert not driver.find_element(By.ID, "stop-ring").is_displayed()
+        assert metric(daemon, "edge_agent_timers_active") == 1
+
+        ask("Set a timer for 3 seconds")
+        wait_for(lambda: len(rows()) == 2, 30, "the second timer on the page")
+        stop = driver.find_element(By.ID, "stop-ring")
+        wait_for(stop.is_displayed, 20, "the Stop button while it rings")
+        ringing = driver.find_elements(By.CSS_SELECTOR, "#timer-list li.ringing")
+        assert [r.text for r in ringing] == ["3 second timer\nringing"], rows()
+        assert metric(daemon, "edge_agent_timers_active") == 2
+        stop.click()
+        wait_for(lambda: not stop.is_displayed(), 10, "the Stop button gone")
+        assert len(rows()) == 1 and rows()[0].startswith("10 minute timer")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#timer-list li.ringing")
+    finally:
+        driver.quit()
+    listed = json.loads(urllib.request.urlopen(daemon.url + "/api/timers").read())["timers"]
+    assert [(t["label"], t["ringing"]) for t in listed] == [("10 minute timer", False)]
+    kinds = [
+        (m["type"], m["timer"]["label"])
+        for m in daemon.recorder.messages
+        if m["type"].startswith("timer_")
+    ]
+    assert kinds == [
+        ("timer_set", "10 minute timer"),
+        ("timer_set", "3 second timer"),
+        ("timer_ringing", "3 second timer"),
+        ("timer_stopped", "3 second timer"),
+    ]
+    assert "3 second timer stopped (web page)" in daemon.log.read_text()
+    assert metric(daemon, "edge_agent_timers_active") == 1
