@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ from edge_agent.config import Config, WebConfig
 from edge_agent.credentials import Credential
 from edge_agent.metrics import Metrics
 from edge_agent.web.server import WebFace, start_web
-from tests.conftest import write_wav
+from tests.conftest import run_cli, write_wav
 from tests.test_service import free_port
 from tests.test_web import TOKEN, Recorder, _answers, browser, wait_for
 
@@ -371,3 +373,107 @@ def test_the_page_shows_a_running_timer_and_stops_a_ringing_one(daemon: Daemon) 
     ]
     assert "3 second timer stopped (web page)" in daemon.log.read_text()
     assert metric(daemon, "edge_agent_timers_active") == 1
+
+
+ANNOUNCEMENT = "The laundry is done, please empty the machine"
+
+
+def test_announce_is_read_aloud_after_the_answer_under_way(daemon: Daemon) -> None:
+    """`edge-agent announce` while the daemon answers a question: the answer plays to its
+    end, then the announcement is spoken word for word."""
+    messages = daemon.recorder.messages
+    start = len(messages)
+    request = urllib.request.Request(
+        daemon.url + "/api/text",
+        json.dumps({"text": "What is the weather like today?"}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    question = json.loads(urllib.request.urlopen(request, timeout=5).read())["turn"]
+    wait_for(
+        lambda: {"type": "state", "state": "speaking", "muted": False} in messages[start:],
+        30,
+        "the answer playing",
+    )
+    done = run_cli("announce", ANNOUNCEMENT, "--config", str(daemon.config))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "queued\n", "")
+
+    def turns() -> list[dict[str, Any]]:
+        return [m for m in messages[start:] if m["type"] == "turn"]
+
+    assert not turns()  # queued while the answer was still playing
+
+    wait_for(lambda: len(turns()) == 2, 40, "the answer's and the announcement's turns")
+    answer, announced = turns()
+    assert answer["turn"] == question and not answer["interrupted"]
+    assert answer["output_transcript"] == f"This is the emulator's answer number {question}."
+    assert announced["turn"] == question + 1 and not announced["interrupted"]
+    assert announced["output_transcript"].rstrip(".") == ANNOUNCEMENT
+    assert announced["input_transcript"] == (
+        f'Read this announcement aloud word for word, and say nothing else: "{ANNOUNCEMENT}"'
+    )
+
+
+def test_announce_exit_2_without_a_daemon_or_with_bad_input(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    port = free_port()
+    config.write_text(f"[web]\nenabled = true\nport = {port}\n")
+    done = run_cli("announce", "hello", "--config", str(config))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(
+        f"edge-agent: error: no daemon answers at http://127.0.0.1:{port}/api/announce ("
+    )
+    assert len(done.stderr.splitlines()) == 1 and "Connection refused" in done.stderr
+    for text in ("", "   ", "x" * 1001):
+        done = run_cli("announce", text, "--config", str(config))
+        assert (done.returncode, done.stderr) == (
+            2,
+            "edge-agent: error: the text must have 1..1000 characters\n",
+        )
+    config.write_text(f"[web]\nenabled = false\nport = {port}\n")
+    done = run_cli("announce", "hello", "--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        2,
+        "edge-agent: error: [web] enabled is false: announce goes through the page's API\n",
+    )
+    config.write_text(f'[web]\nenabled = true\naddress = "0.0.0.0"\nport = {port}\n')
+    done = run_cli("announce", "hello", "--config", str(config), env={"WEB_TOKEN": ""})
+    assert done.returncode == 2 and "the page's token was not found" in done.stderr
+
+
+async def announce_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """`edge-agent announce` as a subprocess, the server it asks on this test's loop."""
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "edge_agent", "announce", *args, "--config", str(config)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await process.communicate()
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_announce_exit_1_when_refused_and_the_token_off_loopback(tmp_path: Path) -> None:
+    limited = Config.model_validate({"conversation": {"max_tokens_per_day": 10}})
+    face, parts, _, url = await serve(tmp_path, limited)
+    config = tmp_path / "config.toml"
+    config.write_text(f"[web]\nenabled = true\nport = {url.rsplit(':', 1)[1]}\n")
+    try:
+        assert await announce_cli(config, "Dinner is ready", "--no-chime") == (0, "queued\n", "")
+        parts.conversation.budget.add(10)
+        assert await announce_cli(config, "Dinner is ready") == (
+            1,
+            "",
+            "edge-agent: not queued: the daily token budget is spent\n",
+        )
+    finally:
+        await face.close()
+    face, parts, _, url = await serve(tmp_path / "off", token=TOKEN)
+    port = url.rsplit(":", 1)[1]
+    config.write_text(f'[web]\nenabled = true\naddress = "0.0.0.0"\nport = {port}\n')
+    try:
+        assert await announce_cli(config, "hi", env={"WEB_TOKEN": TOKEN}) == (0, "queued\n", "")
+        code, _, err = await announce_cli(config, "hi", env={"WEB_TOKEN": "wrong" * 4})
+        assert code == 2 and err.startswith("edge-agent: error: the daemon refused the ")
+        assert "(401): a token is needed" in err
+    finally:
+        await face.close()
