@@ -1,4 +1,4 @@
-"""`edge-agent run | simulate | emulator | check | test-audio | devices | token`
+"""`edge-agent run | simulate | emulator | check | test-audio | devices | token | announce`
 (see docs/interface.md)."""
 
 from __future__ import annotations
@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--uses", type=int, default=1, help="sessions it may start (0 = any)")
     token.add_argument("--expire-minutes", type=float, default=30.0, metavar="M")
     token.set_defaults(command=cmd_token)
+
+    announce = commands.add_parser(
+        "announce", help="have the running daemon read a text aloud (needs [web] enabled)"
+    )
+    announce.add_argument("text", help="what to read out, 1..1000 characters")
+    announce.add_argument("--no-chime", action="store_true", help="no chime before it")
+    announce.add_argument("--config", metavar="F", help="config file (TOML): the page's address")
+    announce.set_defaults(command=cmd_announce)
 
     from edge_agent.emulator.cli import add_emulator_command
 
@@ -341,6 +349,19 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     config = load_config(args.config).config
     print(mint_token(config, args.uses, args.expire_minutes))
+    return 0
+
+
+def cmd_announce(args: argparse.Namespace) -> int:
+    """0 queued, 1 refused by the daemon (its reason on stderr), 2 no daemon or bad input."""
+    from edge_agent.web.client import announce
+
+    config = load_config(args.config).config
+    answer = announce(config.web, args.text, not args.no_chime)
+    if not answer.queued:
+        print(f"edge-agent: not queued: {answer.reason}", file=sys.stderr)
+        return 1
+    print("queued")
     return 0
 
 

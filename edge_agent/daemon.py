@@ -201,7 +201,11 @@ async def _run(
             camera.streaming_listeners.append(privacy)
     service = config.service
     metrics = start_metrics(
-        agent, parts.conversation.budget, service.metrics_port, service.metrics_address
+        agent,
+        parts.conversation.budget,
+        service.metrics_port,
+        service.metrics_address,
+        parts.timers,
     )
     agent.start()
     if parts.timers is not None:

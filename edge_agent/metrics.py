@@ -1,10 +1,10 @@
 """Prometheus metrics (off unless [service] metrics_port): turn latency, reconnects by cause,
-tokens by modality and per day, underruns, tool calls, state."""
+tokens by modality and per day, underruns, tool calls, state, timers set."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.agent import Agent
 from edge_agent.conversation import DailyBudget
@@ -20,13 +20,16 @@ from edge_agent.events import (
     TurnSummary,
 )
 
+if TYPE_CHECKING:
+    from edge_agent.timers.app import Timers
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
 class Metrics:
-    def __init__(self, agent: Agent, budget: DailyBudget) -> None:
+    def __init__(self, agent: Agent, budget: DailyBudget, timers: Timers | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -80,6 +83,11 @@ class Metrics:
         Gauge(
             "edge_agent_speaker_underruns", "Playback underruns since start", registry=registry
         ).set_function(lambda: agent.speaker.underruns)
+        Gauge(
+            "edge_agent_timers_active",
+            "Timers, alarms and reminders set, ringing included",
+            registry=registry,
+        ).set_function(lambda: active_timers(timers))
         agent.listeners.append(self.observe)
 
     def observe(self, event: AgentEvent) -> None:
@@ -118,13 +126,28 @@ class Metrics:
             self.server.server_close()
 
 
+def active_timers(timers: Timers | None) -> int:
+    """Counted from the Timers at each scrape (the exporter's thread; reading two lists the
+    event loop changes is safe under the GIL), so entries restored at start, which no
+    TimerChanged announces, count too. A repeating alarm that rings is both ringing and set
+    again for its next day: it counts once."""
+    if timers is None:
+        return 0
+    ringing = {entry.id for entry in list(timers.ringing)}
+    return len(ringing) + sum(entry.id not in ringing for entry in timers.schedule.entries())
+
+
 def start_metrics(
-    agent: Agent, budget: DailyBudget, port: int, address: str = "127.0.0.1"
+    agent: Agent,
+    budget: DailyBudget,
+    port: int,
+    address: str = "127.0.0.1",
+    timers: Timers | None = None,
 ) -> Metrics | None:
     if not port:
         return None
     try:
-        metrics = Metrics(agent, budget)
+        metrics = Metrics(agent, budget, timers)
         metrics.serve(port, address)
     except ImportError:
         log.warning(

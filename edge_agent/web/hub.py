@@ -19,6 +19,7 @@ from edge_agent.events import (
     ConnectionChanged,
     ConversationChanged,
     StateChanged,
+    TimerChanged,
     ToolFinished,
     ToolStarted,
     TranscriptDelta,
@@ -54,6 +55,8 @@ def message_for(event: AgentEvent) -> Message | None:
             return {"type": "conversation", "open": is_open, "reason": reason}
         case AgentError(cause, message):
             return {"type": "error", "cause": cause, "message": message}
+        case TimerChanged(what, timer):  # set, ringing, stopped, cancelled, missed, spoken
+            return {"type": f"timer_{what}", "timer": timer}
     return None
 
 
@@ -185,7 +188,12 @@ class Hub:
             "tokens_today": self.tokens_today(),
             "volume": self.volume.percent,
             "errors": list(self.errors),
+            "timers": self.timers_now(),
         }
+
+    def timers_now(self) -> list[Message]:
+        """What rings, then what is set, soonest first; [] with [timers] enabled = false."""
+        return self.timers.entries() if self.timers is not None else []
 
     def tokens_today(self) -> int:
         budget = self.agent.conversation.budget

@@ -1,6 +1,6 @@
 """The page, the event stream and the command API on aiohttp. Every request passes the Gate;
-handlers call only the Agent's public commands and the Volume. No route reads a path from the
-request: the page's three files are loaded from the package once."""
+handlers call only the Agent's public commands, the Volume and the Timers. No route reads a path
+from the request: the page's three files are loaded from the package once."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ FILES = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 PUBLIC = {"/login", "/style.css"}
 MAX_TEXT = 2000
+MAX_ANNOUNCEMENT = 1000
+TIMERS_OFF = "timers are off: [timers] enabled = false in the config"
 MAX_BODY = 16 * 1024
 COOKIE_AGE_S = 365 * 24 * 3600
 HEADERS = {
@@ -71,10 +73,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Refused(web.HTTPException):
     """A request refused with a JSON reason and one log line."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, why: str, **fields: Any) -> None:
         self.status_code = status
-        super().__init__(text=json.dumps({"error": reason}), content_type="application/json")
-        self.why = reason
+        body = json.dumps({**fields, "error": why})
+        super().__init__(text=body, content_type="application/json")
+        self.why = why
 
 
 class WebFace:
@@ -155,6 +158,9 @@ def make_app(hub: Hub, gate: Gate) -> web.Application:
     app.router.add_post("/api/mute", commands.mute)
     app.router.add_post("/api/volume", commands.volume)
     app.router.add_post("/api/text", commands.text)
+    app.router.add_get("/api/timers", commands.timers)
+    app.router.add_post("/api/timers", commands.stop_ringing)
+    app.router.add_post("/api/announce", commands.announce)
     return app
 
 
@@ -258,6 +264,35 @@ class Commands:
             raise Refused(409, "the daily token budget is spent")
         return web.json_response({"sent": True, "turn": self.agent.ledger.count})
 
+    async def timers(self, request: web.Request) -> web.Response:
+        self._timers()
+        return web.json_response({"timers": self.hub.timers_now()})
+
+    async def stop_ringing(self, request: web.Request) -> web.Response:
+        timers = self._timers()
+        if (await _body(request)).get("action") != "stop":
+            raise Refused(400, 'expected {"action": "stop"}')
+        return web.json_response({"stopped": timers.stop("web page")})
+
+    async def announce(self, request: web.Request) -> web.Response:
+        timers = self._timers()
+        body = await _body(request)
+        text, with_chime = body.get("text"), body.get("chime", True)
+        words = printable(text) if isinstance(text, str) else ""
+        if not words or len(str(text)) > MAX_ANNOUNCEMENT:
+            raise Refused(400, f'expected {{"text": "..."}} of 1..{MAX_ANNOUNCEMENT} characters')
+        if not isinstance(with_chime, bool):
+            raise Refused(400, '"chime" must be true or false')
+        why_not = timers.announce(words, with_chime)
+        if why_not:
+            raise Refused(409, why_not, queued=False, reason=why_not)
+        return web.json_response({"queued": True})
+
+    def _timers(self) -> Timers:
+        if self.hub.timers is None:
+            raise Refused(404, TIMERS_OFF)
+        return self.hub.timers
+
     async def events(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
         await ws.prepare(request)
@@ -298,12 +333,17 @@ async def _drain(ws: web.WebSocketResponse) -> None:
             break
 
 
+def printable(text: str) -> str:
+    """Printable characters, whitespace runs (newlines too) as one space."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise Refused(415, "send JSON with Content-Type: application/json")
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise Refused(400, "the body is not JSON") from None
     if not isinstance(data, dict):
         raise Refused(400, "the body must be a JSON object")

@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const view = { turn: 0, user: "", agent: "", muted: false, open: false };
 let noticeTimer = 0;
+let timers = []; // what rings, then what is set, soonest first; `ends` on this page's clock
+let timersAsked = 0;
 
 function joinWords(text, delta) {
   // transcription arrives in pieces, with or without the spaces between them
@@ -75,6 +77,49 @@ function addTurn(turn) {
   $("history").prepend(item); // newest first
 }
 
+function timeLeft(seconds) {
+  const days = Math.floor(seconds / 86400);
+  const h = Math.floor(seconds / 3600) % 24, m = Math.floor(seconds / 60) % 60, s = seconds % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return (days ? days + "d " : "") + (days || h ? h + ":" + two(m) : m) + ":" + two(s);
+}
+
+function showTimers(list) {
+  const now = Date.now();
+  timers = list.map((timer) => ({ ...timer, ends: now + timer.seconds_left * 1000 }));
+  renderTimers();
+}
+
+function renderTimers() {
+  const now = Date.now();
+  const items = timers.map((timer) => {
+    const item = document.createElement("li");
+    item.className = timer.kind + (timer.ringing ? " ringing" : "");
+    const label = document.createElement("span");
+    label.textContent = timer.label;
+    const left = document.createElement("span");
+    left.className = "left";
+    if (timer.ringing) left.textContent = "ringing";
+    else if (timer.waiting_for_clock) left.textContent = "waiting for the clock";
+    else left.textContent = timeLeft(Math.max(0, Math.ceil((timer.ends - now) / 1000)));
+    item.append(label, left);
+    return item;
+  });
+  $("timer-list").replaceChildren(...items);
+  const ringing = timers.some((timer) => timer.ringing);
+  $("stop-ring").hidden = !ringing;
+  $("timers").hidden = !timers.length;
+  document.body.classList.toggle("ringing", ringing);
+}
+
+async function refreshTimers() {
+  const asked = ++timersAsked;
+  try {
+    const response = await fetch("/api/timers", { credentials: "same-origin" });
+    if (response.ok && asked === timersAsked) showTimers((await response.json()).timers);
+  } catch (error) { /* the stream's next message or reconnect brings them */ }
+}
+
 const handlers = {
   snapshot(m) {
     showState(m.state); showMuted(m.muted); showConversation(m.conversation);
@@ -86,6 +131,7 @@ const handlers = {
     handlers.tokens({ today: m.tokens_today });
     $("volume").value = m.volume;
     if (m.errors.length) notice(m.errors[m.errors.length - 1].message);
+    showTimers(m.timers);
   },
   state(m) { showState(m.state); showMuted(m.muted); },
   transcript(m) { caption(m.role, m.text, m.turn); },
@@ -98,7 +144,11 @@ const handlers = {
   error(m) { notice(m.message); },
   volume(m) { $("volume").value = m.percent; },
   muted(m) { showMuted(m.muted); },
+  timer_missed(m) { notice("missed: " + m.timer.label); refreshTimers(); },
 };
+for (const what of ["set", "ringing", "stopped", "cancelled", "spoken"]) {
+  handlers["timer_" + what] = refreshTimers;
+}
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -149,4 +199,8 @@ $("ask").addEventListener("submit", async (event) => {
   if (!text) return;
   if (await command("text", { text })) $("text").value = "";
 });
+$("stop-ring").addEventListener("click", async () => {
+  if (await command("timers", { action: "stop" })) refreshTimers();
+});
+setInterval(renderTimers, 1000);
 connect();
