@@ -18,6 +18,7 @@ from edge_agent.timers.sound import ring_sound
 from tests.conftest import run_cli, write_wav
 
 RATE = 16000
+BUTTON_CONFIG = '[conversation]\nstart = "button"\n[gpio]\nbutton_pin = 17\n'
 OUT_RATE = 24000
 
 
@@ -191,7 +192,7 @@ def test_with_the_button_a_reminder_is_spoken_with_the_microphone_closed(
     ("config_text", "args", "stop_at", "how"),
     [
         ('[conversation]\nstart = "wake_word"\n', (), "okay nabu", "(speech)"),
-        ('[conversation]\nstart = "button"\n[gpio]\nbutton_pin = 17\n', ("--ptt", "0.3-0.4,12.0-12.1"), "", "(button)"),
+        (BUTTON_CONFIG, ("--ptt", "0.3-0.4,12.0-12.1"), "", "(button)"),
     ],
     ids=["wake word", "button"],
 )  # fmt: skip
