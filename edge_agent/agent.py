@@ -79,8 +79,7 @@ class Agent:
         self._turn_ignored = False  # the gate heard speech that opens nothing (button mode)
         self._called = False  # woken (wake word or press): listening before any speech
         self._taker: Callable[[str], None] | None = None
-        self._turn_taken = False  # the gate's current turn went to the taker
-        self._press_taken = False
+        self._turn_taken = self._press_taken = False  # the gate's turn, the press: to the taker
         self._open_turn: TurnRecord | None = None
         self._live_handlers = self._live_routes()
 
@@ -135,7 +134,8 @@ class Agent:
         spoken. Never while a person speaks or an answer is under way: False then, and the
         caller asks again. Where the person starts conversations (wake word, button), the
         microphone stays closed for it."""
-        if self.busy or self._called or self.answer.playing or self.gate.in_turn:
+        person = self._called or self.gate.in_turn or self.gate.holding
+        if person or self.busy or self.answer.playing:
             return False
         listening = self.conversation.config.start in ("speech", "always")
         return self.send_text(text, reason, listening)
@@ -176,7 +176,7 @@ class Agent:
         had heard start without opening a turn (the wake word itself) is dropped there: the
         speech that follows opens the turn, so nothing said before this moment is sent, and a
         wake word followed by silence sends no empty turn."""
-        if self._taken("wake word") or self._turn_taken:
+        if self._taken("wake word") or (self._turn_taken and self.gate.in_turn):
             return
         self.barge_in()
         if not self.open_conversation(source):
