@@ -14,6 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.assembly import assemble
+from edge_agent.audio.playback import Speaker
+from edge_agent.config import Config
+from edge_agent.credentials import Credential
 from edge_agent.timers.sound import ring_sound
 from tests.conftest import run_cli, write_wav
 
@@ -237,3 +241,22 @@ def test_the_ring_cuts_an_answer_and_its_own_echo_never_stops_it(
     assert stopped["at_s"] - ringing["at_s"] == pytest.approx(6.0, abs=0.15)
     assert "stopped (no one stopped it in 6 s)" in log
     assert len(summary["turns"]) == 1
+
+
+def test_a_ring_plays_while_muted_and_never_quieter_than_its_floor(tmp_path: Path) -> None:
+    """Muted microphone, volume at 10 %: the ring still plays, at min_volume_percent (50)."""
+    now = [1000.0]
+    speaker = Speaker(OUT_RATE)
+    parts = assemble(Config(), speaker, lambda: now[0], lambda: Credential("k", "t"), tmp_path)
+    assert parts.timers is not None
+    parts.agent.set_muted(True)
+    parts.volume.set(10)
+    speaker.pull(4800)  # the mute chime leaves
+    parts.timers.schedule.add_timer(1, "tea")
+    frame = bytes(640)
+    for _ in range(60):  # 1.2 s of microphone frames, on the Agent's clock
+        now[0] += 0.02
+        parts.on_mic_frame(frame)
+    assert parts.timers.ringing and parts.agent.muted
+    cycle = ring_sound(OUT_RATE, 0.5)
+    assert speaker.pull(len(cycle) // 2) == cycle
