@@ -161,7 +161,7 @@ def make_tool_runner(
     )
     model = traits(config.live.model)
     return ToolRunner(
-        enabled_tools(config.tools.enabled, available),
+        enabled_tools(config.tools.wanted(config.timers.enabled), available),
         context,
         session.send_tool_response,
         config.tools.timeout_s,

@@ -284,7 +284,8 @@ def check_warnings(config: Config, online: bool = False) -> list[str]:
             f"[live] model {config.live.model!r} is not a known model "
             f"({', '.join(KNOWN_MODELS)}){ask}"
         )
-    warnings += missing_tools(config.tools.enabled, available_tools(config))
+    wanted = config.tools.wanted(config.timers.enabled)
+    warnings += missing_tools(wanted, available_tools(config))
     if config.camera.source == "files":
         from edge_agent.camera import CameraUnavailable, FilesSource
 

@@ -198,8 +198,8 @@ class GpioConfig(Section):
         return pins
 
 
-DEFAULT_TOOLS: tuple[str, ...] = ("get_time", "device_status", "end_conversation")
-DEFAULT_TOOLS += ("set_timer", "set_alarm", "set_reminder", "list_timers", "cancel_timer")
+TIMER_TOOLS = ("set_timer", "set_alarm", "set_reminder", "list_timers", "cancel_timer")
+DEFAULT_TOOLS = ("get_time", "device_status", "end_conversation", *TIMER_TOOLS)
 
 
 class ToolsConfig(Section):
@@ -208,6 +208,10 @@ class ToolsConfig(Section):
     code_execution: bool = False
     timeout_s: float = Field(10, gt=0)
     gpio_outputs: dict[str, Pin] = Field(default_factory=dict)
+
+    def wanted(self, timers_on: bool) -> list[str]:
+        """The names to offer; the timers' tools only while [timers] is on (no warning then)."""
+        return [n for n in self.enabled if timers_on or n not in TIMER_TOOLS]
 
 
 class WebConfig(Section):

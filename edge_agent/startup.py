@@ -85,7 +85,7 @@ async def try_setup(config: Config, keys: KeyProvider, available: dict[str, Tool
     non_blocking = model is None or model.non_blocking_tools
     declarations = [
         available[name].declaration(non_blocking)
-        for name in config.tools.enabled
+        for name in config.tools.wanted(config.timers.enabled)
         if name in available
     ]
     wire = await asyncio.to_thread(loaded_wire)  # google-genai: imported off the loop
