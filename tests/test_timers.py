@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.assembly import assemble
 from edge_agent.audio.playback import Speaker
-from edge_agent.config import Config
+from edge_agent.config import TIMER_TOOLS, Config
 from edge_agent.credentials import Credential
 from edge_agent.timers.sound import ring_sound
 from tests.conftest import run_cli, write_wav
@@ -260,3 +260,17 @@ def test_a_ring_plays_while_muted_and_never_quieter_than_its_floor(tmp_path: Pat
     assert parts.timers.ringing and parts.agent.muted
     cycle = ring_sound(OUT_RATE, 0.5)
     assert speaker.pull(len(cycle) // 2) == cycle
+
+
+def test_with_timers_off_their_tools_are_not_offered_and_not_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[timers]\nenabled = false\n")
+    done = run_cli("check", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "set_timer" not in done.stderr
+    parts = assemble(
+        Config(timers={"enabled": False}), Speaker(OUT_RATE), lambda: 0.0,
+        lambda: Credential("k", "t"), tmp_path,
+    )  # fmt: skip
+    assert parts.timers is None
+    assert not [n for n in parts.agent.tools.tools if n in TIMER_TOOLS]
