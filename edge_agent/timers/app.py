@@ -22,7 +22,8 @@ from edge_agent.timers.schedule import Entry, Schedule
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.1  # how often the schedule is asked
+TICK_S = 0.1  # how often the schedule is asked while ringing or with words to say
+IDLE_TICK_S = 1.0  # otherwise at least this often (a wall clock may jump), or when one is due
 RING_AHEAD_S = 0.5  # ring audio kept queued on the speaker
 REMINDER = 'Say this reminder to the person, briefly, in one sentence: "{}"'
 ANNOUNCEMENT = 'Read this announcement aloud word for word, and say nothing else: "{}"'
@@ -53,13 +54,13 @@ class Timers:
         self._fall_due(to_ring)
 
     def wrap(self, on_mic_frame: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        """The schedule is asked every TICK_S of the Agent's clock, beside each mic frame."""
+        """The schedule is asked beside the mic frames when tick() last said, on the Agent's
+        clock: one comparison a frame while nothing is due."""
         clock = self.agent.clock
 
         def frame(pcm: bytes) -> None:
             on_mic_frame(pcm)
             if clock() >= self._next_tick:
-                self._next_tick = clock() + TICK_S
                 self.tick()
 
         return frame
@@ -70,6 +71,9 @@ class Timers:
             self._keep_ringing()
         elif self._to_say:
             self._say_next()
+        wait = TICK_S if self.ringing or self._to_say else IDLE_TICK_S
+        due_in = self.schedule.due_in()
+        self._next_tick = self.agent.clock() + min(wait, due_in if due_in is not None else wait)
 
     # ---- commands (the page, the API, the tools) --------------------------------------------
 
@@ -105,6 +109,7 @@ class Timers:
             speaker = self.agent.speaker
             speaker.chime(chime("announce", speaker.device_rate))
         self._to_say.append((ANNOUNCEMENT.format(text), "announcement", None))
+        self._next_tick = 0.0
         return ""
 
     def entries(self) -> list[dict[str, Any]]:
@@ -163,6 +168,8 @@ class Timers:
                 self._emit("spoken", reminder)
 
     def _changed(self, what: str, entry: Entry) -> None:
+        if what == "set":
+            self._next_tick = 0.0  # asked again at the next frame: it may be due sooner
         if what in SCHEDULE_EVENTS:
             self._emit(SCHEDULE_EVENTS[what], entry)
 

@@ -127,6 +127,11 @@ class Schedule:
         waiting = [e for e in self.entries() if not e.held]
         return waiting[0] if waiting else None
 
+    def due_in(self) -> float | None:
+        """Seconds until the next one falls due (not rounded); None when none waits."""
+        waiting = [self._left(e) for e in self._entries if not e.held]
+        return min(waiting) if waiting else None
+
     def seconds_left(self, entry: Entry) -> int:
         return max(0, math.ceil(self._left(entry)))
 
