@@ -184,10 +184,19 @@ async def test_an_announcement_refused_is_409_with_the_reason(tmp_path: Path) ->
     try:
         async with aiohttp.ClientSession() as http:
             reason = "the daily token budget is spent"
-            assert await post(http, url + "/api/announce", {"text": "Dinner is ready"}) == (
-                409,
-                {"queued": False, "reason": reason, "error": reason},
-            )
+            async with http.ws_connect(url + "/events") as ws:
+                await ws.receive_json()  # the snapshot
+                assert await post(http, url + "/api/announce", {"text": "Dinner is ready"}) == (
+                    409,
+                    {"queued": False, "reason": reason, "error": reason},
+                )
+                shown = await ws.receive_json()  # the page shows it, with its chime
+            assert shown == {
+                "type": "error",
+                "cause": "announcement",
+                "message": f"not spoken ({reason}): Dinner is ready",
+            }
+            assert any(parts.agent.speaker.pull(2400))  # the announce chime
     finally:
         await face.close()
 

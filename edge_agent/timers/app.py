@@ -17,7 +17,7 @@ from typing import Any
 from edge_agent.agent import Agent
 from edge_agent.audio.chimes import chime
 from edge_agent.config_sections import TimersConfig
-from edge_agent.events import State, TimerChanged
+from edge_agent.events import AgentError, State, TimerChanged
 from edge_agent.timers.schedule import Entry, Schedule
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,20 @@ class Timers:
         return labels
 
     def announce(self, text: str, with_chime: bool = True) -> str:
-        """Queues `text` to be read out; "" when queued, else why not (for a 409)."""
+        """Queues `text` to be read out; "" when queued, else why not (for a 409). A refused
+        one still gets its chime and a line on the page (an AgentError on the stream)."""
+        why_not = ""
         if self.agent.conversation.budget.exhausted:
-            return "the daily token budget is spent"
-        if self.agent.state in (State.OFFLINE, State.ERROR):
-            return "the service cannot be reached"
+            why_not = "the daily token budget is spent"
+        elif self.agent.state in (State.OFFLINE, State.ERROR):
+            why_not = "the service cannot be reached"
         if with_chime:
             speaker = self.agent.speaker
             speaker.chime(chime("announce", speaker.device_rate))
+        if why_not:
+            log.warning("announcement not spoken (%s): %s", why_not, text)
+            self.agent.emit(AgentError("announcement", f"not spoken ({why_not}): {text}"))
+            return why_not
         self._to_say.append((ANNOUNCEMENT.format(text), "announcement", None))
         self._next_tick = 0.0
         return ""
