@@ -274,3 +274,17 @@ def test_with_timers_off_their_tools_are_not_offered_and_not_warned_about(tmp_pa
     )  # fmt: skip
     assert parts.timers is None
     assert not [n for n in parts.agent.tools.tools if n in TIMER_TOOLS]
+
+
+def test_timers_due_together_ring_once(tmp_path: Path) -> None:
+    now = [1000.0]
+    speaker = Speaker(OUT_RATE)
+    parts = assemble(Config(), speaker, lambda: now[0], lambda: Credential("k", "t"), tmp_path)
+    assert parts.timers is not None
+    parts.timers.schedule.add_timer(1, "eggs")
+    parts.timers.schedule.add_timer(1, "toast")
+    for _ in range(60):
+        now[0] += 0.02
+        parts.on_mic_frame(bytes(640))
+    assert [e.label for e in parts.timers.ringing] == ["eggs", "toast"]
+    assert speaker.sounds_s == pytest.approx(len(ring_sound(OUT_RATE, 1.0)) / 2 / OUT_RATE)
