@@ -381,8 +381,10 @@ def test_announcements_and_the_next_timer(tmp_path: Path, broker: Broker) -> Non
         due = ha.wait(f"{BASE}/next_timer", lambda p: p != "None", since).payload
         left = (datetime.fromisoformat(due) - datetime.now().astimezone()).total_seconds()
         assert 290 < left <= 301, due  # an aware timestamp, as Home Assistant needs
-        attributes = json.loads(ha.state(f"{BASE}/next_timer/attributes") or "{}")
-        assert attributes["kind"] == "timer" and attributes["count"] == 1
+        attributes_topic = f"{BASE}/next_timer/attributes"  # published just after the state
+        counted = ha.wait(attributes_topic, lambda p: json.loads(p)["count"] == 1, since).payload
+        attributes = json.loads(counted)
+        assert attributes["kind"] == "timer"
         assert 290 < attributes["seconds_left"] <= 300 and attributes["label"]
         ha.wait_state("state", "idle")
         ha.send(f"{BASE}/ask/set", "Cancel the timer")
@@ -394,8 +396,9 @@ def test_announcements_and_the_next_timer(tmp_path: Path, broker: Broker) -> Non
         ha.send(f"{BASE}/ask/set", "Set a timer for 3 seconds")
         ha.wait(f"{BASE}/next_timer", lambda p: p != "None", since)
         ha.wait(f"{BASE}/next_timer", lambda p: p == "None", since)
-        rang = json.loads(ha.state(f"{BASE}/next_timer/attributes") or "{}")
-        assert rang["count"] == 0 and rang["ringing"] == 1
+        rang_now = ha.wait(attributes_topic, lambda p: json.loads(p)["ringing"] == 1, since)
+        rang = json.loads(rang_now.payload)
+        assert rang["count"] == 0 and rang["label"] is None
         until(lambda: "ringing" in log.read_text(), "the timer rang", 10)
     finally:
         text = stop_agent(daemon, log)
