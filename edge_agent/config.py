@@ -21,6 +21,7 @@ from pydantic import (
 from edge_agent.config_errors import describe_error
 from edge_agent.config_sections import (
     CREDENTIAL_REFERENCE,
+    CaFile,
     McpConfig,
     MqttConfig,
     Section,
@@ -59,7 +60,7 @@ class LiveConfig(Section):
     model: str = DEFAULT_MODEL
     api_version: Literal["v1", "v1beta", "v1alpha"] = "v1beta"
     endpoint: str = ""
-    ca_file: str = ""
+    ca_file: CaFile = ""
     token_command: str = ""
     system_instruction: str = (
         "You are a helpful voice assistant on a small device. Answer briefly and clearly."
@@ -93,13 +94,6 @@ class LiveConfig(Section):
         if endpoint and (parts.scheme not in ("https", "wss") or not parts.hostname):
             raise ValueError('expected an https:// or wss:// URL, or "" for the Gemini API')
         return endpoint
-
-    @field_validator("ca_file")
-    @classmethod
-    def _existing_file(cls, ca_file: str) -> str:
-        if ca_file and not Path(ca_file).is_file():
-            raise ValueError('no such file; give a PEM CA certificate\'s path, or ""')
-        return ca_file
 
     @model_validator(mode="after")
     def _target_below_trigger(self) -> LiveConfig:

@@ -5,8 +5,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+
+def existing_file(hint: str) -> AfterValidator:
+    """A path that must name a file, or "" (the key's default); `hint` says what to give."""
+
+    def check(path: str) -> str:
+        if path and not Path(path).is_file():
+            raise ValueError(f"no such file; give {hint}")
+        return path
+
+    return AfterValidator(check)
+
+
+CaFile = Annotated[str, existing_file('a PEM CA certificate\'s path, or ""')]
 
 
 class Section(BaseModel):
@@ -91,7 +113,7 @@ class MqttConfig(Section):
     username: str = ""
     password: str = ""
     tls: bool = False
-    ca_file: str = ""
+    ca_file: CaFile = ""
     discovery_prefix: str = "homeassistant"
     node_id: str = ""
     keepalive_s: int = Field(60, ge=5, le=65535)
@@ -114,13 +136,6 @@ class MqttConfig(Section):
                 "or the variable NAME), never the password itself"
             )
         return password
-
-    @field_validator("ca_file")
-    @classmethod
-    def _existing_file(cls, ca_file: str) -> str:
-        if ca_file and not Path(ca_file).is_file():
-            raise ValueError('no such file; give a PEM CA certificate\'s path, or ""')
-        return ca_file
 
     @field_validator("discovery_prefix")
     @classmethod
@@ -157,13 +172,6 @@ class MqttConfig(Section):
 
 class TimersConfig(Section):
     enabled: bool = True  # the timer, alarm and reminder tools, and announcements
-    sound: str = ""  # a WAV to ring with; "" = the built-in sound
+    sound: Annotated[str, existing_file('a WAV file\'s path, or "" for the built-in sound')] = ""
     ring_max_s: float = Field(300, ge=5, le=3600)
     min_volume_percent: int = Field(50, ge=0, le=100)
-
-    @field_validator("sound")
-    @classmethod
-    def _existing_file(cls, sound: str) -> str:
-        if sound and not Path(sound).is_file():
-            raise ValueError('no such file; give a WAV file\'s path, or "" for the built-in sound')
-        return sound

@@ -27,7 +27,7 @@ IDLE_TICK_S = 1.0  # otherwise at least this often (a wall clock may jump), or w
 RING_AHEAD_S = 0.5  # ring audio kept queued on the speaker
 REMINDER = 'Say this reminder to the person, briefly, in one sentence: "{}"'
 ANNOUNCEMENT = 'Read this announcement aloud word for word, and say nothing else: "{}"'
-SCHEDULE_EVENTS = {"set": "set", "cancelled": "cancelled", "missed": "missed"}
+TOLD = ("set", "cancelled", "missed")  # what the schedule says that the stream carries as is
 
 
 class Timers:
@@ -176,8 +176,8 @@ class Timers:
     def _changed(self, what: str, entry: Entry) -> None:
         if what == "set":
             self._next_tick = 0.0  # asked again at the next frame: it may be due sooner
-        if what in SCHEDULE_EVENTS:
-            self._emit(SCHEDULE_EVENTS[what], entry)
+        if what in TOLD:
+            self._emit(what, entry)
 
     def _emit(self, what: str, entry: Entry) -> None:
         self.agent.emit(TimerChanged(what, self.schedule.describe(entry)))
