@@ -111,7 +111,7 @@ def timer_tools(
     schedule: Schedule | None, stop_ringing: Callable[[str | None], list[str]]
 ) -> list[Tool]:
     """The timers' five tools, enabled by name in [tools] enabled like the built-ins; none
-    with [timers] off (each name enabled then is warned about as not installed)."""
+    with [timers] off (ToolsConfig.wanted then leaves their names out quietly)."""
     if schedule is None:
         return []
     from edge_agent.timers.tools import timer_tools

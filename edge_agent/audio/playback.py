@@ -93,7 +93,7 @@ class Speaker:
         self._reply_started = False
         self._quiet_samples = 10**9  # device samples pulled since the last audible one
         self.last_level = 0.0  # RMS of the last period pulled
-        self._voice_energy = 0.0  # the model's voice pulled since take_voice_rms() (echo guard)
+        self._voice_energy = 0.0  # voice and alerts pulled since take_voice_rms() (echo guard)
         self._pulled_samples = 0
         self._period = 0  # samples per pull, as last seen
         self._last_chunk_at: float | None = None  # arrival of the reply's previous chunk
@@ -247,8 +247,8 @@ class Speaker:
         return pcm.mix(voice, sound) if voice is not None else sound
 
     def take_voice_rms(self) -> float:
-        """RMS of the model's voice that left for the device since the last call. Chimes are
-        left out: too short and too high to pass for speech, they need no guard."""
+        """RMS of the model's voice (and alerts) that left for the device since the last call.
+        Chimes are left out: too short and too high to pass for speech, they need no guard."""
         energy, count = self._voice_energy, self._pulled_samples
         self._voice_energy, self._pulled_samples = 0.0, 0
         return (energy / count) ** 0.5 if count else 0.0
